@@ -8,7 +8,14 @@ export default defineConfig({
     projects: [
       { test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" } },
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
+        // Fixed test secrets: the admin API and join tokens are exercised as deployed (auth on, dev mode off);
+        // dev mode and "not configured" are tested by calling the Worker with an overridden env.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: { bindings: { EDGELAN_ADMIN_TOKEN: "test-admin-token", EDGELAN_TOKEN_SECRET: "test-token-secret" } },
+          }),
+        ],
         test: { name: "workers", include: ["test/workers/**/*.test.ts"] },
       },
       {

@@ -12,3 +12,13 @@ export interface Env {
   /** "1" only when started by `npm start` without an admin token: explicit open development mode. */
   EDGELAN_DEV_MODE?: string;
 }
+
+/** Whether the relay runs in explicit open development mode. */
+export function isDevMode(env: Env): boolean {
+  return env.EDGELAN_DEV_MODE === "1";
+}
+
+/** A configured secret, or null when the variable is unset or empty. */
+export function configuredSecret(value: string | undefined): string | null {
+  return value === undefined || value === "" ? null : value;
+}

@@ -1,0 +1,192 @@
+import { fail, ok, type Result } from "../datapath/result.ts";
+
+/** The kinds of port a guest can attach as. */
+export const PORT_KINDS = ["member", "bridge", "monitor"] as const;
+export type PortKind = (typeof PORT_KINDS)[number];
+
+/** Whether `value` names a port kind. */
+export function isPortKind(value: unknown): value is PortKind {
+  return typeof value === "string" && (PORT_KINDS as readonly string[]).includes(value);
+}
+
+/** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
+export interface SegmentConfig {
+  /** Largest untagged frame in bytes (Ethernet header + payload, no FCS); an 802.1Q-tagged frame may be 4 bytes longer. */
+  maxFrameSize: number;
+  /** Ports that may be connected at once; the next connect gets 503 `segment-full`. */
+  maxPorts: number;
+  /** MAC addresses the forwarding table learns behind one port. */
+  learnLimitPerPort: number;
+  /** MAC addresses the forwarding table holds for the whole segment. */
+  learnLimitPerSegment: number;
+  /** A learned MAC not seen as a source for this long is forgotten. */
+  agingSeconds: number;
+  /** Frames queued towards one port while it has no RX credit. */
+  rxQueueFrames: number;
+  /** Bytes queued towards one port while it has no RX credit. */
+  rxQueueBytes: number;
+  /** Bytes queued towards all ports together; bounded well below the 128 MB a Durable Object isolate has. */
+  segmentQueueBytes: number;
+  /** Kind a port gets when its descriptor-mode HELLO (or raw-mode connect) does not name one. */
+  defaultPortKind: PortKind;
+  /** Whether a guest may connect without a join token. */
+  openJoin: boolean;
+  /** null: the segment lives until deleted. Otherwise, with no port connected for this long, it deletes itself. */
+  ttlSeconds: number | null;
+  /** When the segment was created (ISO 8601); read-only. */
+  createdAt: string;
+}
+
+/** An 802.1Q tag: what a tagged frame may add on top of `maxFrameSize`. */
+export const VLAN_TAG_BYTES = 4;
+
+const MIB = 1024 * 1024;
+
+/** Settings of a new segment, apart from `createdAt`. */
+export const DEFAULT_SEGMENT_CONFIG: Readonly<Omit<SegmentConfig, "createdAt">> = Object.freeze({
+  maxFrameSize: 1514,
+  maxPorts: 64,
+  learnLimitPerPort: 64,
+  learnLimitPerSegment: 4096,
+  agingSeconds: 300,
+  rxQueueFrames: 256,
+  rxQueueBytes: 1 * MIB,
+  segmentQueueBytes: 32 * MIB,
+  defaultPortKind: "member",
+  openJoin: false,
+  ttlSeconds: null,
+});
+
+/** Inclusive integer range a numeric setting must lie in. */
+interface IntegerRange {
+  readonly min: number;
+  readonly max: number;
+}
+
+type IntegerField = {
+  [K in keyof SegmentConfig]: SegmentConfig[K] extends number ? K : never;
+}[keyof SegmentConfig];
+
+/** Allowed ranges, also quoted in error messages and docs/api.md. */
+export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { readonly ttlSeconds: IntegerRange } = {
+  maxFrameSize: { min: 64, max: 65535 },
+  maxPorts: { min: 1, max: 1024 },
+  learnLimitPerPort: { min: 1, max: 65536 },
+  learnLimitPerSegment: { min: 1, max: 65536 },
+  agingSeconds: { min: 10, max: 86400 },
+  rxQueueFrames: { min: 1, max: 65536 },
+  rxQueueBytes: { min: 64 + VLAN_TAG_BYTES, max: 64 * MIB },
+  segmentQueueBytes: { min: 64 + VLAN_TAG_BYTES, max: 64 * MIB },
+  ttlSeconds: { min: 10, max: 365 * 86400 },
+};
+
+export type ConfigErrorCode = "invalid-config" | "unknown-config-field" | "invalid-config-field";
+
+const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => key !== "ttlSeconds") as IntegerField[];
+const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG)]);
+
+/**
+ * Applies a JSON patch to a segment's settings.
+ * `current`: the stored settings, or undefined to create a segment (defaults + `now` as createdAt).
+ * `patch`: the parsed request body; every key must be a known, writable setting of the right type and range.
+ * Returns the complete new settings, or a failure naming the offending field(s) and what is allowed.
+ */
+export function applyConfigPatch(
+  current: SegmentConfig | undefined,
+  patch: unknown,
+  now: Date = new Date(),
+): Result<SegmentConfig, ConfigErrorCode> {
+  if (typeof patch !== "object" || patch === null || Array.isArray(patch)) {
+    return fail("invalid-config", "the segment configuration must be a JSON object, e.g. {\"maxPorts\": 16}");
+  }
+  const fields = patch as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((key) => !PATCHABLE_FIELDS.has(key));
+  if (unknown.length > 0) {
+    const readOnly = unknown.includes("createdAt") ? " (createdAt is read-only)" : "";
+    return fail(
+      "unknown-config-field",
+      `unknown configuration field(s) ${unknown.map((key) => JSON.stringify(key)).join(", ")}${readOnly}; known fields: ${[...PATCHABLE_FIELDS].join(", ")}`,
+    );
+  }
+
+  const next: SegmentConfig = current === undefined ? { ...DEFAULT_SEGMENT_CONFIG, createdAt: now.toISOString() } : { ...current };
+  for (const field of INTEGER_FIELDS) {
+    if (!(field in fields)) continue;
+    const checked = checkInteger(field, fields[field], CONFIG_RANGES[field]);
+    if (!checked.ok) return checked;
+    next[field] = checked.value;
+  }
+  if ("ttlSeconds" in fields) {
+    const value = fields.ttlSeconds;
+    if (value === null) {
+      next.ttlSeconds = null;
+    } else {
+      const checked = checkInteger("ttlSeconds", value, CONFIG_RANGES.ttlSeconds, " or null (never expire)");
+      if (!checked.ok) return checked;
+      next.ttlSeconds = checked.value;
+    }
+  }
+  if ("openJoin" in fields) {
+    if (typeof fields.openJoin !== "boolean") return invalidField("openJoin", fields.openJoin, "true or false");
+    next.openJoin = fields.openJoin;
+  }
+  if ("defaultPortKind" in fields) {
+    if (!isPortKind(fields.defaultPortKind)) return invalidField("defaultPortKind", fields.defaultPortKind, `one of ${PORT_KINDS.join(", ")}`);
+    next.defaultPortKind = fields.defaultPortKind;
+  }
+  return checkConsistency(next);
+}
+
+/** Cross-field rules: limits that only make sense relative to each other. */
+function checkConsistency(config: SegmentConfig): Result<SegmentConfig, ConfigErrorCode> {
+  if (config.learnLimitPerPort > config.learnLimitPerSegment) {
+    return fail(
+      "invalid-config-field",
+      `learnLimitPerPort (${config.learnLimitPerPort}) must not exceed learnLimitPerSegment (${config.learnLimitPerSegment})`,
+    );
+  }
+  const largestFrame = config.maxFrameSize + VLAN_TAG_BYTES;
+  if (config.rxQueueBytes < largestFrame) {
+    return fail(
+      "invalid-config-field",
+      `rxQueueBytes (${config.rxQueueBytes}) must hold at least one tagged frame of maxFrameSize + ${VLAN_TAG_BYTES} = ${largestFrame} bytes`,
+    );
+  }
+  if (config.segmentQueueBytes < config.rxQueueBytes) {
+    return fail(
+      "invalid-config-field",
+      `segmentQueueBytes (${config.segmentQueueBytes}) must be at least rxQueueBytes (${config.rxQueueBytes})`,
+    );
+  }
+  return ok(config);
+}
+
+function checkInteger(field: string, value: unknown, range: IntegerRange, alternative = ""): Result<number, ConfigErrorCode> {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < range.min || value > range.max) {
+    return invalidField(field, value, `an integer in ${range.min}..${range.max}${alternative}`);
+  }
+  return ok(value);
+}
+
+function invalidField(field: string, value: unknown, allowed: string): Result<never, ConfigErrorCode> {
+  return fail("invalid-config-field", `${field} must be ${allowed}; got ${JSON.stringify(value) ?? String(value)}`);
+}
+
+/** What a segment keeps in storage about itself. */
+export interface StoredSegment {
+  /** The segment name the Worker routed by; kept because a Durable Object cannot read back its own name. */
+  name: string;
+  config: SegmentConfig;
+}
+
+const SEGMENT_KEY = "segment";
+
+/** Reads the segment record; undefined when the segment was never created (or was deleted). */
+export async function loadSegment(storage: DurableObjectStorage): Promise<StoredSegment | undefined> {
+  return storage.get<StoredSegment>(SEGMENT_KEY);
+}
+
+/** Writes the segment record. */
+export async function saveSegment(storage: DurableObjectStorage, segment: StoredSegment): Promise<void> {
+  await storage.put(SEGMENT_KEY, segment);
+}

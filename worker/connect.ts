@@ -1,0 +1,72 @@
+import { isPortKind, type PortKind } from "../durable/config.ts";
+import { bearerToken, checkJoinScope, joinTokenSecret, verifyJoinToken } from "./auth.ts";
+import { isDevMode, type Env } from "./env.ts";
+import { errorResponse, httpError, httpFail, type HttpResult } from "./http.ts";
+import { writePortRequestHeaders, type PortAuth } from "./port-request.ts";
+import type { RouteContext } from "./router.ts";
+
+/**
+ * `GET /v1/segments/:name/connect`: checks the upgrade, the requested port kind and any join token,
+ * then forwards the upgrade to the segment's Durable Object with x-edgelan-* headers stating what was checked.
+ * Whether a token is required at all (open joins) is the segment's decision.
+ */
+export async function connectPort({ request, env, url, segment }: RouteContext): Promise<Response> {
+  if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
+    return errorResponse(
+      httpError(426, "upgrade-required", "this endpoint is a WebSocket tunnel: connect with `Upgrade: websocket`", { Upgrade: "websocket" }),
+    );
+  }
+  const kind = requestedKind(url);
+  if (!kind.ok) return errorResponse(kind.error);
+  const admission = await admit(request, url, env, segment, kind.value);
+  if (!admission.ok) return errorResponse(admission.error);
+
+  const headers = new Headers(request.headers);
+  headers.delete("Authorization");
+  writePortRequestHeaders(headers, {
+    segment,
+    kind: kind.value,
+    auth: admission.value.auth,
+    macs: admission.value.macs,
+    tokenExp: admission.value.tokenExp,
+    remote: request.headers.get("CF-Connecting-IP") ?? "local",
+    devMode: isDevMode(env),
+  });
+  // The segment never sees the token itself: it gets the verified claims in headers.
+  const forwardUrl = new URL(url);
+  forwardUrl.searchParams.delete("token");
+  return env.SEGMENTS.getByName(segment).fetch(new Request(forwardUrl, { method: "GET", headers }));
+}
+
+/** The `kind` query parameter: member (default), bridge or monitor. */
+function requestedKind(url: URL): HttpResult<PortKind> {
+  const kind = url.searchParams.get("kind");
+  if (kind === null) return { ok: true, value: "member" };
+  if (!isPortKind(kind)) return httpFail(400, "invalid-kind", `kind must be member, bridge or monitor; got ${JSON.stringify(kind)}`);
+  return { ok: true, value: kind };
+}
+
+interface Admission {
+  auth: PortAuth;
+  macs: string[];
+  tokenExp: number | null;
+}
+
+/**
+ * Decides what the Worker can vouch for. A presented token (header first, else `?token=`) must be valid,
+ * unexpired, for this segment and allow `kind`; without one the guest is forwarded as `none`
+ * (or `dev` in open dev mode) and the segment decides.
+ */
+async function admit(request: Request, url: URL, env: Env, segment: string, kind: PortKind): Promise<HttpResult<Admission>> {
+  const token = bearerToken(request) ?? url.searchParams.get("token");
+  if (token === null || token === "") {
+    return { ok: true, value: { auth: isDevMode(env) ? "dev" : "none", macs: [], tokenExp: null } };
+  }
+  const secret = joinTokenSecret(env);
+  if (secret === null) return httpFail(401, "invalid-token", "this relay has no join token secret configured, so it cannot accept join tokens");
+  const verified = await verifyJoinToken(secret, token, Math.floor(Date.now() / 1000));
+  if (!verified.ok) return httpFail(401, verified.error.code, verified.error.message, { "WWW-Authenticate": 'Bearer realm="edgelan"' });
+  const scoped = checkJoinScope(verified.value, segment, kind);
+  if (!scoped.ok) return httpFail(403, scoped.error.code, scoped.error.message);
+  return { ok: true, value: { auth: "token", macs: scoped.value.macs ?? [], tokenExp: scoped.value.exp } };
+}

@@ -1,0 +1,15 @@
+import { connectPort } from "./connect.ts";
+import { healthz } from "./healthz.ts";
+import type { Route } from "./router.ts";
+import { deleteSegment, getPorts, getSegment, postToken, putSegment } from "./segment-admin.ts";
+
+/** Every route the relay serves (documented in docs/api.md). */
+export const ROUTES: readonly Route[] = [
+  { method: "GET",    path: "/healthz",                   access: "public", handle: healthz },
+  { method: "GET",    path: "/v1/segments/:name/connect", access: "public", handle: connectPort },
+  { method: "PUT",    path: "/v1/segments/:name",         access: "admin",  handle: putSegment },
+  { method: "GET",    path: "/v1/segments/:name",         access: "admin",  handle: getSegment },
+  { method: "DELETE", path: "/v1/segments/:name",         access: "admin",  handle: deleteSegment },
+  { method: "GET",    path: "/v1/segments/:name/ports",   access: "admin",  handle: getPorts },
+  { method: "POST",   path: "/v1/segments/:name/tokens",  access: "admin",  handle: postToken },
+];
