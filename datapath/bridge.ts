@@ -115,12 +115,13 @@ export class ForwardOutcome {
 
   /** Releases references to the last call's frames. */
   clear(): void {
-    for (const port of this.ports) {
-      const batch = this.batches.get(port);
-      if (batch !== undefined) batch.length = 0;
+    const ports = this.ports;
+    for (let i = 0; i < ports.length; i++) {
+      const batch = this.batches.get(ports[i] as number);
+      if (batch !== undefined) empty(batch);
     }
-    this.ports.length = 0;
-    this.verdicts.length = 0;
+    empty(ports);
+    empty(this.verdicts);
     this.forwarded = 0;
     this.dropped = 0;
   }
@@ -135,6 +136,11 @@ export class ForwardOutcome {
     this.ports.push(port);
     return batch;
   }
+}
+
+/** Empties an array in place; pop() stays on V8's fast path where `length = 0` calls into the runtime. */
+function empty(array: unknown[]): void {
+  while (array.length > 0) array.pop();
 }
 
 const KIND_MEMBER = 0;
