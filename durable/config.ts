@@ -1,4 +1,5 @@
 import { fail, ok, type Result } from "../datapath/result.ts";
+import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
 /** The kinds of port a guest can attach as. */
 export const PORT_KINDS = ["member", "bridge", "monitor"] as const;
@@ -69,7 +70,7 @@ type IntegerField = {
 
 /** Allowed ranges, also quoted in error messages and docs/api.md. */
 export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { readonly ttlSeconds: IntegerRange } = {
-  maxFrameSize: { min: 64, max: 65535 },
+  maxFrameSize: { min: 64, max: MAX_FRAME_BYTES },
   maxPorts: { min: 1, max: 1024 },
   learnLimitPerPort: { min: 1, max: 65536 },
   learnLimitPerSegment: { min: 1, max: 65536 },

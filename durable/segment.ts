@@ -1,6 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Failure } from "../datapath/result.ts";
 import { describeCounters, newPortCounters, type PortCountersData } from "../datapath/counters.ts";
+import { CloseCode } from "../datapath/tunnel/close-codes.ts";
+import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
 import type { Env } from "../worker/env.ts";
 import { errorResponse, httpError } from "../worker/http.ts";
 import { readPortRequestHeaders, type PortAuth } from "../worker/port-request.ts";
@@ -13,18 +15,6 @@ import {
   type SegmentConfig,
   type StoredSegment,
 } from "./config.ts";
-
-/** WebSocket subprotocol of descriptor mode; a connect that does not offer it is a raw-mode port. */
-export const DESCRIPTOR_SUBPROTOCOL = "edgelan.v1";
-
-/** Close codes the segment itself uses (the 4000 range is ours; see docs/api.md). */
-export const CloseCode = {
-  SegmentDeleted: 4010,
-} as const;
-
-/** Text message a client may send at any time; answered with "pong" by the runtime without waking the segment. */
-export const KEEPALIVE_PING = "ping";
-export const KEEPALIVE_PONG = "pong";
 
 /**
  * What the segment keeps on each socket (`serializeAttachment`), so a port survives hibernation.
@@ -191,7 +181,7 @@ export class Segment extends DurableObject<Env> {
     super(ctx, env);
     this.ports = new SocketPortDirectory(ctx);
     // Keepalives must not wake a hibernated segment: the runtime answers them.
-    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_PING, KEEPALIVE_PONG));
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE));
   }
 
   // -------------------------------------------------------------------------
@@ -292,7 +282,7 @@ export class Segment extends DurableObject<Env> {
       return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${stored.config.maxPorts} ports connected`));
     }
 
-    const descriptorMode = offeredSubprotocols(request).includes(DESCRIPTOR_SUBPROTOCOL);
+    const descriptorMode = offeredSubprotocols(request).includes(SUBPROTOCOL_V1);
     const attachment: PortAttachment = {
       portId: await this.allocatePortId(),
       kind: port.kind,
@@ -310,7 +300,7 @@ export class Segment extends DurableObject<Env> {
     return new Response(null, {
       status: 101,
       webSocket: client,
-      headers: descriptorMode ? { "Sec-WebSocket-Protocol": DESCRIPTOR_SUBPROTOCOL } : {},
+      headers: descriptorMode ? { "Sec-WebSocket-Protocol": SUBPROTOCOL_V1 } : {},
     });
   }
 

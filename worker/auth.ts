@@ -1,5 +1,6 @@
 import { fail, ok, type Result } from "../datapath/result.ts";
-import { formatMac, parseMac } from "../datapath/mac.ts";
+import { formatMac, isUsableUnicastMac, parseMac } from "../datapath/mac.ts";
+import { MAX_MACS_PER_PORT } from "../datapath/tunnel/constants.ts";
 import { isPortKind, type PortKind } from "../durable/config.ts";
 import { configuredSecret, isDevMode, type Env } from "./env.ts";
 import { httpFail, type HttpResult } from "./http.ts";
@@ -71,14 +72,12 @@ export const JOIN_TOKEN_PREFIX = "elt1";
  */
 export const INSECURE_DEV_TOKEN_SECRET = "edgelan-INSECURE-dev-mode-token-secret-do-not-deploy";
 
-/** Longest join token accepted; a claims object with 256 MACs stays well below. */
-const MAX_TOKEN_LENGTH = 16 * 1024;
+/** Longest join token accepted; claims with the most MACs a port may have stay well below. */
+const MAX_TOKEN_LENGTH = 4096;
 
 /** Longest join token lifetime: 30 days. */
 export const MAX_TOKEN_TTL_SECONDS = 30 * 86400;
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
-/** Most MACs one token may bind a port to. */
-export const MAX_TOKEN_MACS = 256;
 
 /** What a join token says. */
 export interface JoinClaims {
@@ -200,15 +199,16 @@ function parseClaims(bytes: Uint8Array): JoinClaims | null {
   return parsed;
 }
 
-/** Checks a list of MAC strings (at most MAX_TOKEN_MACS) and returns them in lower-case canonical form. */
+/** Checks a list of unicast MAC strings (at most MAX_MACS_PER_PORT, a port's limit) and returns them in lower-case canonical form. */
 export function normalizeMacs(value: unknown): Result<string[], "invalid-mac"> {
-  if (!Array.isArray(value) || value.length > MAX_TOKEN_MACS) {
-    return fail("invalid-mac", `macs must be an array of at most ${MAX_TOKEN_MACS} MAC addresses like "02:00:00:00:00:01"`);
+  if (!Array.isArray(value) || value.length > MAX_MACS_PER_PORT) {
+    return fail("invalid-mac", `macs must be an array of at most ${MAX_MACS_PER_PORT} MAC addresses like "02:00:00:00:00:01"`);
   }
   const macs: string[] = [];
   for (const item of value) {
     const mac = parseMac(typeof item === "string" ? item : String(item));
     if (!mac.ok) return mac;
+    if (!isUsableUnicastMac(mac.value)) return fail("invalid-mac", `${formatMac(mac.value)} is not a usable unicast MAC address (multicast or all zeros)`);
     macs.push(formatMac(mac.value));
   }
   return ok(macs);

@@ -103,6 +103,9 @@ describe("POST /v1/segments/:name/tokens", () => {
     ["a fractional ttlSeconds", { role: "member", ttlSeconds: 1.5 }],
     ["a malformed MAC", { role: "member", macs: ["02:00:00:00:00"] }],
     ["macs not an array", { role: "member", macs: "02:00:00:00:00:01" }],
+    ["a multicast MAC", { role: "member", macs: ["01:00:5e:00:00:01"] }],
+    ["the all-zeros MAC", { role: "member", macs: ["00:00:00:00:00:00"] }],
+    ["more MACs than a port may have (16)", { role: "bridge", macs: Array.from({ length: 17 }, (_, i) => `02:00:00:00:00:${i.toString(16).padStart(2, "0")}`) }],
     ["an unknown field", { role: "member", segment: "other" }],
   ])("refuses a request with %s: 400 invalid-token-request", async (_what, body) => {
     const response = await admin("POST", "/v1/segments/closed/tokens", body);
