@@ -284,7 +284,7 @@ export class Segment extends DurableObject<Env> {
 
     const descriptorMode = offeredSubprotocols(request).includes(SUBPROTOCOL_V1);
     const attachment: PortAttachment = {
-      portId: await this.allocatePortId(),
+      portId: this.allocatePortId(),
       kind: port.kind,
       mode: descriptorMode ? "descriptor" : "raw",
       macs: port.macs,
@@ -354,10 +354,13 @@ export class Segment extends DurableObject<Env> {
     this.#stored = null;
   }
 
-  /** Port ids are never reused within a segment's life, so a stale id in a log cannot name a new port. */
-  private async allocatePortId(): Promise<number> {
-    const id = (await this.ctx.storage.get<number>(NEXT_PORT_ID_KEY)) ?? 1;
-    await this.ctx.storage.put(NEXT_PORT_ID_KEY, id + 1);
+  /**
+   * Port ids are never reused within a segment's life, so a stale id in a log cannot name a new port.
+   * Synchronous storage, so two connects cannot interleave between the read and the write.
+   */
+  private allocatePortId(): number {
+    const id = this.ctx.storage.kv.get<number>(NEXT_PORT_ID_KEY) ?? 1;
+    this.ctx.storage.kv.put(NEXT_PORT_ID_KEY, id + 1);
     return id;
   }
 }
