@@ -40,6 +40,8 @@ const MAX_BODY_BYTES = 64 * 1024;
  * Fails with 400 `invalid-json` for malformed JSON and 413 `body-too-large` past 64 KiB.
  */
 export async function readJsonBody(request: Request): Promise<Result<unknown, "invalid-json" | "body-too-large">> {
+  const declared = Number(request.headers.get("Content-Length") ?? "0");
+  if (declared > MAX_BODY_BYTES) return fail("body-too-large", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
   const text = await request.text();
   if (text.length > MAX_BODY_BYTES) return fail("body-too-large", `the request body is larger than ${MAX_BODY_BYTES} bytes`);
   if (text.trim() === "") return ok({});

@@ -216,6 +216,12 @@ describe("PUT /v1/segments/:name", () => {
     expect((await admin("GET", "/v1/segments/put-never")).status).toBe(404);
   });
 
+  it("refuses a body over 64 KiB with 413 body-too-large", async () => {
+    const response = await admin("PUT", "/v1/segments/put-big", { openJoin: true, padding: "x".repeat(65 * 1024) });
+    expect(response.status).toBe(413);
+    expect((await errorOf(response)).error).toBe("body-too-large");
+  });
+
   it("refuses a body that is not an object", async () => {
     const response = await admin("PUT", "/v1/segments/put-bad", [1, 2]);
     expect(response.status).toBe(400);
