@@ -101,27 +101,30 @@ export type TunnelRecord =
 
 export type TunnelRecordType = TunnelRecord["type"];
 
-/** Why a message failed to decode; the failure's message names the record index and byte offset. */
-export type DecodeErrorCode =
-  | "truncated-header"
-  | "bad-magic"
-  | "unsupported-version"
-  | "reserved-nonzero"
-  | "message-too-large"
-  | "too-many-records"
-  | "truncated-record"
-  | "record-length-past-end"
-  | "record-count-mismatch"
-  | "unknown-record-type"
-  | "bad-record-length"
-  | "oversize-frame"
-  | "invalid-utf8"
-  | "too-many-macs"
-  | "token-too-long"
-  | "invalid-port-kind"
-  | "invalid-boolean"
-  | "zero-count"
-  | "counter-out-of-range";
+/** Every way a message can fail to decode; the failure's message names the record index and byte offset. */
+export const DECODE_ERROR_CODES = [
+  "truncated-header",
+  "bad-magic",
+  "unsupported-version",
+  "reserved-nonzero",
+  "message-too-large",
+  "too-many-records",
+  "truncated-record",
+  "record-length-past-end",
+  "record-count-mismatch",
+  "unknown-record-type",
+  "bad-record-length",
+  "oversize-frame",
+  "invalid-utf8",
+  "too-many-macs",
+  "token-too-long",
+  "invalid-port-kind",
+  "invalid-boolean",
+  "zero-count",
+  "counter-out-of-range",
+] as const;
+
+export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
 
 /** Why a record cannot be encoded (a caller bug: a field out of its wire range). */
 export type EncodeErrorCode = "field-out-of-range" | "string-too-long" | "too-many-macs" | "oversize-frame" | "message-full";
