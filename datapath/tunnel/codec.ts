@@ -313,110 +313,134 @@ function checkHeader(bytes: Uint8Array): Result<number, DecodeErrorCode> {
 /** Internal sink: pass `null` to validate only. */
 type Sink = RecordVisitor | null;
 
-/** Decodes one record at `offset`, hands it to the sink, and returns the next offset or a failure. */
-function walkRecord(bytes: Uint8Array, offset: number, index: number, sink: Sink): Result<number, DecodeErrorCode> {
+/**
+ * One pass over a message. Record walkers return the next offset, or -1 after storing the failure here;
+ * plain numbers instead of Result objects keep the per-record hot path free of allocations.
+ */
+interface Walk {
+  readonly bytes: Uint8Array;
+  readonly sink: Sink;
+  index: number;
+  offset: number;
+  failure: Failure<DecodeErrorCode> | null;
+}
+
+/** Stores a failure for the current record and returns -1. */
+function failRecord(walk: Walk, code: DecodeErrorCode, detail: string): number {
+  const name = TYPE_NAMES[walk.bytes[walk.offset] as number] ?? "unknown";
+  walk.failure = { code, message: `${placeText({ index: walk.index, offset: walk.offset, name })}: ${detail}` };
+  return -1;
+}
+
+/** Decodes the record at walk.offset, hands it to the sink, and returns the next offset (or -1). */
+function walkRecord(walk: Walk): number {
+  const { bytes, offset, index } = walk;
   if (offset + RECORD_HEADER_BYTES > bytes.length) {
-    return fail("truncated-record", `record ${index} header at byte ${offset} needs ${RECORD_HEADER_BYTES} bytes, ${bytes.length - offset} left`);
+    walk.failure = { code: "truncated-record", message: `record ${index} header at byte ${offset} needs ${RECORD_HEADER_BYTES} bytes, ${bytes.length - offset} left` };
+    return -1;
   }
   const code = bytes[offset] as number;
   const flags = bytes[offset + 1] as number;
   const length = readU32(bytes, offset + 2);
   const start = offset + RECORD_HEADER_BYTES;
   const end = start + length;
-  const name = TYPE_NAMES[code];
-  if (name === undefined) return fail("unknown-record-type", `record ${index} at byte ${offset} has unknown type 0x${code.toString(16).padStart(2, "0")}`);
-  if (end > bytes.length) {
-    return fail("record-length-past-end", `record ${index} (${name}) at byte ${offset} claims ${length} body bytes, ${bytes.length - start} left`);
-  }
-  const place = { index, offset, name };
+  if (TYPE_NAMES[code] === undefined) return failRecord(walk, "unknown-record-type", `unknown type 0x${code.toString(16).padStart(2, "0")}`);
+  if (end > bytes.length) return failRecord(walk, "record-length-past-end", `claims ${length} body bytes, ${bytes.length - start} left`);
   switch (code) {
-    case RecordType.Tx: return walkTx(bytes, start, end, flags, place, sink);
-    case RecordType.Rx: return walkRx(bytes, start, end, flags, place, sink);
-    case RecordType.TxComplete: return walkTxComplete(bytes, start, end, flags, place, sink);
-    case RecordType.RxPost: return walkRxPost(bytes, start, end, flags, place, sink);
-    default: return walkControl(bytes, start, end, flags, place, sink);
+    case RecordType.Tx: return walkTx(walk, start, end, flags);
+    case RecordType.Rx: return walkRx(walk, start, end, flags);
+    case RecordType.TxComplete: return walkTxComplete(walk, start, end, flags);
+    case RecordType.RxPost: return walkRxPost(walk, start, end, flags);
+    default: return walkControl(walk, start, end, flags);
   }
 }
 
-function walkTx(bytes: Uint8Array, start: number, end: number, flags: number, place: Place, sink: Sink): Result<number, DecodeErrorCode> {
+function walkTx(walk: Walk, start: number, end: number, flags: number): number {
   const frameLength = end - start - TX_BODY_PREFIX;
-  if (frameLength < 0) return fail("bad-record-length", `${placeText(place)}: body is ${end - start} bytes, a TX needs at least 2 (the id)`);
-  if (frameLength > MAX_FRAME_BYTES) return fail("oversize-frame", `${placeText(place)}: frame is ${frameLength} bytes, at most ${MAX_FRAME_BYTES}`);
+  if (frameLength < 0) return failRecord(walk, "bad-record-length", `body is ${end - start} bytes, a TX needs at least 2 (the id)`);
+  if (frameLength > MAX_FRAME_BYTES) return failRecord(walk, "oversize-frame", `frame is ${frameLength} bytes, at most ${MAX_FRAME_BYTES}`);
+  const sink = walk.sink;
   if (sink !== null) {
-    const id = readU16(bytes, start);
-    const frame = bytes.subarray(start + TX_BODY_PREFIX, end);
+    const id = readU16(walk.bytes, start);
+    const frame = walk.bytes.subarray(start + TX_BODY_PREFIX, end);
     if (sink.tx !== undefined) sink.tx(id, flags, frame);
     else sink.record?.({ type: "tx", id, flags, frame });
   }
-  return ok(end);
+  return end;
 }
 
-function walkRx(bytes: Uint8Array, start: number, end: number, flags: number, place: Place, sink: Sink): Result<number, DecodeErrorCode> {
-  if (end - start > MAX_FRAME_BYTES) return fail("oversize-frame", `${placeText(place)}: frame is ${end - start} bytes, at most ${MAX_FRAME_BYTES}`);
+function walkRx(walk: Walk, start: number, end: number, flags: number): number {
+  if (end - start > MAX_FRAME_BYTES) return failRecord(walk, "oversize-frame", `frame is ${end - start} bytes, at most ${MAX_FRAME_BYTES}`);
+  const sink = walk.sink;
   if (sink !== null) {
-    const frame = bytes.subarray(start, end);
+    const frame = walk.bytes.subarray(start, end);
     if (sink.rx !== undefined) sink.rx(flags, frame);
     else sink.record?.({ type: "rx", flags, frame });
   }
-  return ok(end);
+  return end;
 }
 
-function walkTxComplete(bytes: Uint8Array, start: number, end: number, flags: number, place: Place, sink: Sink): Result<number, DecodeErrorCode> {
-  const shape = checkFixedBody(end - start, 6, flags, place);
-  if (shape !== null) return shape;
+function walkTxComplete(walk: Walk, start: number, end: number, flags: number): number {
+  if (!checkFixedBody(walk, end - start, 6, flags)) return -1;
+  const bytes = walk.bytes;
   const count = readU16(bytes, start + 2);
-  if (count === 0) return fail("zero-count", `${placeText(place)}: a completion run must cover at least one id`);
+  if (count === 0) return failRecord(walk, "zero-count", "a completion run must cover at least one id");
+  const sink = walk.sink;
   if (sink !== null) {
     const firstId = readU16(bytes, start);
     const status = readU16(bytes, start + 4);
     if (sink.txComplete !== undefined) sink.txComplete(firstId, count, status);
     else sink.record?.({ type: "tx-complete", firstId, count, status });
   }
-  return ok(end);
+  return end;
 }
 
-function walkRxPost(bytes: Uint8Array, start: number, end: number, flags: number, place: Place, sink: Sink): Result<number, DecodeErrorCode> {
-  const shape = checkFixedBody(end - start, 8, flags, place);
-  if (shape !== null) return shape;
+function walkRxPost(walk: Walk, start: number, end: number, flags: number): number {
+  if (!checkFixedBody(walk, end - start, 8, flags)) return -1;
+  const sink = walk.sink;
   if (sink !== null) {
-    const count = readU32(bytes, start);
-    const bufferSize = readU32(bytes, start + 4);
+    const count = readU32(walk.bytes, start);
+    const bufferSize = readU32(walk.bytes, start + 4);
     if (sink.rxPost !== undefined) sink.rxPost(count, bufferSize);
     else sink.record?.({ type: "rx-post", count, bufferSize });
   }
-  return ok(end);
+  return end;
 }
 
-/** For fixed-size records: flags must be zero and the body exactly `size` bytes; null when fine. */
-function checkFixedBody(length: number, size: number, flags: number, place: Place): Result<number, DecodeErrorCode> | null {
-  if (flags !== 0) return fail("reserved-nonzero", `${placeText(place)}: record flags must be zero, got 0x${flags.toString(16)}`);
-  if (length !== size) return fail("bad-record-length", `${placeText(place)}: body is ${length} bytes, must be exactly ${size}`);
-  return null;
+/** For fixed-size records: flags must be zero and the body exactly `size` bytes. */
+function checkFixedBody(walk: Walk, length: number, size: number, flags: number): boolean {
+  if (flags !== 0) return failRecord(walk, "reserved-nonzero", `record flags must be zero, got 0x${flags.toString(16)}`) >= 0;
+  if (length !== size) return failRecord(walk, "bad-record-length", `body is ${length} bytes, must be exactly ${size}`) >= 0;
+  return true;
 }
 
-function walkControl(bytes: Uint8Array, start: number, end: number, flags: number, place: Place, sink: Sink): Result<number, DecodeErrorCode> {
-  if (flags !== 0) return fail("reserved-nonzero", `${placeText(place)}: record flags must be zero, got 0x${flags.toString(16)}`);
-  const reader = new BodyReader(bytes, start, end, place);
-  const read = CONTROL_READERS[bytes[place.offset] as number] as (r: BodyReader) => TunnelRecord;
-  const record = read(reader);
+function walkControl(walk: Walk, start: number, end: number, flags: number): number {
+  if (flags !== 0) return failRecord(walk, "reserved-nonzero", `record flags must be zero, got 0x${flags.toString(16)}`);
+  const code = walk.bytes[walk.offset] as number;
+  const place = { index: walk.index, offset: walk.offset, name: TYPE_NAMES[code] as string };
+  const reader = new BodyReader(walk.bytes, start, end, place);
+  const record = (CONTROL_READERS[code] as (r: BodyReader) => TunnelRecord)(reader);
   reader.done();
-  if (reader.failure !== null) return { ok: false, error: reader.failure };
-  sink?.record?.(record);
-  return ok(end);
+  if (reader.failure !== null) {
+    walk.failure = reader.failure;
+    return -1;
+  }
+  walk.sink?.record?.(record);
+  return end;
 }
 
 /** Walks every record; stops at the first failure. */
 function walkMessage(bytes: Uint8Array, sink: Sink): Result<number, DecodeErrorCode> {
   const header = checkHeader(bytes);
   if (!header.ok) return header;
-  let offset = MESSAGE_HEADER_BYTES;
-  for (let index = 0; index < header.value; index++) {
-    const next = walkRecord(bytes, offset, index, sink);
-    if (!next.ok) return next;
-    offset = next.value;
+  const walk: Walk = { bytes, sink, index: 0, offset: MESSAGE_HEADER_BYTES, failure: null };
+  for (; walk.index < header.value; walk.index++) {
+    const next = walkRecord(walk);
+    if (next < 0) return { ok: false, error: walk.failure as Failure<DecodeErrorCode> };
+    walk.offset = next;
   }
-  if (offset !== bytes.length) {
-    return fail("record-count-mismatch", `header declares ${header.value} records ending at byte ${offset}, but the message has ${bytes.length} bytes`);
+  if (walk.offset !== bytes.length) {
+    return fail("record-count-mismatch", `header declares ${header.value} records ending at byte ${walk.offset}, but the message has ${bytes.length} bytes`);
   }
   return header;
 }
