@@ -100,7 +100,8 @@ export class LengthPrefixDecoder {
         return this.failed;
       }
       if (end - offset >= length) {
-        out.push(chunk.subarray(offset, offset + length)); // whole frame in this chunk: a view, no copy
+        // Whole frame in this chunk: a plain Uint8Array view (even over a Buffer), no copy.
+        out.push(new Uint8Array(chunk.buffer, chunk.byteOffset + offset, length));
         offset += length;
       } else {
         this.body = new Uint8Array(length);

@@ -227,6 +227,15 @@ describe.skipIf(reason !== undefined)(`TAP backend on a real kernel${reason === 
     expect(after.txBytes - before.txBytes).toBe(batch.reduce((sum, f) => sum + f.length, 0));
   });
 
+  it("counts writes the kernel refuses (link down: EIO) instead of throwing", async () => {
+    const down = track(TapBackend.open("eltdown0", { netns: ns, up: false }));
+    expect(down.info().up).toBe(false);
+    down.send([arpReply(peerMac, peerIp, hostMac, hostIp), arpReply(peerMac, peerIp, hostMac, hostIp)]);
+    expect(down.stats()).toMatchObject({ txFrames: 0, txErrors: 2 });
+    expect(down.lastErrno()).toBe(5); // EIO
+    await down.close();
+  });
+
   it("refuses a second open of a busy device and bad names with typed errors", async () => {
     await expect(openBackend("tap:elt0", { netns: ns })).rejects.toSatisfy((e: unknown) => isBackendError(e, "device-busy"));
     await expect(openBackend("tap:lo", { netns: ns })).rejects.toSatisfy((e: unknown) => isBackendError(e, "device-conflict"));
