@@ -57,7 +57,7 @@ export const CLOSE_CODE_INFO: Readonly<Record<CloseCode, { readonly name: string
   4000: { name: "malformed", reconnect: false, meaning: "a message could not be decoded" },
   4001: { name: "unsupported-version", reconnect: false, meaning: "no common protocol version" },
   4002: { name: "handshake-timeout", reconnect: true, meaning: "no HELLO as the first message, or not in time" },
-  4003: { name: "tx-window-overrun", reconnect: false, meaning: "more TX outstanding than the granted window" },
+  4003: { name: "window-overrun", reconnect: false, meaning: "more TX outstanding than the granted window" },
   4004: { name: "message-too-large", reconnect: false, meaning: "message larger than 1 MiB" },
   4005: { name: "too-many-records", reconnect: false, meaning: "more than 4096 records in a message" },
   4006: { name: "unexpected-record", reconnect: false, meaning: "record not allowed in this state or direction" },
