@@ -85,7 +85,7 @@ export function describeOpenError(error: unknown, name: string, netns?: string):
       return new BackendError("tun-missing", `/dev/net/tun is missing${where}: load the tun module (modprobe tun), or in a container pass the device (docker run --device /dev/net/tun --cap-add NET_ADMIN)`, opts);
     }
     if (e.code === "EACCES" || e.code === "EPERM") {
-      return new BackendError("permission-denied", `cannot open /dev/net/tun (${e.code}): run as root or give node CAP_NET_ADMIN (setcap cap_net_admin+ep "$(command -v node)")`, opts);
+      return new BackendError("permission-denied", `cannot open /dev/net/tun (${e.code}): run as root, or make /dev/net/tun readable and writable for your user (it is usually mode 0666) and give node CAP_NET_ADMIN (setcap cap_net_admin+ep "$(command -v node)")`, opts);
     }
   }
   if (e.syscall === "open" && netns !== undefined) {

@@ -240,7 +240,10 @@ static void deliver(tap_dev *dev, size_t count, size_t used) {
   napi_env env = dev->env;
   napi_value buffer, frames;
   void *data = NULL;
-  if (napi_create_arraybuffer(env, used, &data, &buffer) != napi_ok) return;
+  if (napi_create_arraybuffer(env, used, &data, &buffer) != napi_ok) {
+    dev->rx_errors += 1; /* out of memory: the batch is lost, and counted */
+    return;
+  }
   memcpy(data, dev->scratch, used);
   napi_create_array_with_length(env, count, &frames);
   for (size_t i = 0; i < count; i++) {

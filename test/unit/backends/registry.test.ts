@@ -109,10 +109,14 @@ const unprivilegedReason = !tapAddonAvailable()
 describe.skipIf(unprivilegedReason !== undefined)(`TAP without privileges${unprivilegedReason === undefined ? "" : ` (skipped: ${unprivilegedReason})`}`, () => {
   it("says permission-denied and how to fix it", () => {
     const tap = fileURLToPath(new URL("../../../client/backends/tap.ts", import.meta.url));
-    // As root, drop to nobody in a child first; otherwise try right here in a child as ourselves.
-    const drop = process.getuid?.() === 0 ? "process.setgid(65534); process.setuid(65534);" : "";
-    const script = `${drop}
+    const addon = fileURLToPath(new URL("../../../client/native/tap-addon.ts", import.meta.url));
+    // As root, a child loads everything first (the checkout may not be readable by others), then drops
+    // to nobody; as anyone else, the child simply tries as itself.
+    const drop = process.getuid?.() === 0 ? "process.setgroups([]); process.setgid(65534); process.setuid(65534);" : "";
+    const script = `
       const { TapBackend } = await import(${JSON.stringify(tap)});
+      (await import(${JSON.stringify(addon)})).loadTapAddon();
+      ${drop}
       try { TapBackend.open("eltperm0"); console.log("opened"); } catch (e) { console.log(e.code + ": " + e.message); }`;
     const result = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 30_000 });
     if (result.stdout.includes("opened")) return; // an unprivileged user with CAP_NET_ADMIN: nothing to check
