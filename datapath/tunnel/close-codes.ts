@@ -6,6 +6,7 @@
  */
 import type { DecodeErrorCode } from "./records.ts";
 
+/** Close codes by name; the value is what goes into the WebSocket close frame. */
 export const CloseCode = {
   /** Normal closure after a BYE (RFC 6455's own code). */
   Normal: 1000,
@@ -49,6 +50,7 @@ export const CloseCode = {
   IdleTimeout: 4030,
 } as const;
 
+/** One of the close codes above. */
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
 /** What each close code means and whether a client should reconnect (and resume) after it. */

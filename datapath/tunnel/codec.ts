@@ -409,9 +409,9 @@ function walkRxPost(walk: Walk, start: number, end: number, flags: number): numb
 
 /** For fixed-size records: flags must be zero and the body exactly `size` bytes. */
 function checkFixedBody(walk: Walk, length: number, size: number, flags: number): boolean {
-  if (flags !== 0) return failRecord(walk, "reserved-nonzero", `record flags must be zero, got 0x${flags.toString(16)}`) >= 0;
-  if (length !== size) return failRecord(walk, "bad-record-length", `body is ${length} bytes, must be exactly ${size}`) >= 0;
-  return true;
+  if (flags !== 0) failRecord(walk, "reserved-nonzero", `record flags must be zero, got 0x${flags.toString(16)}`);
+  else if (length !== size) failRecord(walk, "bad-record-length", `body is ${length} bytes, must be exactly ${size}`);
+  return walk.failure === null;
 }
 
 function walkControl(walk: Walk, start: number, end: number, flags: number): number {

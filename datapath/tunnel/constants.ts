@@ -11,8 +11,9 @@ export const SUBPROTOCOL_V1 = "edgelan.v1";
 export const MESSAGE_MAGIC = 0x4c45;
 /** Framing version carried in every message header; a HELLO is always framed with it. */
 export const FRAMING_VERSION = 1;
-/** Protocol versions this implementation speaks (HELLO offers a range, WELCOME picks one). */
+/** Lowest protocol version this implementation speaks (HELLO offers a range, WELCOME picks one). */
 export const PROTOCOL_VERSION_MIN = 1;
+/** Highest protocol version this implementation speaks. */
 export const PROTOCOL_VERSION_MAX = 1;
 /** The one protocol version of this implementation (v1). */
 export const PROTOCOL_VERSION = 1;
@@ -74,6 +75,7 @@ export const RecordType = {
   Link: 0x28,
 } as const;
 
+/** A record type code. */
 export type RecordTypeCode = (typeof RecordType)[keyof typeof RecordType];
 
 /** Feature bits (u32) offered in HELLO and granted in WELCOME; unknown bits are ignored and never granted. */
@@ -112,6 +114,7 @@ export const RxFlag = {
 
 /** Port kinds a HELLO may ask for; the u8 code on the wire is the index. */
 export const PORT_KINDS = ["member", "bridge", "monitor"] as const;
+/** member (owns its MACs), bridge (learns sources behind it) or monitor (listens only). */
 export type PortKind = (typeof PORT_KINDS)[number];
 
 /** Status of an ack record (control request result); 0 is success. */
@@ -133,4 +136,5 @@ export const AckStatus = {
   NotNegotiated: 7,
 } as const;
 
+/** An ack status code. */
 export type AckStatus = (typeof AckStatus)[keyof typeof AckStatus];

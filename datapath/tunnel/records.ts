@@ -88,6 +88,7 @@ export interface StatsReplyRecord {
 }
 /** Either direction: answered by a pong echoing `seq` and `timestamp` (ms, sender's clock). */
 export interface PingRecord { type: "ping"; seq: number; timestamp: number }
+/** Answer to a ping, echoing its seq and timestamp. */
 export interface PongRecord { type: "pong"; seq: number; timestamp: number }
 /** Segment → client: the port's link went up or down. */
 export interface LinkRecord { type: "link"; up: boolean; reason: string }
@@ -99,6 +100,7 @@ export type TunnelRecord =
   | SetFilterRecord | AddMacRecord | RemoveMacRecord | AckRecord
   | StatsRequestRecord | StatsReplyRecord | PingRecord | PongRecord | LinkRecord;
 
+/** The `type` string of a record. */
 export type TunnelRecordType = TunnelRecord["type"];
 
 /** Every way a message can fail to decode; the failure's message names the record index and byte offset. */
@@ -124,6 +126,7 @@ export const DECODE_ERROR_CODES = [
   "counter-out-of-range",
 ] as const;
 
+/** One decode error code. */
 export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
 
 /** Why a record cannot be encoded (a caller bug: a field out of its wire range). */

@@ -63,6 +63,7 @@ export interface RxCreditState {
   queuedFrames: number;
 }
 
+/** Why an rx-post was rejected (the segment closes with 4007). */
 export type RxPostErrorCode = "credit-overflow" | "invalid-buffer-size";
 
 const COMPACT_AT = 1024;

@@ -25,6 +25,7 @@ export interface CompletedIds {
   status: number;
 }
 
+/** Why a completion run was rejected: an id never acquired, or one already completed. */
 export type TxCompletionErrorCode = "unknown-id" | "duplicate-completion";
 
 /** Plain-data form of a TxWindow for persistence (structured clone or JSON). */
