@@ -208,3 +208,40 @@ function stateProblem(state: TxWindowState): string | null {
   for (let slot = 0; slot < size; slot++) if (free.has(slot) === (state.inUse[slot] !== FREE)) return `slot ${slot} is both free and in use, or neither`;
   return null;
 }
+
+/** Why one message's TX records overrun the window (the segment closes with 4003). */
+export type TxOverrunCode = "window-overrun" | "duplicate-id";
+
+/**
+ * Segment side of the window rule: the segment completes every TX of a message before reading the next,
+ * so a message may carry at most `window` TX records, all with distinct ids. Checks that without allocating.
+ */
+export class TxBatchGuard {
+  // seen[id] === epoch means `id` already appeared in the current batch; a new epoch forgets the last batch in O(1).
+  private readonly seen = new Uint32Array(TX_ID_SPACE);
+  private epoch = 0;
+
+  /**
+   * @param ids the TX ids of one message, in order
+   * @param window the granted TX window
+   * @returns ok, or window-overrun / duplicate-id with a message naming the count or the id
+   */
+  check(ids: readonly number[], window: number): Result<void, TxOverrunCode> {
+    if (ids.length > window) return fail("window-overrun", `${ids.length} TX descriptors in one message exceed the granted window of ${window}`);
+    this.nextEpoch();
+    for (const id of ids) {
+      const slot = id & ID_MASK;
+      if (this.seen[slot] === this.epoch) return fail("duplicate-id", `TX id ${slot} appears twice in one message`);
+      this.seen[slot] = this.epoch;
+    }
+    return ok(undefined);
+  }
+
+  private nextEpoch(): void {
+    this.epoch = (this.epoch + 1) >>> 0;
+    if (this.epoch === 0) {
+      this.seen.fill(0);
+      this.epoch = 1;
+    }
+  }
+}

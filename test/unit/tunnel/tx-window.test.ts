@@ -4,7 +4,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { DropReason } from "../../../datapath/counters.ts";
-import { grantTxWindow, isValidTxWindowSize, TxWindow } from "../../../datapath/tunnel/tx-window.ts";
+import { grantTxWindow, isValidTxWindowSize, TxBatchGuard, TxWindow } from "../../../datapath/tunnel/tx-window.ts";
 
 function acquireAll(window: TxWindow): number[] {
   const ids: number[] = [];
@@ -212,5 +212,26 @@ describe("TxWindow", () => {
         expect(window.outstanding).toBe(live.size);
       }
     }), { numRuns: 300 });
+  });
+});
+
+describe("TxBatchGuard (segment side)", () => {
+  it("accepts up to the window of distinct ids, batch after batch", () => {
+    const guard = new TxBatchGuard();
+    expect(guard.check([0, 1, 2, 3], 4).ok).toBe(true);
+    expect(guard.check([0, 1, 2, 3], 4).ok).toBe(true); // a new message may reuse completed ids
+    expect(guard.check([], 4).ok).toBe(true);
+  });
+
+  it("rejects more TX records than the window", () => {
+    const result = new TxBatchGuard().check([0, 1, 2, 3, 4], 4);
+    expect(result.ok ? "ok" : result.error.code).toBe("window-overrun");
+    expect(result.ok ? "" : result.error.message).toContain("5 TX descriptors");
+  });
+
+  it("rejects the same id twice in one message", () => {
+    const result = new TxBatchGuard().check([7, 8, 7], 4);
+    expect(result.ok ? "ok" : result.error.code).toBe("duplicate-id");
+    expect(result.ok ? "" : result.error.message).toContain("id 7");
   });
 });
