@@ -1,11 +1,15 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Failure } from "../datapath/result.ts";
-import { describeCounters, newPortCounters, type PortCountersData } from "../datapath/counters.ts";
+import type { describeCounters } from "../datapath/counters.ts";
+import type { FdbSummary } from "../datapath/fdb.ts";
+import { parseMac, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
 import type { Env } from "../worker/env.ts";
 import { errorResponse, httpError } from "../worker/http.ts";
-import { readPortRequestHeaders, type PortAuth } from "../worker/port-request.ts";
+import { readPortRequestHeaders } from "../worker/port-request.ts";
+import { SegmentRelay, type SegmentCounters as RelayCounters } from "./relay.ts";
+import { SessionStore } from "./sessions.ts";
 import {
   applyConfigPatch,
   loadSegment,
@@ -16,35 +20,13 @@ import {
   type StoredSegment,
 } from "./config.ts";
 
-/**
- * What the segment keeps on each socket (`serializeAttachment`), so a port survives hibernation.
- * The relay may add fields; these are the ones the admin side reads.
- */
-export interface PortAttachment {
-  portId: number;
-  kind: PortKind;
-  /** "descriptor" when the client negotiated edgelan.v1, else "raw" (one frame per message). */
-  mode: "descriptor" | "raw";
-  /** MACs the join token binds the port to (lower-case); empty = not bound. */
-  macs: string[];
-  /** The guest's IP address, or "local". */
-  remote: string;
-  /** Milliseconds since the epoch. */
-  connectedAt: number;
-  auth: PortAuth;
-  /** Join token expiry (Unix seconds), null without a token. */
-  tokenExp: number | null;
-  /** Per-port counters, when the relay keeps them on the attachment. */
-  counters?: PortCountersData;
-  /** Bytes queued towards this port, when the relay keeps them on the attachment. */
-  queuedBytes?: number;
-}
-
 /** A connected port, as the admin API shows it. */
 export interface PortInfo {
   portId: number;
   kind: PortKind;
   mode: "descriptor" | "raw";
+  /** "hello" while a descriptor port negotiates, then "open". */
+  phase: "hello" | "open";
   macs: string[];
   remote: string;
   /** ISO 8601. */
@@ -57,96 +39,16 @@ export type NamedCounters = ReturnType<typeof describeCounters>;
 export interface PortStats {
   portId: number;
   kind: PortKind;
+  mode: "descriptor" | "raw";
   counters: NamedCounters;
+  /** RX credits posted and not yet used (descriptor ports; null for raw ports). */
+  credits: number | null;
+  queuedFrames: number;
   queuedBytes: number;
 }
 
-/** A summary of the forwarding database (not its entries: a segment may hold thousands). */
-export interface ForwardingTableSummary {
-  /** Learned MAC addresses in the whole segment. */
-  entries: number;
-  /** Learned MAC addresses behind each port that has any. */
-  byPort: { portId: number; entries: number }[];
-}
-
-/**
- * SEAM between the admin API and the relay: everything the admin side needs to know about ports.
- * `SocketPortDirectory` (below) reads socket attachments so the admin API works before the relay exists;
- * the relay replaces it with its own port registry by assigning `Segment.ports`.
- */
-export interface PortDirectory {
-  /** Ports connected now. */
-  count(): number;
-  list(): PortInfo[];
-  stats(): PortStats[];
-  /** Bytes queued towards all ports (what counts against segmentQueueBytes). */
-  queuedBytes(): number;
-  fdbSummary(): ForwardingTableSummary;
-  /** Closes every port's socket with `code` and `reason`; returns how many were closed. */
-  closeAll(code: number, reason: string): number;
-}
-
-/** A PortDirectory over `ctx.getWebSockets()` and their attachments. */
-export class SocketPortDirectory implements PortDirectory {
-  constructor(private readonly ctx: DurableObjectState) {}
-
-  count(): number {
-    return this.ctx.getWebSockets().length;
-  }
-
-  list(): PortInfo[] {
-    return this.attachments().map(({ attachment }) => ({
-      portId: attachment.portId,
-      kind: attachment.kind,
-      mode: attachment.mode,
-      macs: attachment.macs,
-      remote: attachment.remote,
-      connectedSince: new Date(attachment.connectedAt).toISOString(),
-    }));
-  }
-
-  stats(): PortStats[] {
-    return this.attachments().map(({ attachment }) => ({
-      portId: attachment.portId,
-      kind: attachment.kind,
-      counters: describeCounters(attachment.counters ?? newPortCounters()),
-      queuedBytes: attachment.queuedBytes ?? 0,
-    }));
-  }
-
-  queuedBytes(): number {
-    return this.attachments().reduce((sum, { attachment }) => sum + (attachment.queuedBytes ?? 0), 0);
-  }
-
-  fdbSummary(): ForwardingTableSummary {
-    return { entries: 0, byPort: [] };
-  }
-
-  closeAll(code: number, reason: string): number {
-    let closed = 0;
-    for (const ws of this.ctx.getWebSockets()) {
-      try {
-        ws.close(code, reason);
-        closed++;
-      } catch {
-        // Already closing or closed: nothing left to tell that client.
-      }
-    }
-    return closed;
-  }
-
-  private attachments(): { ws: WebSocket; attachment: PortAttachment }[] {
-    const ports: { ws: WebSocket; attachment: PortAttachment }[] = [];
-    for (const ws of this.ctx.getWebSockets()) {
-      const attachment = ws.deserializeAttachment() as PortAttachment | null;
-      if (attachment !== null) ports.push({ ws, attachment });
-    }
-    return ports;
-  }
-}
-
-/** Segment-wide counters: the sum over connected ports. */
-export interface SegmentCounters {
+/** Segment-wide counters: the sum over connected ports, plus what only the segment sees. */
+export interface SegmentCounters extends RelayCounters {
   rxFrames: number;
   rxBytes: number;
   txFrames: number;
@@ -159,7 +61,7 @@ export interface SegmentDescription {
   name: string;
   config: SegmentConfig;
   ports: PortInfo[];
-  forwardingTable: ForwardingTableSummary;
+  forwardingTable: FdbSummary;
   counters: SegmentCounters;
   queuedBytes: number;
 }
@@ -169,19 +71,32 @@ export type ConfigureOutcome =
   | { ok: false; error: Failure<ConfigErrorCode | "segment-name-mismatch"> };
 
 const NEXT_PORT_ID_KEY = "next-port-id";
+/** When an idle segment with a TTL deletes itself (ms since epoch); absent while ports are connected. */
+export const IDLE_DEADLINE_KEY = "idle-deadline";
+const SESSION_SWEEP_MS = 60 * 60 * 1000;
 
-/** One LAN segment: its forwarding table and the ring state of every attached port. */
+/**
+ * One LAN segment: its forwarding table and the ring state of every attached
+ * port. Admin calls arrive as RPC from the Worker; ports arrive as WebSocket
+ * upgrades and live on as hibernatable sockets whose attachments carry their
+ * state. The relay (durable/relay.ts) owns the copy/completion path.
+ */
 export class Segment extends DurableObject<Env> {
-  /** SEAM: the relay assigns its port registry here. */
-  protected ports: PortDirectory;
+  /** Built once the stored config is known; null while the segment does not exist. */
+  private relay: SegmentRelay | null = null;
+  private readonly sessions: SessionStore;
   /** The stored record: undefined = not read yet, null = the segment does not exist. */
   #stored: StoredSegment | null | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.ports = new SocketPortDirectory(ctx);
+    this.sessions = new SessionStore(ctx.storage);
     // Keepalives must not wake a hibernated segment: the runtime answers them.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE));
+    // After hibernation the constructor runs again: rebuild every port from its socket before any event.
+    void ctx.blockConcurrencyWhile(async () => {
+      await this.load();
+    });
   }
 
   // -------------------------------------------------------------------------
@@ -213,38 +128,51 @@ export class Segment extends DurableObject<Env> {
   async describe(): Promise<SegmentDescription | null> {
     const stored = await this.load();
     if (stored === null) return null;
+    const relay = this.relayFor(stored);
     return {
       name: stored.name,
       config: stored.config,
-      ports: this.ports.list(),
-      forwardingTable: this.ports.fdbSummary(),
-      counters: sumCounters(this.ports.stats()),
-      queuedBytes: this.ports.queuedBytes(),
+      ports: relay.listPorts(),
+      forwardingTable: relay.fdbSummary(),
+      counters: { ...sumCounters(relay.portStats()), ...relay.counters },
+      queuedBytes: relay.queuedBytes,
     };
   }
 
   /** Per-port counters; null when the segment does not exist. */
   async portStats(): Promise<PortStats[] | null> {
-    return (await this.load()) === null ? null : this.ports.stats();
+    const stored = await this.load();
+    return stored === null ? null : this.relayFor(stored).portStats();
   }
 
   /** Disconnects every port (close code 4010) and erases the segment; null when it does not exist. */
   async destroy(): Promise<{ portsClosed: number } | null> {
-    if ((await this.load()) === null) return null;
-    const portsClosed = this.ports.closeAll(CloseCode.SegmentDeleted, "segment deleted");
+    const stored = await this.load();
+    if (stored === null) return null;
+    const portsClosed = this.relayFor(stored).closeAll(CloseCode.SegmentDeleted, "segment deleted");
     await this.wipe();
     return { portsClosed };
   }
 
-  /** TTL: an idle segment (no port connected) deletes itself; while ports are connected, look again one TTL later. */
+  /**
+   * The one alarm: closes ports that never said HELLO, ages the forwarding
+   * table, sweeps expired resume sessions, and deletes a segment that stayed
+   * idle for its TTL. Then it schedules itself for the earliest next deadline.
+   */
   override async alarm(): Promise<void> {
     const stored = await this.load();
-    if (stored === null || stored.config.ttlSeconds === null) return;
-    if (this.ports.count() > 0) {
-      await this.armIdleTimer();
+    if (stored === null) return;
+    const relay = this.relayFor(stored);
+    const now = Date.now();
+    const idleDeadline = this.ctx.storage.kv.get<number>(IDLE_DEADLINE_KEY);
+    if (idleDeadline !== undefined && idleDeadline <= now && relay.portCount === 0) {
+      await this.wipe();
       return;
     }
-    await this.wipe();
+    relay.expireHellos();
+    relay.age();
+    await this.sessions.sweep(now);
+    await this.scheduleAlarm();
   }
 
   // -------------------------------------------------------------------------
@@ -278,58 +206,109 @@ export class Segment extends DurableObject<Env> {
         }),
       );
     }
-    if (this.ports.count() >= stored.config.maxPorts) {
+    if (port.auth === "none" && port.kind !== "member") {
+      return errorResponse(httpError(403, "token-required-for-kind", `an open segment admits members without a token; a ${port.kind} port needs a ${port.kind} token`));
+    }
+    const relay = this.relayFor(stored);
+    if (relay.portCount >= stored.config.maxPorts) {
       return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${stored.config.maxPorts} ports connected`));
     }
 
-    const descriptorMode = offeredSubprotocols(request).includes(SUBPROTOCOL_V1);
-    const attachment: PortAttachment = {
-      portId: this.allocatePortId(),
-      kind: port.kind,
-      mode: descriptorMode ? "descriptor" : "raw",
-      macs: port.macs,
-      remote: port.remote,
-      connectedAt: Date.now(),
-      auth: port.auth,
-      tokenExp: port.tokenExp,
-    };
+    const mode = offeredSubprotocols(request).includes(SUBPROTOCOL_V1) ? "descriptor" : "raw";
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
-    this.ctx.acceptWebSocket(server, [`port:${attachment.portId}`]);
-    server.serializeAttachment(attachment);
-    this.onPortAccepted(server, attachment);
+    this.ctx.acceptWebSocket(server);
+    relay.accept(server, {
+      portId: this.allocatePortId(), mode, kind: port.kind, boundMacs: boundMacsOf(port.macs), remote: port.remote,
+      auth: port.auth, tokenExp: port.tokenExp,
+    });
+    this.ctx.storage.kv.delete(IDLE_DEADLINE_KEY);
+    await this.scheduleAlarm();
     return new Response(null, {
       status: 101,
       webSocket: client,
-      headers: descriptorMode ? { "Sec-WebSocket-Protocol": SUBPROTOCOL_V1 } : {},
+      headers: mode === "descriptor" ? { "Sec-WebSocket-Protocol": SUBPROTOCOL_V1 } : {},
     });
   }
 
   // -------------------------------------------------------------------------
-  // SEAMS for the relay
+  // Hibernatable socket events: all three must exist
   // -------------------------------------------------------------------------
 
-  /** Called once a port's socket is accepted and its attachment written. The relay starts the session here. */
-  protected onPortAccepted(_ws: WebSocket, _attachment: PortAttachment): void {}
-
-  /** Called after the settings change (created, reconfigured). The relay applies limits here. */
-  protected onConfigChanged(_config: SegmentConfig): void {}
-
-  /**
-   * (Re)starts the idle TTL: the alarm fires `ttlSeconds` from now. The relay should call this when the
-   * last port disconnects, so the segment lives a full TTL after it went idle.
-   */
-  protected async armIdleTimer(): Promise<void> {
-    const stored = await this.load();
-    if (stored === null || stored.config.ttlSeconds === null) {
-      await this.ctx.storage.deleteAlarm();
-      return;
-    }
-    await this.ctx.storage.setAlarm(Date.now() + stored.config.ttlSeconds * 1000);
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const relay = await this.relayForSocket(ws);
+    relay?.onMessage(ws, message);
   }
 
-  override webSocketMessage(_ws: WebSocket, _message: string | ArrayBuffer): void {}
-  override webSocketClose(_ws: WebSocket, _code: number, _reason: string, _wasClean: boolean): void {}
-  override webSocketError(_ws: WebSocket, _error: unknown): void {}
+  override async webSocketClose(ws: WebSocket, code: number, _reason: string, _wasClean: boolean): Promise<void> {
+    await this.portGone(ws, code);
+  }
+
+  override async webSocketError(ws: WebSocket, _error: unknown): Promise<void> {
+    await this.portGone(ws, 1006);
+  }
+
+  /** A socket ended: the port leaves; the last one to leave starts the idle TTL. */
+  private async portGone(ws: WebSocket, code: number): Promise<void> {
+    const relay = await this.relayForSocket(ws);
+    if (relay === null) return;
+    relay.onClose(ws, code);
+    try {
+      ws.close(1000, "closed");
+    } catch {
+      // Already closed from our side.
+    }
+    if (relay.portCount === 0) await this.armIdleTimer();
+  }
+
+  // -------------------------------------------------------------------------
+  // Relay and alarm
+  // -------------------------------------------------------------------------
+
+  /** The relay for an existing segment, built (and restored from the sockets) on first use. */
+  private relayFor(stored: StoredSegment): SegmentRelay {
+    if (this.relay === null) {
+      this.relay = new SegmentRelay(stored.config, this.sessions);
+      this.relay.restore(this.ctx.getWebSockets());
+    }
+    return this.relay;
+  }
+
+  /** The relay when the segment exists; a socket of a deleted segment is closed. */
+  private async relayForSocket(ws: WebSocket): Promise<SegmentRelay | null> {
+    const stored = await this.load();
+    if (stored !== null) return this.relayFor(stored);
+    try {
+      ws.close(CloseCode.SegmentDeleted, "segment deleted");
+    } catch {
+      // Already closed.
+    }
+    return null;
+  }
+
+  /** (Re)starts the idle TTL when the segment has one and no ports; then reschedules the alarm. */
+  private async armIdleTimer(): Promise<void> {
+    const stored = await this.load();
+    if (stored === null) return;
+    const idle = this.relay === null || this.relay.portCount === 0;
+    if (stored.config.ttlSeconds !== null && idle) {
+      this.ctx.storage.kv.put(IDLE_DEADLINE_KEY, Date.now() + stored.config.ttlSeconds * 1000);
+    } else {
+      this.ctx.storage.kv.delete(IDLE_DEADLINE_KEY);
+    }
+    await this.scheduleAlarm();
+  }
+
+  /** Sets the alarm to the earliest pending deadline, or clears it. */
+  private async scheduleAlarm(): Promise<void> {
+    const deadlines = [
+      this.ctx.storage.kv.get<number>(IDLE_DEADLINE_KEY),
+      this.relay?.nextHelloDeadline(),
+      this.relay?.nextAgingDeadline(),
+      this.relay !== null && this.relay.portCount > 0 ? Date.now() + SESSION_SWEEP_MS : undefined,
+    ].filter((deadline): deadline is number => deadline !== undefined);
+    if (deadlines.length === 0) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(Math.min(...deadlines));
+  }
 
   // -------------------------------------------------------------------------
   // Storage
@@ -344,14 +323,15 @@ export class Segment extends DurableObject<Env> {
   private async store(segment: StoredSegment): Promise<void> {
     await saveSegment(this.ctx.storage, segment);
     this.#stored = segment;
-    this.onConfigChanged(segment.config);
+    this.relay?.reconfigure(segment.config);
   }
 
-  /** Erases everything: settings, port ids, the alarm. */
+  /** Erases everything: settings, port ids, sessions, the alarm; the relay goes with it. */
   private async wipe(): Promise<void> {
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.#stored = null;
+    this.relay = null;
   }
 
   /**
@@ -371,8 +351,19 @@ function offeredSubprotocols(request: Request): string[] {
   return header === null ? [] : header.split(",").map((name) => name.trim()).filter((name) => name !== "");
 }
 
-function sumCounters(stats: PortStats[]): SegmentCounters {
-  const sum: SegmentCounters = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, dropped: 0 };
+/** The token's MAC binding as keys, or null when the token binds none. */
+function boundMacsOf(macs: readonly string[]): MacKey[] | null {
+  if (macs.length === 0) return null;
+  const keys: MacKey[] = [];
+  for (const text of macs) {
+    const parsed = parseMac(text);
+    if (parsed.ok) keys.push(parsed.value);
+  }
+  return keys;
+}
+
+function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayCounters> {
+  const sum = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, dropped: 0 };
   for (const { counters } of stats) {
     sum.rxFrames += counters.rxFrames;
     sum.rxBytes += counters.rxBytes;

@@ -12,7 +12,7 @@ import {
   verifyJoinToken,
   type JoinClaims,
 } from "../../worker/auth.ts";
-import type { PortAttachment } from "../../durable/segment.ts";
+import type { PortAttachment } from "../../durable/port.ts";
 
 // Join tokens: `elt1.<base64url(claims)>.<base64url(HMAC-SHA256)>`, minted by the admin API,
 // checked by the Worker at connect. The workers project signs with EDGELAN_TOKEN_SECRET=test-token-secret.
@@ -239,7 +239,7 @@ describe("what the Worker tells the segment", () => {
       kind: "bridge",
       mode: "descriptor",
       auth: "token",
-      macs: ["02:00:00:00:00:0a", "02:00:00:00:00:0b"],
+      boundMacs: [0x02000000000a, 0x02000000000b],
       remote: "198.51.100.4",
       tokenExp: Date.parse(minted.expiresAt) / 1000,
     });
@@ -258,7 +258,7 @@ describe("what the Worker tells the segment", () => {
     expect(admitted.status).toBe(101);
     admitted.webSocket?.accept();
     const [attachment] = await attachments("forged");
-    expect(attachment).toMatchObject({ kind: "member", auth: "token", macs: ["02:00:00:00:00:01"] });
+    expect(attachment).toMatchObject({ kind: "member", auth: "token", boundMacs: [0x020000000001] });
     admitted.webSocket?.close(1000, "done");
   });
 

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import worker from "../../worker/index.ts";
 import type { Env } from "../../worker/env.ts";
 import { DEFAULT_SEGMENT_CONFIG } from "../../durable/config.ts";
+import { IDLE_DEADLINE_KEY } from "../../durable/segment.ts";
 import { validateSegmentName } from "../../worker/segment-name.ts";
 
 // The relay's HTTP surface, as a client sees it. The workers project runs with
@@ -251,7 +252,7 @@ describe("GET /v1/segments/:name and /ports", () => {
       name: string;
       config: { maxPorts: number };
       ports: { portId: number; kind: string; mode: string; macs: string[]; remote: string; connectedSince: string }[];
-      forwardingTable: { entries: number };
+      forwardingTable: { learned: number; static: number; entries: unknown[] };
       counters: { rxFrames: number; dropped: number };
       queuedBytes: number;
     };
@@ -260,7 +261,7 @@ describe("GET /v1/segments/:name and /ports", () => {
     expect(body.ports).toHaveLength(1);
     expect(body.ports[0]).toMatchObject({ portId: 1, kind: "bridge", mode: "raw", macs: [], remote: "203.0.113.7" });
     expect(Date.now() - Date.parse(body.ports[0]?.connectedSince ?? "")).toBeLessThan(60_000);
-    expect(body.forwardingTable.entries).toBe(0);
+    expect(body.forwardingTable).toMatchObject({ learned: 0, static: 0, entries: [] });
     expect(body.counters).toMatchObject({ rxFrames: 0, dropped: 0 });
     expect(body.queuedBytes).toBe(0);
 
@@ -408,6 +409,11 @@ describe("segment TTL", () => {
       const alarm = await state.storage.getAlarm();
       expect(alarm).toBeGreaterThanOrEqual(before + 120_000);
       expect(alarm).toBeLessThanOrEqual(Date.now() + 120_000);
+      // An early alarm (shared with aging and HELLO deadlines) must not delete the segment…
+      await instance.alarm();
+      expect(await state.storage.get("segment")).toBeDefined();
+      // …one at the idle deadline does.
+      state.storage.kv.put(IDLE_DEADLINE_KEY, Date.now() - 1);
       await instance.alarm();
     });
     expect((await admin("GET", "/v1/segments/ttl-idle")).status).toBe(404);

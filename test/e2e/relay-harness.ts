@@ -1,0 +1,109 @@
+// Starts the real relay (`wrangler dev` → workerd) on free 127.0.0.1 ports with
+// its own state directory, waits for /healthz, and stops it (its process group only).
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface RelayOptions {
+  /** Admin token; when omitted the relay runs in open development mode. */
+  adminToken?: string;
+  /** Extra `--var NAME:VALUE` settings. */
+  vars?: Record<string, string>;
+  /** Reuse a state directory (to restart a relay over the same storage). */
+  stateDir?: string;
+  /** Reuse a port (to restart a relay at the same address). */
+  port?: number;
+}
+
+export interface RunningRelay {
+  readonly port: number;
+  readonly baseUrl: string;
+  readonly wsUrl: string;
+  readonly stateDir: string;
+  readonly log: () => string;
+  stop(): Promise<void>;
+}
+
+/** A TCP port nobody listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts `wrangler dev` and resolves once /healthz answers. */
+export async function startRelay(options: RelayOptions = {}): Promise<RunningRelay> {
+  const port = options.port ?? (await freePort());
+  const inspectorPort = await freePort();
+  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "edgelan-relay-"));
+  const args = [
+    "node_modules/wrangler/bin/wrangler.js", "dev", "--ip", "127.0.0.1", "--port", String(port),
+    "--inspector-port", String(inspectorPort), "--persist-to", stateDir, "--show-interactive-dev-session=false",
+    "--log-level", "warn",
+  ];
+  const vars: Record<string, string> = { ...options.vars };
+  if (options.adminToken !== undefined) vars.EDGELAN_ADMIN_TOKEN = options.adminToken;
+  else vars.EDGELAN_DEV_MODE = "1";
+  for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
+
+  const child = spawn(process.execPath, args, {
+    cwd: join(import.meta.dirname, "..", ".."), detached: true, stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" },
+  });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const relay: RunningRelay = {
+    port, baseUrl, wsUrl: `ws://127.0.0.1:${port}`, stateDir, log: () => output,
+    stop: () => stopProcessGroup(child, options.stateDir === undefined ? stateDir : undefined),
+  };
+  await waitForHealth(baseUrl, child, () => output);
+  return relay;
+}
+
+/** Polls /healthz until it answers 200, the process dies, or 60 s pass. */
+async function waitForHealth(baseUrl: string, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited with ${child.exitCode}:\n${log()}`);
+    try {
+      const response = await fetch(`${baseUrl}/healthz`);
+      if (response.ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`wrangler dev did not answer /healthz within 60 s:\n${log()}`);
+}
+
+/** Stops the relay's process group (wrangler and the workerd it started) and removes a temporary state dir. */
+async function stopProcessGroup(child: ChildProcess, removeDir: string | undefined): Promise<void> {
+  if (child.pid !== undefined && child.exitCode === null) {
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    const timer = setTimeout(() => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }, 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  if (removeDir !== undefined) rmSync(removeDir, { recursive: true, force: true });
+}
