@@ -1,0 +1,57 @@
+// Wires a guest backend to a segment session: frames read from the guest in one
+// event-loop turn go out as one batch; frames from the segment are written back.
+import type { NetBackend } from "./backend.ts";
+import { Session, type SessionOptions } from "./session.ts";
+import { macKeyAt, isUsableUnicastMac, type MacKey } from "../datapath/mac.ts";
+
+/** A backend joined to a segment: the session and the backend, and how to end both. */
+export interface Attachment {
+  readonly session: Session;
+  readonly backend: NetBackend;
+  close(): Promise<void>;
+}
+
+/**
+ * Joins a backend to a segment. With `macs` given the session opens at once;
+ * otherwise it opens on the guest's first frame and registers that frame's
+ * source MAC (a QEMU VM or a VDE cable announces itself within a second).
+ */
+export function attachBackend(backend: NetBackend, options: SessionOptions, onError: (error: Error) => void): Attachment {
+  let session: Session | null = null;
+  const held: Uint8Array[] = [];
+  const open = (macs: MacKey[]): Session => {
+    const created = new Session({ ...options, macs });
+    created.on("frames", (frames) => backend.send(frames));
+    created.on("error", onError);
+    created.start().catch(onError);
+    return created;
+  };
+  if (options.macs !== undefined && options.macs.length > 0) session = open(options.macs);
+  backend.onFrames((frames) => {
+    if (session === null) {
+      const first = frames.find((frame) => frame.length >= 14 && isUsableUnicastMac(macKeyAt(frame, 6)));
+      if (first === undefined) return;
+      session = open(options.kind === "bridge" || options.kind === "monitor" ? [] : [macKeyAt(first, 6)]);
+      for (const frame of frames) held.push(frame.slice());
+      session.send(held.splice(0));
+      return;
+    }
+    session.send(frames);
+  });
+  const attachment: Attachment = {
+    get session(): Session {
+      if (session === null) throw new Error("the guest has not sent a frame yet");
+      return session;
+    },
+    backend,
+    async close() {
+      session?.close();
+      await backend.close();
+    },
+  };
+  backend.onClose((error) => {
+    session?.close();
+    if (error !== undefined) onError(error);
+  });
+  return attachment;
+}

@@ -1,0 +1,33 @@
+// A SocketFactory for Node built on `ws`: it can send the Authorization header,
+// and it turns a refused upgrade (401, 403, 404, …) into a close that carries
+// the HTTP status and the server's message, so the user sees why.
+import WebSocket from "ws";
+import type { SocketFactory, SocketLike } from "./session.ts";
+
+/** Opens edgelan tunnels from Node. */
+export const nodeSocketFactory: SocketFactory = (url, protocols, headers) => {
+  const ws = new WebSocket(url, protocols, { headers, handshakeTimeout: 10_000 });
+  const socket = ws as unknown as SocketLike;
+  ws.on("unexpected-response", (_request, response) => {
+    let body = "";
+    response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    response.on("end", () => {
+      const status = response.statusCode ?? 0;
+      socket.onclose?.({ code: 1006, reason: `HTTP ${status}: ${serverMessage(body)}`, httpStatus: status });
+      socket.onclose = null;
+      ws.terminate();
+    });
+  });
+  return socket;
+};
+
+/** The `message` of an edgelan JSON error body, or the body itself. */
+function serverMessage(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { message?: unknown };
+    if (typeof parsed.message === "string") return parsed.message;
+  } catch {
+    // Not JSON: show it as it came.
+  }
+  return body.slice(0, 200) || "(empty body)";
+}
