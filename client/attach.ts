@@ -20,7 +20,8 @@ export function attachBackend(backend: NetBackend, options: SessionOptions, onEr
   let session: Session | null = null;
   const held: Uint8Array[] = [];
   const open = (macs: MacKey[]): Session => {
-    const created = new Session({ ...options, macs });
+    // A backend is a whole network stack: IPv6 neighbour discovery needs multicast delivered.
+    const created = new Session({ filter: { promiscuous: false, allMulticast: true, multicast: [] }, ...options, macs });
     created.on("frames", (frames) => backend.send(frames));
     created.on("error", onError);
     created.start().catch(onError);

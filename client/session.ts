@@ -43,6 +43,8 @@ export interface SessionOptions {
   maxDeferred?: number;
   clientName?: string;
   clientVersion?: string;
+  /** Receive filter applied at every (re)connect; full network stacks (TAP, VMs) want allMulticast for IPv6. */
+  filter?: { promiscuous: boolean; allMulticast: boolean; multicast: MacKey[] };
   /** Reconnect with exponential backoff and jitter; false to stay closed. */
   reconnect?: false | { initialMs?: number; maxMs?: number };
   /** Seconds between text keepalives (answered by the runtime without waking the segment); 0 disables. */
@@ -298,6 +300,7 @@ export class Session {
     this.attempt = 0;
     if (resumed) this.counters.reconnects++;
     this.creditsOutstanding = 0;
+    if (this.options.filter !== undefined) this.encoder.add({ type: "set-filter", seq: this.nextSeq++ >>> 0, ...this.options.filter });
     this.postCredits();
     this.startKeepalive();
     this.emit("open", this.welcome);
