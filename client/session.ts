@@ -106,6 +106,8 @@ export class Session {
   private nextSeq = 1;
   private attempt = 0;
   private stopped = false;
+  /** Set when this side closed a broken connection and wants a fresh one regardless of the code. */
+  private reconnectAfterClose = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private keepaliveTimer: ReturnType<typeof setInterval> | null = null;
   private readonly listeners: { [K in keyof SessionEvents]: Array<SessionEvents[K]> } = { open: [], frames: [], close: [], link: [], error: [] };
@@ -251,7 +253,9 @@ export class Session {
     if (!(data instanceof ArrayBuffer)) return; // the keepalive answer is text
     const decoded = decodeMessage(new Uint8Array(data));
     if (!decoded.ok) {
-      this.fatal(new SessionError(4000, `segment sent an undecodable message: ${decoded.error.message}`));
+      // A segment bug must not end a long-running agent: drop the connection and resume.
+      console.error(`edgelan: segment sent an undecodable message (${decoded.error.message}); reconnecting`);
+      this.reconnectAfterClose = true;
       this.socket?.close(4000, "undecodable message from segment");
       return;
     }
@@ -318,8 +322,8 @@ export class Session {
     this.failOutstanding();
     for (const settle of this.pending.values()) settle({ type: "ack", seq: 0, status: 255, reason: "connection closed" });
     this.pending.clear();
-    const retry = !this.stopped && this.options.reconnect !== false && shouldReconnect(code);
-    if (!retry && !this.stopped && this.welcome === null) this.fatal(new SessionError(code, describeClose(code, reason, this.options.url)));
+    const retry = !this.stopped && this.options.reconnect !== false && (this.reconnectAfterClose || shouldReconnect(code));
+    this.reconnectAfterClose = false;
     this.emit("close", { code, reason, reconnecting: retry });
     if (retry) this.scheduleReconnect();
     else if (!this.stopped && code !== 1000) this.fatal(new SessionError(code, describeClose(code, reason, this.options.url)));

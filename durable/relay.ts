@@ -644,14 +644,20 @@ export class SegmentRelay {
     this.touched.clear();
   }
 
-  /** Sends what the port's encoder holds as one WebSocket message (the runtime copies it). */
+  /**
+   * Sends what the port's encoder holds as one WebSocket message. workerd does not copy on send():
+   * the message keeps referring to the bytes until it is written to the socket, after this event
+   * returns. So the message must be a copy (finish()), never a view of the encoder's reused buffer
+   * (finishView() let later messages overwrite earlier ones still queued: frames from the wrong
+   * batch, headers that disagree with their length).
+   */
   private sendPending(port: PortRuntime): void {
     const encoder = port.encoder;
     if (!port.pendingSend || encoder === null) return;
     port.pendingSend = false;
     if (encoder.recordCount === 0) return;
     try {
-      port.ws.send(encoder.finishView());
+      port.ws.send(encoder.finish());
     } catch {
       // The socket is closing; its close event removes the port.
     }
