@@ -6,7 +6,8 @@ import type { SocketFactory, SocketLike } from "./session.ts";
 
 /** Opens edgelan tunnels from Node. */
 export const nodeSocketFactory: SocketFactory = (url, protocols, headers) => {
-  const ws = new WebSocket(url, protocols, { headers, handshakeTimeout: 10_000 });
+  // Frames are mostly incompressible and zlib runs on the thread pool: compression only adds latency.
+  const ws = new WebSocket(url, protocols, { headers, handshakeTimeout: 10_000, perMessageDeflate: false });
   const socket = ws as unknown as SocketLike;
   ws.on("unexpected-response", (_request, response) => {
     let body = "";

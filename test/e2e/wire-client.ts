@@ -42,7 +42,7 @@ export class WireClient {
   static async connect(url: string, options: WireClientOptions = {}): Promise<WireClient> {
     const protocols = options.subprotocol === null ? [] : [options.subprotocol ?? "edgelan.v1"];
     const target = options.token === undefined ? url : `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(options.token)}`;
-    const ws = new WebSocket(target, protocols, { headers: options.headers });
+    const ws = new WebSocket(target, protocols, { headers: options.headers, perMessageDeflate: false });
     const client = new WireClient(ws);
     await new Promise<void>((resolve, reject) => {
       ws.once("open", () => resolve());
