@@ -23,7 +23,8 @@ export interface RunningRelay {
   readonly wsUrl: string;
   readonly stateDir: string;
   readonly log: () => string;
-  stop(): Promise<void>;
+  /** Stops the relay; its temporary state directory is removed unless `keepState` (to restart over the same storage). */
+  stop(options?: { keepState?: boolean }): Promise<void>;
 }
 
 /** A TCP port nobody listens on right now. */
@@ -64,7 +65,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   const baseUrl = `http://127.0.0.1:${port}`;
   const relay: RunningRelay = {
     port, baseUrl, wsUrl: `ws://127.0.0.1:${port}`, stateDir, log: () => output,
-    stop: () => stopProcessGroup(child, options.stateDir === undefined ? stateDir : undefined),
+    stop: (stopOptions) => stopProcessGroup(child, options.stateDir === undefined && stopOptions?.keepState !== true ? stateDir : undefined),
   };
   await waitForHealth(baseUrl, child, () => output);
   return relay;
