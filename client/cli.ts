@@ -99,12 +99,13 @@ async function qemu(args: string[], values: Values): Promise<number> {
   const { qemuNetdevArgument } = await import("./backends/qemu.ts");
   console.log(`edgelan: serving QEMU guests on ${server.address()} for ${url}`);
   console.log(`edgelan: start each VM with: ${qemuNetdevArgument(server.address())}`);
-  const attachments: Array<{ close(): Promise<void> }> = [];
+  console.log("edgelan: give every VM its own mac= (each guest registers the MAC it sends from)");
+  // Closing the server closes every guest port, and each port's close ends its session.
   server.onConnection((port) => {
     log(values, `edgelan: guest connected (${port.name})`);
-    attachments.push(attachBackend(port, sessionOptions(url, values, {}), logError));
+    attachBackend(port, sessionOptions(url, values, {}), logError);
   });
-  return runUntilSignal(values, [{ close: () => server.close() }, ...attachments]);
+  return runUntilSignal(values, [{ close: () => server.close() }]);
 }
 
 async function pipe(args: string[], values: Values): Promise<number> {
