@@ -5,7 +5,7 @@ import { formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "../datapat
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { CompletionCoalescer, decodeMessage, MessageEncoder } from "../datapath/tunnel/codec.ts";
 import {
-  AckStatus, Feature, KEEPALIVE_REQUEST, KNOWN_FEATURES, MAX_FILTER_MACS, MAX_MACS_PER_PORT, MAX_MESSAGE_BYTES, PROTOCOL_VERSION_MAX,
+  AckStatus, Feature, KEEPALIVE_REQUEST, KNOWN_FEATURES, MAX_FILTER_MACS, MAX_MACS_PER_PORT, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN, RECORD_HEADER_BYTES,
 } from "../datapath/tunnel/constants.ts";
 import type { HelloRecord, TunnelRecord } from "../datapath/tunnel/records.ts";
@@ -45,8 +45,10 @@ const MAX_GRANTED_TX_WINDOW = 1024;
 const HELLO_TIMEOUT_MS = 10_000;
 /** While connected, a session stays resumable this long (refreshed on close to RESUME_GRACE_MS). */
 const CONNECTED_SESSION_MS = 7 * 24 * 3600 * 1000;
-/** Bytes an RX record adds around its frame: record header plus flags. */
-const RX_RECORD_OVERHEAD = RECORD_HEADER_BYTES + 2;
+/** A tx-complete record: header and a 6-byte body. */
+const TX_COMPLETE_RECORD_BYTES = RECORD_HEADER_BYTES + 6;
+/** More than any control record the segment sends needs (a stats-reply with 64 drops, an ack or link with a 255-byte reason, a WELCOME). */
+const MAX_CONTROL_BODY_BYTES = 1024;
 const GRANTED_FEATURES = KNOWN_FEATURES;
 
 /**
@@ -70,12 +72,16 @@ export class SegmentRelay {
     portsAccepted: 0, portsClosed: 0, hellosRefused: 0, sessionsResumed: 0, malformedMessages: 0, protocolErrors: 0,
     windowOverruns: 0, flushedOnEviction: 0,
   };
+  /** Set when `counters` changed since the segment last stored them. */
+  countersChanged = false;
 
   constructor(
     private config: SegmentConfig,
     private readonly sessions: SessionStore | null,
     private readonly now: () => number = Date.now,
+    storedCounters?: Partial<SegmentCounters>,
   ) {
+    Object.assign(this.counters, storedCounters);
     this.bridge = new Bridge(bridgeConfigOf(config), now);
     this.budget = new SegmentQueueBudget(config.segmentQueueBytes);
   }
@@ -132,7 +138,7 @@ export class SegmentRelay {
       counters: newPortCounters(),
     };
     const port = this.attach(ws, state);
-    this.counters.portsAccepted++;
+    this.bump("portsAccepted");
     if (raw && !this.registerInBridge(port)) {
       this.closePort(port, CloseCode.MacTaken, "a MAC bound to this token is registered by another port");
       return;
@@ -145,7 +151,7 @@ export class SegmentRelay {
     const port = this.ports.get(ws);
     if (port === undefined) return;
     if (typeof message === "string") {
-      this.counters.malformedMessages++;
+      this.bump("malformedMessages");
       this.protocolError(port, CloseCode.Malformed, `text messages are not part of the protocol (except the keepalive ${JSON.stringify(KEEPALIVE_REQUEST)})`);
       return;
     }
@@ -232,6 +238,12 @@ export class SegmentRelay {
     return this.bridge.fdbSummary();
   }
 
+  /** Counts a segment-level event (rare: connects, closes, errors), so the segment persists it. */
+  private bump(counter: keyof SegmentCounters, by = 1): void {
+    this.counters[counter] += by;
+    this.countersChanged = true;
+  }
+
   // ---- attaching and detaching ------------------------------------------------
 
   /** Creates the live runtime for a socket and indexes it; a restored ledger reports frames lost to eviction. */
@@ -243,7 +255,7 @@ export class SegmentRelay {
       const lost = port.ledger.flush();
       if (lost > 0) {
         state.counters.drops[DropReason.Flushed] = (state.counters.drops[DropReason.Flushed] ?? 0) + lost;
-        this.counters.flushedOnEviction += lost;
+        this.bump("flushedOnEviction", lost);
         port.dirty = true;
         this.touched.add(port);
       }
@@ -271,7 +283,7 @@ export class SegmentRelay {
     if (port.state.phase === "open" && this.bridge.hasPort(port.state.portId)) this.bridge.removePort(port.state.portId);
     port.ledger?.flush();
     this.touched.delete(port);
-    this.counters.portsClosed++;
+    this.bump("portsClosed");
   }
 
   /** Closes a port's socket with a code and removes it. */
@@ -282,7 +294,7 @@ export class SegmentRelay {
 
   /** Counts a protocol violation and closes the port with its code. */
   private protocolError(port: PortRuntime, code: number, reason: string): void {
-    this.counters.protocolErrors++;
+    this.bump("protocolErrors");
     this.sendPending(port);
     this.closePort(port, code, reason);
   }
@@ -317,7 +329,7 @@ export class SegmentRelay {
   private onDescriptorMessage(port: PortRuntime, bytes: Uint8Array): void {
     const decoded = decodeMessage(bytes);
     if (!decoded.ok) {
-      this.counters.malformedMessages++;
+      this.bump("malformedMessages");
       this.protocolError(port, closeCodeForDecode(decoded.error.code), decoded.error.message);
       return;
     }
@@ -337,7 +349,7 @@ export class SegmentRelay {
     }
     const guarded = this.txGuard.check(this.txIds, port.state.txWindow);
     if (!guarded.ok) {
-      this.counters.windowOverruns++;
+      this.bump("windowOverruns");
       this.protocolError(port, CloseCode.TxWindowOverrun, guarded.error.message);
       return;
     }
@@ -386,7 +398,12 @@ export class SegmentRelay {
     this.deliverOutcome();
     const verdicts = this.outcome.verdicts;
     for (let i = 0; i < this.txIds.length; i++) this.coalescer.push(this.txIds[i] as number, verdicts[i] as number);
-    this.coalescer.flushInto(port.encoder as MessageEncoder);
+    const encoder = port.encoder as MessageEncoder;
+    const runs = this.coalescer.runCount;
+    if (encoder.recordCount + runs > MAX_RECORDS_PER_MESSAGE || encoder.byteLength + runs * TX_COMPLETE_RECORD_BYTES > MAX_MESSAGE_BYTES) {
+      this.sendNow(port);
+    }
+    this.coalescer.flushInto(encoder);
     port.pendingSend = true;
     this.markDirty(port);
   }
@@ -426,13 +443,10 @@ export class SegmentRelay {
     this.markDirty(dest);
   }
 
-  /** Adds an RX record, sending first when the message would pass the 1 MiB limit. */
+  /** Adds an RX record, sending first when the message would pass 1 MiB or 4096 records. */
   private appendRx(dest: PortRuntime, frame: Uint8Array): void {
     const encoder = dest.encoder as MessageEncoder;
-    if (encoder.byteLength + frame.length + RX_RECORD_OVERHEAD > MAX_MESSAGE_BYTES) {
-      dest.pendingSend = true;
-      this.sendPending(dest);
-    }
+    if (!encoder.fitsBody(frame.length)) this.sendNow(dest);
     encoder.addRx(0, frame);
     dest.pendingSend = true;
   }
@@ -504,9 +518,11 @@ export class SegmentRelay {
     this.reply(port, { type: "ack", seq, status, reason });
   }
 
-  /** Queues a record for the port's next outgoing message. */
+  /** Queues a record for the port's next outgoing message (sending what it holds first when it is full). */
   private reply(port: PortRuntime, record: TunnelRecord): void {
-    (port.encoder as MessageEncoder).add(record);
+    const encoder = port.encoder as MessageEncoder;
+    if (!encoder.fitsBody(MAX_CONTROL_BODY_BYTES)) this.sendNow(port);
+    encoder.add(record);
     port.pendingSend = true;
     this.touched.add(port);
   }
@@ -554,7 +570,7 @@ export class SegmentRelay {
       port.state.portId = oldPortId;
       this.byId.set(oldPortId, port);
     }
-    this.counters.sessionsResumed++;
+    this.bump("sessionsResumed");
   }
 
   /** Negotiates, then answers WELCOME (and applies the rest of the message) or REFUSE. */
@@ -609,7 +625,7 @@ export class SegmentRelay {
 
   /** Sends REFUSE, counts it and closes with the matching code. */
   private refuse(port: PortRuntime, code: number, reason: string): void {
-    this.counters.hellosRefused++;
+    this.bump("hellosRefused");
     this.reply(port, { type: "refuse", code, reason });
     this.sendPending(port);
     this.closePort(port, code, reason);
@@ -642,6 +658,12 @@ export class SegmentRelay {
       if (port.dirty) this.persist(port);
     }
     this.touched.clear();
+  }
+
+  /** Sends what the port's encoder holds now, to make room in its message. */
+  private sendNow(port: PortRuntime): void {
+    port.pendingSend = true;
+    this.sendPending(port);
   }
 
   /**

@@ -158,6 +158,29 @@ describe("descriptor mode through a real relay", () => {
     b.close();
   });
 
+  it("delivers a queue longer than one message may carry (4096 records) over several messages when credit comes, losing nothing", async () => {
+    const url = await createSegment("long-queue", { rxQueueFrames: 6000 });
+    const a = await member(url, "02:00:00:00:0d:11", 0, { txWindow: 1024 });
+    const b = await member(url, "02:00:00:00:0d:12", 0, { rxQueue: 6000 });
+    for (let message = 0; message < 5; message++) {
+      a.send(Array.from({ length: 1000 }, (_, i) => {
+        const seq = message * 1000 + i;
+        return { type: "tx" as const, id: seq, flags: 0, frame: frame("02:00:00:00:0d:12", "02:00:00:00:0d:11", 64, seq) };
+      }));
+      expect(await a.next("tx-complete")).toMatchObject({ firstId: message * 1000, count: 1000, status: 0 });
+    }
+    b.send([{ type: "stats-request", seq: 1 }]);
+    expect((await b.next("stats-reply")).queuedFrames).toBe(5000);
+    b.send([{ type: "rx-post", count: 5000, bufferSize: 2048 }, { type: "stats-request", seq: 2 }]);
+    const delivered = await rxFrames(b, 5000);
+    expect(delivered.map((f) => f[14])).toEqual(Array.from({ length: 5000 }, (_, i) => i & 0xff));
+    const stats = await b.next("stats-reply");
+    expect(stats).toMatchObject({ seq: 2, queuedFrames: 0, creditsAvailable: 0 });
+    expect(stats.counters.txFrames).toBe(5000);
+    a.close();
+    b.close();
+  });
+
   it("isolates segments: a broadcast never leaves its segment", async () => {
     const urlOne = await createSegment("iso-one");
     const urlTwo = await createSegment("iso-two");
