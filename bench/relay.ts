@@ -21,7 +21,7 @@
 // EDGELAN_BENCH_SENDERS (default 2), EDGELAN_BENCH_BATCH (default 256), EDGELAN_BENCH_RTT
 // (iterations, default 2000), EDGELAN_BENCH_DIRECT=0 to skip the direct cases, EDGELAN_BENCH_PROFILE=1
 // to add a descriptor 64 B run under V8's sampling profiler (through wrangler dev's inspector) and
-// print where the worker's time goes.
+// print where the worker's time goes, EDGELAN_BENCH_QUICK=1 to run the descriptor 64 B case only (tuning).
 // Human-readable lines first; the last line is one JSON object.
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -807,6 +807,10 @@ async function main(): Promise<void> {
 
     const d64 = await attempt("descriptorThroughput", () => descriptorThroughput(relay, relay.wsUrl, 64));
     console.log(`descriptor  64 B one-way: ${fmtM(d64.fps)} (${d64.gbps.toFixed(3)} Gbit/s)  [${d64.note}]  cpu: ${fmtCpu(d64.cpu)}`);
+    if (process.env.EDGELAN_BENCH_QUICK === "1") {
+      console.log(JSON.stringify({ quick: true, senders: SENDERS, batch: BATCH, descriptor64_fps: Math.round(d64.fps), integrity_errors: d64.integrityErrors, cpu_descriptor64: d64.cpu }));
+      return;
+    }
     const d1514 = await attempt("descriptorThroughput", () => descriptorThroughput(relay, relay.wsUrl, 1514));
     console.log(`descriptor 1514 B one-way: ${d1514.gbps.toFixed(3)} Gbit/s (${fmtM(d1514.fps)})  [${d1514.note}]  cpu: ${fmtCpu(d1514.cpu)}`);
     const r64 = await attempt("rawThroughput", () => rawThroughput(relay, relay.wsUrl, 64));
