@@ -49,6 +49,8 @@ export interface PortStats {
 
 /** Segment-wide counters: the sum over connected ports, plus what only the segment sees. */
 export interface SegmentCounters extends RelayCounters {
+  /** Times the object was (re)constructed: creation, wakes from hibernation, restarts. */
+  instanceStarts: number;
   rxFrames: number;
   rxBytes: number;
   txFrames: number;
@@ -74,6 +76,10 @@ const NEXT_PORT_ID_KEY = "next-port-id";
 /** When an idle segment with a TTL deletes itself (ms since epoch); absent while ports are connected. */
 export const IDLE_DEADLINE_KEY = "idle-deadline";
 const SESSION_SWEEP_MS = 60 * 60 * 1000;
+/** Segment-level counters, kept in storage so hibernation does not reset them. */
+const RELAY_COUNTERS_KEY = "relay-counters";
+/** How many times this object was constructed: each wake from hibernation (or restart) adds one. */
+const INSTANCE_STARTS_KEY = "instance-starts";
 
 /**
  * One LAN segment: its forwarding table and the ring state of every attached
@@ -95,7 +101,7 @@ export class Segment extends DurableObject<Env> {
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE));
     // After hibernation the constructor runs again: rebuild every port from its socket before any event.
     void ctx.blockConcurrencyWhile(async () => {
-      await this.load();
+      if ((await this.load()) !== null) ctx.storage.kv.put(INSTANCE_STARTS_KEY, (ctx.storage.kv.get<number>(INSTANCE_STARTS_KEY) ?? 0) + 1);
     });
   }
 
@@ -134,7 +140,7 @@ export class Segment extends DurableObject<Env> {
       config: stored.config,
       ports: relay.listPorts(),
       forwardingTable: relay.fdbSummary(),
-      counters: { ...sumCounters(relay.portStats()), ...relay.counters },
+      counters: { ...sumCounters(relay.portStats()), ...relay.counters, instanceStarts: this.ctx.storage.kv.get<number>(INSTANCE_STARTS_KEY) ?? 0 },
       queuedBytes: relay.queuedBytes,
     };
   }
@@ -171,6 +177,7 @@ export class Segment extends DurableObject<Env> {
     }
     relay.expireHellos();
     relay.age();
+    this.saveCounters();
     await this.sessions.sweep(now);
     await this.scheduleAlarm();
   }
@@ -222,6 +229,7 @@ export class Segment extends DurableObject<Env> {
       auth: port.auth, tokenExp: port.tokenExp,
     });
     this.ctx.storage.kv.delete(IDLE_DEADLINE_KEY);
+    this.saveCounters();
     await this.scheduleAlarm();
     return new Response(null, {
       status: 101,
@@ -237,6 +245,7 @@ export class Segment extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const relay = await this.relayForSocket(ws);
     relay?.onMessage(ws, message);
+    this.saveCounters();
   }
 
   override async webSocketClose(ws: WebSocket, code: number, _reason: string, _wasClean: boolean): Promise<void> {
@@ -252,6 +261,7 @@ export class Segment extends DurableObject<Env> {
     const relay = await this.relayForSocket(ws);
     if (relay === null) return;
     relay.onClose(ws, code);
+    this.saveCounters();
     try {
       ws.close(1000, "closed");
     } catch {
@@ -267,7 +277,7 @@ export class Segment extends DurableObject<Env> {
   /** The relay for an existing segment, built (and restored from the sockets) on first use. */
   private relayFor(stored: StoredSegment): SegmentRelay {
     if (this.relay === null) {
-      this.relay = new SegmentRelay(stored.config, this.sessions);
+      this.relay = new SegmentRelay(stored.config, this.sessions, Date.now, this.ctx.storage.kv.get<RelayCounters>(RELAY_COUNTERS_KEY));
       this.relay.restore(this.ctx.getWebSockets());
     }
     return this.relay;
@@ -283,6 +293,13 @@ export class Segment extends DurableObject<Env> {
       // Already closed.
     }
     return null;
+  }
+
+  /** Stores the segment-level counters when they changed (rarely: connects, closes, errors). */
+  private saveCounters(): void {
+    if (this.relay === null || !this.relay.countersChanged) return;
+    this.relay.countersChanged = false;
+    this.ctx.storage.kv.put(RELAY_COUNTERS_KEY, this.relay.counters);
   }
 
   /** (Re)starts the idle TTL when the segment has one and no ports; then reschedules the alarm. */
@@ -362,7 +379,7 @@ function boundMacsOf(macs: readonly string[]): MacKey[] | null {
   return keys;
 }
 
-function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayCounters> {
+function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayCounters | "instanceStarts"> {
   const sum = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, dropped: 0 };
   for (const { counters } of stats) {
     sum.rxFrames += counters.rxFrames;
