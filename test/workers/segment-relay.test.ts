@@ -193,6 +193,19 @@ describe("bad input: a specific close code, a counter, and no harm to others", (
   });
 });
 
+describe("open joins", () => {
+  it("admit members without a token but answer a tokenless bridge or monitor join with 403", async () => {
+    await createSegment("open-kinds");
+    for (const kind of ["bridge", "monitor"]) {
+      const response = await exports.default.fetch(`http://edgelan.test/v1/segments/open-kinds/connect?kind=${kind}`, { headers: { Upgrade: "websocket" } });
+      expect(response.status).toBe(403);
+      expect(await response.json()).toMatchObject({ error: "token-required-for-kind" });
+    }
+    const member = await Port.open("open-kinds", false);
+    expect(member.closed).toBeUndefined();
+  });
+});
+
 describe("memory bounds", () => {
   it("holds each port's queue to its bound and the segment to its budget, counting every drop", async () => {
     await createSegment("budget", { rxQueueFrames: 64, rxQueueBytes: 4000, segmentQueueBytes: 6000 });
