@@ -1,7 +1,7 @@
 // The client side of a descriptor-mode tunnel: handshake, TX window with
 // backpressure, RX credits, completions, control requests, keepalive and
 // reconnect with resume. Runs in Node (with `ws`) and in browsers (global WebSocket).
-import { SUBPROTOCOL_V1, KEEPALIVE_REQUEST, Feature, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, type PortKind } from "../datapath/tunnel/constants.ts";
+import { SUBPROTOCOL_V1, KEEPALIVE_REQUEST, Feature, MAX_FRAME_BYTES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, type PortKind } from "../datapath/tunnel/constants.ts";
 import { CLOSE_CODE_INFO, isKnownCloseCode } from "../datapath/tunnel/close-codes.ts";
 import { decodeMessage, MessageEncoder } from "../datapath/tunnel/codec.ts";
 import type { AckRecord, StatsReplyRecord, TunnelRecord, WelcomeRecord } from "../datapath/tunnel/records.ts";
@@ -45,8 +45,12 @@ export interface SessionOptions {
   clientVersion?: string;
   /** Receive filter applied at every (re)connect; full network stacks (TAP, VMs) want allMulticast for IPv6. */
   filter?: { promiscuous: boolean; allMulticast: boolean; multicast: MacKey[] };
-  /** Reconnect with exponential backoff and jitter; false to stay closed. */
-  reconnect?: false | { initialMs?: number; maxMs?: number };
+  /**
+   * Reconnect with exponential backoff and jitter; false to stay closed.
+   * `beforeOpen: false` retries only after a first WELCOME, so start() fails fast when the relay
+   * cannot be reached or answers the upgrade with a 5xx (the CLI's choice); the default retries then too.
+   */
+  reconnect?: false | { initialMs?: number; maxMs?: number; beforeOpen?: boolean };
   /** Seconds between text keepalives (answered by the runtime without waking the segment); 0 disables. */
   keepaliveSeconds?: number;
   socketFactory?: SocketFactory;
@@ -80,6 +84,8 @@ export class SessionError extends Error {
 }
 
 const OPEN = 1;
+/** Room kept free for any non-TX record the session sends (a set-filter with 64 MACs is the largest). */
+const MAX_CONTROL_BODY_BYTES = 512;
 const DEFAULTS = { txWindow: 256, rxQueue: 256, rxBuffers: 1024, maxDeferred: 4096, initialMs: 250, maxMs: 10_000, keepaliveSeconds: 30 };
 
 /**
@@ -93,8 +99,11 @@ export class Session {
     txFrames: 0, txBytes: 0, txOk: 0, txDropped: 0, txReset: 0, txDeferred: 0, txDeferDrops: 0,
     rxFrames: 0, rxBytes: 0, reconnects: 0, creditsPosted: 0,
   };
+  /** The last WELCOME (kept across reconnects: its MACs and credentials are what a resume asks for). */
   welcome: WelcomeRecord | null = null;
   private socket: SocketLike | null = null;
+  /** True once the current socket's handshake is done (its WELCOME arrived). */
+  private welcomed = false;
   private window: TxWindow | null = null;
   private readonly callbacks = new Map<number, TxCallback | undefined>();
   private readonly deferred: Array<{ frame: Uint8Array; done: TxCallback | undefined }> = [];
@@ -110,6 +119,12 @@ export class Session {
   private reconnectAfterClose = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private keepaliveTimer: ReturnType<typeof setInterval> | null = null;
+  /** start() calls still waiting for their first WELCOME; close() rejects them. */
+  private readonly startWaiters = new Set<(error: SessionError) => void>();
+  /** The transport error of the current connection attempt (ws reports ECONNREFUSED and the like here). */
+  private lastSocketError = "";
+  /** The REFUSE reason of the current connection, when its code allows a retry. */
+  private refusal: string | null = null;
   private readonly listeners: { [K in keyof SessionEvents]: Array<SessionEvents[K]> } = { open: [], frames: [], close: [], link: [], error: [] };
 
   constructor(private readonly options: SessionOptions) {}
@@ -124,24 +139,28 @@ export class Session {
   start(): Promise<WelcomeRecord> {
     this.stopped = false;
     return new Promise((resolve, reject) => {
-      const onOpen = (welcome: WelcomeRecord): void => {
+      const settled = (): void => {
         this.off("open", onOpen);
         this.off("error", onError);
+        this.startWaiters.delete(onError);
+      };
+      const onOpen = (welcome: WelcomeRecord): void => {
+        settled();
         resolve(welcome);
       };
       const onError = (error: SessionError): void => {
-        this.off("open", onOpen);
-        this.off("error", onError);
+        settled();
         reject(error);
       };
       this.on("open", onOpen).on("error", onError);
+      this.startWaiters.add(onError);
       this.connect();
     });
   }
 
   /** Whether the session is open (handshake done, socket up). */
   get isOpen(): boolean {
-    return this.welcome !== null && this.socket?.readyState === OPEN;
+    return this.welcomed && this.socket?.readyState === OPEN;
   }
 
   /** TX descriptors in flight. */
@@ -160,7 +179,17 @@ export class Session {
    */
   send(frames: readonly Uint8Array[], done?: TxCallback): void {
     for (const frame of frames) {
-      if (this.deferred.length > 0 || !this.trySend(frame, done)) this.defer(frame, done);
+      if (this.stopped) {
+        // Closed for good (close() or a fatal error): nothing will ever send it.
+        this.counters.txReset++;
+        done?.(DropReason.Reset);
+      } else if (frame.length > MAX_FRAME_BYTES) {
+        // The format cannot carry it; the encoder would throw.
+        this.counters.txDropped++;
+        done?.(DropReason.Oversize);
+      } else if (this.deferred.length > 0 || !this.trySend(frame, done)) {
+        this.defer(frame, done);
+      }
     }
   }
 
@@ -196,32 +225,40 @@ export class Session {
     this.stopped = true;
     this.clearTimers();
     if (this.isOpen) {
-      this.encoder.add({ type: "bye", code: 1000, reason: "client closing" });
+      this.add({ type: "bye", code: 1000, reason: "client closing" });
       this.flush();
     }
     this.socket?.close(1000, "client closing");
     this.failOutstanding();
+    this.failDeferred();
+    const waiters = [...this.startWaiters];
+    for (const reject of waiters) reject(new SessionError(0, "session closed before the segment welcomed it"));
   }
 
   // ---- connection ---------------------------------------------------------------
 
   private connect(): void {
-    const { url, headers } = this.target();
     const factory = this.options.socketFactory ?? browserSocket;
     let socket: SocketLike;
     try {
+      const { url, headers } = this.target();
       socket = factory(url, [SUBPROTOCOL_V1], headers);
     } catch (error) {
-      this.fatal(new SessionError(0, `cannot open ${this.options.url}: ${String(error)}`));
+      this.fatal(new SessionError(0, `cannot open ${this.options.url}: ${error instanceof Error ? error.message : String(error)}`));
       return;
     }
     socket.binaryType = "arraybuffer";
     this.socket = socket;
-    socket.onopen = () => this.sendHello();
+    this.welcomed = false;
+    this.lastSocketError = "";
+    this.refusal = null;
+    socket.onopen = () => this.sendHello(socket);
     socket.onmessage = (event) => this.onMessage(event.data);
     socket.onclose = (event) => this.onSocketClose(socket, event.code, event.reason, event.httpStatus);
-    socket.onerror = () => {
-      // The close event that follows carries the code; errors before open surface there too.
+    socket.onerror = (event) => {
+      // The close event that follows carries the code; keep the cause (ECONNREFUSED, …) for the message.
+      const message = (event as { message?: unknown } | null)?.message;
+      if (socket === this.socket && typeof message === "string") this.lastSocketError = message;
     };
   }
 
@@ -237,7 +274,16 @@ export class Session {
     return { url: url.toString(), headers };
   }
 
-  private sendHello(): void {
+  private sendHello(socket: SocketLike): void {
+    if (socket !== this.socket) return;
+    if (socket.protocol !== SUBPROTOCOL_V1) {
+      // Without the subprotocol the relay treats the socket as a raw port: descriptors would be read as frames.
+      this.fatal(new SessionError(4001, `the relay at ${this.options.url} did not select the ${SUBPROTOCOL_V1} subprotocol (got "${socket.protocol}")`));
+      socket.close(1000, "subprotocol not selected");
+      return;
+    }
+    // The HELLO must open the first message: nothing left over from an earlier connection may precede it.
+    this.encoder.reset();
     this.encoder.add({
       type: "hello", minVersion: PROTOCOL_VERSION_MIN, maxVersion: PROTOCOL_VERSION_MAX,
       features: Feature.CoalescedCompletions | Feature.RxQueue | Feature.Stats | Feature.LinkNotices | Feature.Vlan | Feature.LargeFrames | Feature.Resume,
@@ -271,7 +317,9 @@ export class Session {
         this.onWelcome(record);
         return;
       case "refuse":
-        this.fatal(new SessionError(record.code, `segment refused the join: ${record.reason}`));
+        // The segment closes with record.code next; a code that allows a retry (segment full, rate limited) is retried there.
+        if (this.mayRetry() && shouldReconnect(record.code)) this.refusal = record.reason;
+        else this.fatal(new SessionError(record.code, `segment refused the join: ${record.reason}`));
         return;
       case "tx-complete":
         this.onCompletion(record.firstId, record.count, record.status);
@@ -285,8 +333,7 @@ export class Session {
         this.settle(record.seq, record);
         return;
       case "ping":
-        this.encoder.add({ type: "pong", seq: record.seq, timestamp: record.timestamp });
-        this.scheduleFlush();
+        this.add({ type: "pong", seq: record.seq, timestamp: record.timestamp });
         return;
       case "link":
         this.emit("link", record.up, record.reason);
@@ -301,10 +348,11 @@ export class Session {
     this.welcome = { ...welcome, sessionId: welcome.sessionId.slice(), resumeToken: welcome.resumeToken.slice() };
     this.resume = welcome.resumeToken.length > 0 ? { sessionId: this.welcome.sessionId, token: this.welcome.resumeToken } : null;
     this.window = new TxWindow(welcome.txWindow);
+    this.welcomed = true;
     this.attempt = 0;
     if (resumed) this.counters.reconnects++;
     this.creditsOutstanding = 0;
-    if (this.options.filter !== undefined) this.encoder.add({ type: "set-filter", seq: this.nextSeq++ >>> 0, ...this.options.filter });
+    if (this.options.filter !== undefined) this.add({ type: "set-filter", seq: this.nextSeq++ >>> 0, ...this.options.filter });
     this.postCredits();
     this.startKeepalive();
     this.emit("open", this.welcome);
@@ -318,24 +366,36 @@ export class Session {
       return;
     }
     this.socket = null;
+    this.welcomed = false;
     this.clearTimers();
+    // Records queued for the dead connection (TX of failed ids, pongs, acks' requests) must not go out on the next one.
+    this.encoder.reset();
     this.failOutstanding();
     for (const settle of this.pending.values()) settle({ type: "ack", seq: 0, status: 255, reason: "connection closed" });
     this.pending.clear();
-    const retry = !this.stopped && this.options.reconnect !== false && (this.reconnectAfterClose || shouldReconnect(code));
+    const retry = this.mayRetry() && (this.reconnectAfterClose || shouldReconnect(code));
     this.reconnectAfterClose = false;
-    this.emit("close", { code, reason, reconnecting: retry });
+    const why = this.refusal ?? reason;
+    this.emit("close", { code, reason: why, reconnecting: retry });
     if (retry) this.scheduleReconnect();
-    else if (!this.stopped && code !== 1000) this.fatal(new SessionError(code, describeClose(code, reason, this.options.url)));
+    else if (!this.stopped && code !== 1000) this.fatal(new SessionError(code, describeClose(code, why, this.options.url, this.lastSocketError)));
   }
 
   /** The relay answered the upgrade with an HTTP error: auth and not-found are final, 5xx is retried. */
   private onRefusedUpgrade(status: number, reason: string): void {
     this.socket = null;
-    const retry = status >= 500 && !this.stopped && this.options.reconnect !== false;
+    this.clearTimers();
+    const retry = status >= 500 && this.mayRetry();
     this.emit("close", { code: 1006, reason, reconnecting: retry });
     if (retry) this.scheduleReconnect();
     else this.fatal(new SessionError(status, `relay refused the connection: ${reason}`));
+  }
+
+  /** Whether a lost or failed connection may be retried at all (the close code decides the rest). */
+  private mayRetry(): boolean {
+    const policy = this.options.reconnect;
+    if (this.stopped || policy === false) return false;
+    return this.welcome !== null || policy?.beforeOpen !== false;
   }
 
   private scheduleReconnect(): void {
@@ -358,6 +418,8 @@ export class Session {
     const id = this.window.acquire();
     if (id === undefined) return false;
     this.callbacks.set(id, done);
+    // A message holds at most 4096 records and 1 MiB: a full one goes out now and the frame starts the next.
+    if (!this.encoder.fitsFrame(frame.length)) this.flush();
     this.encoder.addTx(id, 0, frame);
     this.counters.txFrames++;
     this.counters.txBytes += frame.length;
@@ -404,6 +466,14 @@ export class Session {
     this.pumpDeferred();
   }
 
+  /** Completes every deferred frame with reset: the session is closed for good, nothing would send them. */
+  private failDeferred(): void {
+    for (const { done } of this.deferred.splice(0)) {
+      this.counters.txReset++;
+      done?.(DropReason.Reset);
+    }
+  }
+
   /** Completes every outstanding TX with reset at once (the obsolete-device rule). */
   private failOutstanding(): void {
     const ids = this.window?.failAll() ?? [];
@@ -435,10 +505,9 @@ export class Session {
     const missing = target - this.creditsOutstanding;
     if (missing <= 0 || (this.creditsOutstanding > 0 && missing < target / 4)) return;
     const bufferSize = this.options.rxBufferSize ?? (this.welcome?.maxFrameSize ?? 1514) + 4;
-    this.encoder.add({ type: "rx-post", count: missing, bufferSize });
+    this.add({ type: "rx-post", count: missing, bufferSize });
     this.creditsOutstanding += missing;
     this.counters.creditsPosted += missing;
-    this.scheduleFlush();
   }
 
   // ---- control and output ---------------------------------------------------------
@@ -451,9 +520,15 @@ export class Session {
         if (record.type === "ack" && record.status === 255 && record.seq === 0) reject(new SessionError(0, record.reason));
         else resolve(record);
       });
-      this.encoder.add(build(seq));
-      this.scheduleFlush();
+      this.add(build(seq));
     });
+  }
+
+  /** Queues a non-TX record for this turn's message, sending the current message first if it is full. */
+  private add(record: TunnelRecord): void {
+    if (this.encoder.recordCount > 0 && !this.encoder.fitsBody(MAX_CONTROL_BODY_BYTES)) this.flush();
+    this.encoder.add(record);
+    this.scheduleFlush();
   }
 
   private settle(seq: number, record: AckRecord | StatsReplyRecord | { type: "pong"; timestamp: number }): void {
@@ -495,6 +570,8 @@ export class Session {
 
   private fatal(error: SessionError): void {
     this.stopped = true;
+    this.clearTimers();
+    this.failDeferred();
     this.emit("error", error);
   }
 
@@ -517,9 +594,9 @@ function shouldReconnect(code: number): boolean {
 }
 
 /** A message a user can act on for a close before or after the handshake. */
-function describeClose(code: number, reason: string, url: string): string {
+function describeClose(code: number, reason: string, url: string, transportError: string): string {
   if (isKnownCloseCode(code)) return `segment closed the tunnel: ${CLOSE_CODE_INFO[code].meaning}${reason ? ` (${reason})` : ""}`;
-  if (code === 1006) return `cannot reach the relay at ${url} (connection failed or dropped)`;
+  if (code === 1006) return `cannot reach the relay at ${url} (${transportError || "connection failed or dropped"})`;
   return `tunnel closed with code ${code}${reason ? `: ${reason}` : ""}`;
 }
 
