@@ -42,9 +42,9 @@ export interface Background {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts a process in the background (own process group, so its children stop with it). */
-export function background(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Background {
-  const child = spawn(command, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env });
+/** Starts a process in the background (own process group, so its children stop with it; SIGKILL after 5 s). */
+export function background(command: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): Background {
+  const child = spawn(command, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env, cwd });
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));

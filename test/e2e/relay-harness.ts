@@ -1,10 +1,11 @@
 // Starts the real relay (`wrangler dev` → workerd) on free 127.0.0.1 ports with
 // its own state directory, waits for /healthz, and stops it (its process group only).
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { background } from "./guests.ts";
 
 export interface RelayOptions {
   /** Admin token; when omitted the relay runs in open development mode. */
@@ -55,19 +56,16 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   else vars.EDGELAN_DEV_MODE = "1";
   for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
 
-  const child = spawn(process.execPath, args, {
-    cwd: join(import.meta.dirname, "..", ".."), detached: true, stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" },
-  });
-  let output = "";
-  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const wrangler = background(process.execPath, args, { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" }, join(import.meta.dirname, "..", ".."));
   const baseUrl = `http://127.0.0.1:${port}`;
   const relay: RunningRelay = {
-    port, baseUrl, wsUrl: `ws://127.0.0.1:${port}`, stateDir, log: () => output,
-    stop: (stopOptions) => stopProcessGroup(child, options.stateDir === undefined && stopOptions?.keepState !== true ? stateDir : undefined),
+    port, baseUrl, wsUrl: `ws://127.0.0.1:${port}`, stateDir, log: wrangler.output,
+    async stop(stopOptions) {
+      await wrangler.stop();
+      if (options.stateDir === undefined && stopOptions?.keepState !== true) rmSync(stateDir, { recursive: true, force: true });
+    },
   };
-  await waitForHealth(baseUrl, child, () => output);
+  await waitForHealth(baseUrl, wrangler.child, wrangler.output);
   return relay;
 }
 
@@ -85,26 +83,4 @@ async function waitForHealth(baseUrl: string, child: ChildProcess, log: () => st
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   throw new Error(`wrangler dev did not answer /healthz within 60 s:\n${log()}`);
-}
-
-/** Stops the relay's process group (wrangler and the workerd it started) and removes a temporary state dir. */
-async function stopProcessGroup(child: ChildProcess, removeDir: string | undefined): Promise<void> {
-  if (child.pid !== undefined && child.exitCode === null) {
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    const timer = setTimeout(() => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }, 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  if (removeDir !== undefined) rmSync(removeDir, { recursive: true, force: true });
 }
