@@ -23,7 +23,9 @@ import { fail, ok, type Result } from "./result.ts";
  *   a forwarded frame is also copied to every monitor port.
  */
 
-export type PortKind = "member" | "bridge" | "monitor";
+/** The kinds of port (the tunnel's u8 code is the index): member, bridge or monitor. */
+export const PORT_KINDS = ["member", "bridge", "monitor"] as const;
+export type PortKind = (typeof PORT_KINDS)[number];
 
 /** Which flooded frames a port wants (lguest's promiscuous flag + NetKVM's packet filter). */
 export interface ReceiveFilter {

@@ -1,9 +1,9 @@
 import { fail, ok, type Result } from "../datapath/result.ts";
 import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
-/** The kinds of port a guest can attach as. */
-export const PORT_KINDS = ["member", "bridge", "monitor"] as const;
-export type PortKind = (typeof PORT_KINDS)[number];
+import { PORT_KINDS, type PortKind } from "../datapath/bridge.ts";
+
+export { PORT_KINDS, type PortKind };
 
 /** Whether `value` names a port kind. */
 export function isPortKind(value: unknown): value is PortKind {

@@ -113,9 +113,7 @@ export const RxFlag = {
 } as const;
 
 /** Port kinds a HELLO may ask for; the u8 code on the wire is the index. */
-export const PORT_KINDS = ["member", "bridge", "monitor"] as const;
-/** member (owns its MACs), bridge (learns sources behind it) or monitor (listens only). */
-export type PortKind = (typeof PORT_KINDS)[number];
+export { PORT_KINDS, type PortKind } from "../bridge.ts";
 
 /** Status of an ack record (control request result); 0 is success. */
 export const AckStatus = {
