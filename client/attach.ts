@@ -15,16 +15,30 @@ export interface Attachment {
  * Joins a backend to a segment. With `macs` given the session opens at once;
  * otherwise it opens on the guest's first frame and registers that frame's
  * source MAC (a QEMU VM or a VDE cable announces itself within a second).
+ *
+ * `onError` is called once per failure that ends the attachment: a fatal
+ * session error (refused, 401/403, protocol error; the backend is then closed
+ * too) or a backend that failed. Transient disconnects are not errors: the
+ * session reconnects by itself. `onSession` sees the session as soon as it
+ * exists (to watch its open and close events).
  */
-export function attachBackend(backend: NetBackend, options: SessionOptions, onError: (error: Error) => void): Attachment {
+export function attachBackend(
+  backend: NetBackend, options: SessionOptions, onError: (error: Error) => void, onSession?: (session: Session) => void,
+): Attachment {
   let session: Session | null = null;
   const held: Uint8Array[] = [];
   const open = (macs: MacKey[]): Session => {
     // A backend is a whole network stack: IPv6 neighbour discovery needs multicast delivered.
     const created = new Session({ filter: { promiscuous: false, allMulticast: true, multicast: [] }, ...options, macs });
     created.on("frames", (frames) => backend.send(frames));
-    created.on("error", onError);
-    created.start().catch(onError);
+    created.on("error", (error) => {
+      // The session will not reconnect: nothing would carry this guest's frames any more.
+      onError(error);
+      void backend.close();
+    });
+    onSession?.(created);
+    // A failed start() is the same error the "error" event reported; a close() before the WELCOME is no error.
+    created.start().catch(() => undefined);
     return created;
   };
   if (options.macs !== undefined && options.macs.length > 0) session = open(options.macs);

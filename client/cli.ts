@@ -23,7 +23,7 @@ const HELP = `edgelan — virtual Ethernet LANs at the edge
 Usage:
   edgelan join <url> --tap NAME [--mac MAC] [--mtu N] [--netns NS] [--kind member|bridge] [--token T]
   edgelan qemu <url> --listen HOST:PORT|PATH [--token T]
-  edgelan pipe <url> [--kind member|bridge] [--token T]
+  edgelan pipe <url> [--mac MAC] [--kind member|bridge] [--token T]
   edgelan ping <url> <ipv4> [--source-ip IP] [--count N] [--interval MS] [--token T]
   edgelan segments create|show|delete <name> [--relay URL] [--admin-token T] [--open-join] [--max-frame-size N] [--max-ports N] [--ttl S]
   edgelan token <segment> --role member|bridge|monitor [--ttl S] [--mac MAC]... [--relay URL] [--admin-token T]
@@ -87,9 +87,12 @@ async function join(args: string[], values: Values): Promise<number> {
     mac, mtu: values.mtu === undefined ? undefined : intOption("--mtu", values.mtu, 68, 65535), netns: values.netns,
   });
   const kind = kindOption(values.kind, ["member", "bridge"]);
-  const attachment = attachBackend(backend, sessionOptions(url, values, { kind, macs: kind === "member" ? [mac] : [] }), logError);
-  log(values, `edgelan: ${backend.name} (${formatMac(mac)}) joined ${url}`);
-  return runUntilSignal(values, [attachment], () => statusLine(attachment.session));
+  const ended = endOnFatal();
+  const attachment = attachBackend(backend, sessionOptions(url, values, { kind, macs: kind === "member" ? [mac] : [] }), ended.fail, (session) => {
+    session.on("open", (welcome) => log(values, `edgelan: ${backend.name} (${formatMac(mac)}) joined ${url} as port ${welcome.portId}`));
+    logReconnects(values, session);
+  });
+  return runUntilSignal(values, [attachment], () => statusLine(attachment.session), ended.exit);
 }
 
 async function qemu(args: string[], values: Values): Promise<number> {
@@ -103,19 +106,28 @@ async function qemu(args: string[], values: Values): Promise<number> {
   // Closing the server closes every guest port, and each port's close ends its session.
   server.onConnection((port) => {
     log(values, `edgelan: guest connected (${port.name})`);
-    attachBackend(port, sessionOptions(url, values, {}), logError);
+    // A refused guest (its MAC taken, say) is disconnected; the others and the server go on.
+    attachBackend(port, sessionOptions(url, values, {}), (error) => logError(new Error(`${port.name}: ${error.message}`)), (session) => logReconnects(values, session));
   });
   return runUntilSignal(values, [{ close: () => server.close() }]);
 }
 
 async function pipe(args: string[], values: Values): Promise<number> {
   const url = connectUrl(args[0]);
-  const backend = await openBackend("stdio");
   const kind = kindOption(values.kind, ["member", "bridge"]);
-  const attachment = attachBackend(backend, sessionOptions(url, values, { kind }), logError);
+  // With --mac the session opens at once (so a refusal shows before any frame); without, on the cable's first frame.
+  const macs = values.mac?.map(macOption);
+  const backend = await openBackend("stdio");
+  const ended = endOnFatal();
+  const attachment = attachBackend(backend, sessionOptions(url, values, { kind, ...(macs === undefined ? {} : { macs }) }), ended.fail, (session) => logReconnects(values, session));
   return new Promise((resolve) => {
-    backend.onClose(() => resolve(ExitCode.Ok));
-    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void attachment.close());
+    const stop = (): void => void attachment.close();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, stop);
+    // The end of the cable ends the command; a fatal session error closes the cable first and sets the exit code.
+    backend.onClose(() => {
+      for (const signal of ["SIGINT", "SIGTERM"] as const) process.off(signal, stop);
+      resolve(ended.code ?? ExitCode.Ok);
+    });
   });
 }
 
@@ -184,8 +196,42 @@ async function token(args: string[], values: Values): Promise<number> {
 function sessionOptions(url: string, values: Values, extra: Partial<SessionOptions>): SessionOptions {
   return {
     url, token: values.token ?? process.env.EDGELAN_TOKEN, socketFactory: nodeSocketFactory,
-    clientName: "edgelan-cli", clientVersion: "0.1.0", ...extra,
+    clientName: "edgelan-cli", clientVersion: "0.1.0",
+    // A relay that cannot be reached at all is a mistake to report (exit 4); once joined, outages are retried forever.
+    reconnect: { beforeOpen: false },
+    ...extra,
   };
+}
+
+/** The first fatal error of a long-running command, reported once, as the exit code it maps to. */
+function endOnFatal(): { readonly code: number | undefined; readonly exit: Promise<number>; fail: (error: Error) => void } {
+  let resolveExit: (code: number) => void = () => undefined;
+  const state = {
+    code: undefined as number | undefined,
+    exit: new Promise<number>((resolve) => (resolveExit = resolve)),
+    fail: (error: Error): void => {
+      if (state.code !== undefined) return;
+      state.code = report(error);
+      resolveExit(state.code);
+    },
+  };
+  return state;
+}
+
+/** Says when a joined session loses its connection and when it is back (resumed or as a new port). */
+function logReconnects(values: Values, session: Session): void {
+  let lost = false;
+  session.on("close", ({ code, reason, reconnecting }) => {
+    if (!reconnecting || lost) return;
+    lost = true;
+    log(values, `edgelan: connection lost (${code}${reason ? `: ${reason}` : ""}); reconnecting`);
+  });
+  let portId: number | undefined;
+  session.on("open", (welcome) => {
+    if (lost) log(values, `edgelan: reconnected as port ${welcome.portId}${welcome.portId === portId ? " (resumed)" : " (a new port)"}`);
+    lost = false;
+    portId = welcome.portId;
+  });
 }
 
 /** The connect URL from what the user typed, or a usage error saying what was wrong. */
@@ -226,18 +272,30 @@ async function adminCall(values: Values, method: string, path: string, body?: un
   return payload;
 }
 
-/** Keeps long-running commands alive until SIGINT/SIGTERM, with an optional status line on a terminal. */
-function runUntilSignal(values: Values, closers: Array<{ close(): Promise<void> }>, status?: () => string): Promise<number> {
+/**
+ * Keeps long-running commands alive until SIGINT/SIGTERM (exit 0) or a fatal error (its exit code),
+ * with an optional status line on a terminal; either way everything in `closers` is closed first.
+ */
+function runUntilSignal(
+  values: Values, closers: Array<{ close(): Promise<void> }>, status?: () => string, fatal?: Promise<number>,
+): Promise<number> {
   const timer = status !== undefined && process.stdout.isTTY && values.quiet !== true
     ? setInterval(() => process.stdout.write(`\r${status()}\x1b[K`), 1000)
     : undefined;
   return new Promise((resolve) => {
-    const stop = (): void => {
+    let stopping = false;
+    const stop = (code: number): void => {
+      if (stopping) return;
+      stopping = true;
       if (timer !== undefined) clearInterval(timer);
-      void Promise.allSettled(closers.map((c) => c.close())).then(() => resolve(ExitCode.Ok));
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      void Promise.allSettled(closers.map((c) => c.close())).then(() => resolve(code));
     };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    const onSignal = (): void => stop(ExitCode.Ok);
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    void fatal?.then(stop);
   });
 }
 

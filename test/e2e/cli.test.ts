@@ -1,0 +1,329 @@
+// End-to-end: the `edgelan` CLI (bin/edgelan.mjs) as a child process against
+// the real relay: exit codes and messages a user can act on — usage errors,
+// admin calls, refused joins (401/403/MAC taken), an unreachable relay, missing
+// privileges — and `join` ending on fatal errors while riding out a restart.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, startRelay, type RunningRelay } from "./relay-harness.ts";
+import { guestSkipReason, Namespaces } from "./guests.ts";
+import { WireClient } from "./wire-client.ts";
+import { parseMac } from "../../datapath/mac.ts";
+
+const CLI = join(import.meta.dirname, "..", "..", "bin", "edgelan.mjs");
+const ADMIN = "cli-e2e-admin-token";
+const running = new Set<ChildProcess>();
+let relay: RunningRelay;
+
+interface Outcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+interface RunOptions {
+  /** Run as this user and group (root only). */
+  uid?: number;
+  gid?: number;
+  /** Keep stdin open until the process exits (pipe must not see EOF), or close it at once. */
+  holdStdin?: boolean;
+  timeoutMs?: number;
+}
+
+/** Runs the CLI to completion; a child still running after the timeout is killed (by PID) and reported with code null. */
+function cli(args: string[], options: RunOptions = {}): Promise<Outcome> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("EDGELAN_")) env[name] = value;
+  const child = spawn(process.execPath, [CLI, ...args], {
+    detached: true, env, stdio: ["pipe", "pipe", "pipe"],
+    ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
+  });
+  running.add(child);
+  if (options.holdStdin !== true) child.stdin?.end();
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => kill(child), options.timeoutMs ?? 20_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      running.delete(child);
+      child.stdin?.destroy();
+      // Let the pipes drain.
+      setImmediate(() => resolve({ code, stdout, stderr }));
+    });
+  });
+}
+
+/** Starts the CLI in the background; the caller stops it with kill(). */
+function start(args: string[]): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [CLI, ...args], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  running.add(child);
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => {
+    running.delete(child);
+    resolve(code);
+  }));
+  return { child, output: () => output, exited };
+}
+
+function kill(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+async function waitFor(probe: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function admin(method: string, path: string, body?: unknown, token = ADMIN): Promise<Response> {
+  return fetch(`${relay.baseUrl}${path}`, {
+    method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+async function mintToken(segment: string, role = "member"): Promise<string> {
+  const response = await admin("POST", `/v1/segments/${segment}/tokens`, { role, ttlSeconds: 600 });
+  expect(response.status).toBe(201);
+  return ((await response.json()) as { token: string }).token;
+}
+
+const connect = (segment: string, base = relay): string => `${base.wsUrl}/v1/segments/${segment}/connect`;
+
+/** The `message` of an HTTP error body. */
+async function serverMessage(response: Response): Promise<string> {
+  return ((await response.json()) as { message: string }).message;
+}
+
+beforeAll(async () => {
+  relay = await startRelay({ adminToken: ADMIN });
+  // "closed" needs a join token; "other" exists so tokens can be minted for it.
+  expect((await admin("PUT", "/v1/segments/closed", {})).status).toBe(201);
+  expect((await admin("PUT", "/v1/segments/other", {})).status).toBe(201);
+  expect((await admin("PUT", "/v1/segments/open", { openJoin: true })).status).toBe(201);
+});
+
+afterAll(async () => {
+  for (const child of running) kill(child);
+  await relay?.stop();
+});
+
+describe("edgelan usage", () => {
+  it("--help prints usage and exits 0", async () => {
+    const result = await cli(["--help"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("Usage:");
+    expect(result.stdout).toContain("Exit codes:");
+  });
+
+  it("rejects a bad URL with exit 2 and the form it expects", async () => {
+    const notUrl = await cli(["ping", "not a url", "10.0.0.1"]);
+    expect(notUrl.code).toBe(2);
+    expect(notUrl.stderr).toContain("expected ws://HOST[:PORT]/v1/segments/NAME/connect");
+    const badPath = await cli(["pipe", `${relay.wsUrl}/segments/lab`]);
+    expect(badPath.code).toBe(2);
+    expect(badPath.stderr).toContain("the path must be /v1/segments/NAME/connect");
+    const badScheme = await cli(["join", "ftp://127.0.0.1/v1/segments/lab/connect", "--tap", "x"]);
+    expect(badScheme.code).toBe(2);
+    expect(badScheme.stderr).toContain("the scheme must be ws, wss, http or https");
+  });
+
+  it("exits 2 for an unknown command, an unknown option and a missing argument", async () => {
+    const unknown = await cli(["frobnicate"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    const option = await cli(["segments", "show", "lab", "--bogus"]);
+    expect(option.code).toBe(2);
+    expect(option.stderr).toMatch(/Unknown option '--bogus'/);
+    const noTap = await cli(["join", connect("open")]);
+    expect(noTap.code).toBe(2);
+    expect(noTap.stderr).toContain("join needs --tap NAME");
+  });
+});
+
+describe("edgelan segments and token", () => {
+  it("creates, shows and deletes a segment, and mints a token for it", async () => {
+    const common = ["--relay", relay.baseUrl, "--admin-token", ADMIN];
+    const created = await cli(["segments", "create", "cli-lab", "--max-ports", "8", ...common]);
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ maxPorts: 8, openJoin: false });
+
+    const shown = await cli(["segments", "show", "cli-lab", ...common]);
+    expect(shown.code).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ name: "cli-lab", config: { maxPorts: 8 } });
+
+    const minted = await cli(["token", "cli-lab", "--role", "member", "--ttl", "600", ...common]);
+    expect(minted.code).toBe(0);
+    const token = minted.stdout.trim();
+    expect(token).toMatch(/^elt1\./);
+    // The token works: a join with it is welcomed.
+    const { client, welcome } = await WireClient.join(connect("cli-lab"), {}, { token });
+    expect(welcome.portId).toBeGreaterThan(0);
+    client.close();
+
+    const deleted = await cli(["segments", "delete", "cli-lab", ...common]);
+    expect(deleted.code).toBe(0);
+    expect(JSON.parse(deleted.stdout)).toMatchObject({ deleted: true, name: "cli-lab" });
+    const gone = await cli(["segments", "show", "cli-lab", ...common]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain("relay answered 404");
+    expect(gone.stderr).toContain('segment "cli-lab" does not exist');
+  });
+
+  it("exits 3 with the server's message for a wrong admin token", async () => {
+    const expected = await serverMessage(await admin("GET", "/v1/segments/closed", undefined, "not-the-token"));
+    for (const args of [["segments", "show", "closed"], ["token", "closed", "--role", "member"]]) {
+      const result = await cli([...args, "--relay", relay.baseUrl, "--admin-token", "not-the-token"]);
+      expect(result.code).toBe(3);
+      expect(result.stderr).toContain("relay answered 401");
+      expect(result.stderr).toContain(expected);
+    }
+  });
+
+  it("exits 2 for a bad --role", async () => {
+    const result = await cli(["token", "closed", "--role", "king", "--relay", relay.baseUrl, "--admin-token", ADMIN]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("--role must be one of member, bridge, monitor");
+  });
+});
+
+describe("edgelan joins that fail", () => {
+  it("pipe --mac to a closed segment without a token exits 3 with the server's 401 message, not waiting for a frame", async () => {
+    const result = await cli(["pipe", connect("closed"), "--mac", "02:00:00:00:c1:01"], { holdStdin: true });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain("HTTP 401");
+    expect(result.stderr).toContain('segment "closed" needs a join token');
+  });
+
+  it("exits 3 with the server's 403 message for a token minted for another segment", async () => {
+    const token = await mintToken("other");
+    const piped = await cli(["pipe", connect("closed"), "--mac", "02:00:00:00:c1:02", "--token", token], { holdStdin: true });
+    expect(piped.code).toBe(3);
+    expect(piped.stderr).toContain("HTTP 403");
+    expect(piped.stderr).toContain('the join token is for segment "other", not "closed"');
+    const pinged = await cli(["ping", connect("closed"), "10.9.0.1", "--count", "1", "--token", token]);
+    expect(pinged.code).toBe(3);
+    expect(pinged.stderr).toContain('the join token is for segment "other", not "closed"');
+  });
+
+  it("exits 3 for a malformed token and for a MAC another port owns", async () => {
+    const garbage = await cli(["ping", connect("closed"), "10.9.0.1", "--count", "1", "--token", "garbage"]);
+    expect(garbage.code).toBe(3);
+    expect(garbage.stderr).toContain("HTTP 401");
+    const owner = await WireClient.join(connect("open"), { macs: [mac("02:00:00:00:c1:03")] });
+    const taken = await cli(["pipe", connect("open"), "--mac", "02:00:00:00:c1:03"], { holdStdin: true });
+    expect(taken.code).toBe(3);
+    expect(taken.stderr).toMatch(/segment refused the join: .*another port.*02:00:00:00:c1:03/);
+    owner.client.close();
+  });
+
+  it("exits 4 when the relay cannot be reached, for joins and admin calls", async () => {
+    const port = await freePort();
+    const url = `ws://127.0.0.1:${port}/v1/segments/lab/connect`;
+    const piped = await cli(["pipe", url, "--mac", "02:00:00:00:c1:04"], { holdStdin: true });
+    expect(piped.code).toBe(4);
+    expect(piped.stderr).toContain(`cannot reach the relay at ${url}`);
+    expect(piped.stderr).toContain("ECONNREFUSED");
+    const pinged = await cli(["ping", url, "10.9.0.1", "--count", "1"]);
+    expect(pinged.code).toBe(4);
+    const shown = await cli(["segments", "show", "lab", "--relay", `http://127.0.0.1:${port}`, "--admin-token", ADMIN]);
+    expect(shown.code).toBe(4);
+    expect(shown.stderr).toContain(`cannot reach the relay at http://127.0.0.1:${port}`);
+  });
+
+  it("join without CAP_NET_ADMIN exits 5 and says what privilege is missing", async () => {
+    const asRoot = process.getuid?.() === 0;
+    const result = await cli(["join", connect("open"), "--tap", "elcli0"], asRoot ? { uid: 65534, gid: 65534 } : {});
+    expect(result.code).toBe(5);
+    expect(result.stderr).toContain("CAP_NET_ADMIN");
+  });
+
+  it("pipe ends with exit 0 when its cable (stdin) ends", async () => {
+    const result = await cli(["pipe", connect("open"), "--mac", "02:00:00:00:c1:05"]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe("");
+  });
+});
+
+const skip = guestSkipReason();
+
+describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === null ? "" : ` (skipped: ${skip})`}`, () => {
+  const namespaces = new Namespaces();
+  afterAll(async () => {
+    await namespaces.cleanup();
+  });
+
+  it("exits (not hangs) with 3 on 401, 403 and a taken MAC, and removes its TAP device", async () => {
+    const ns = namespaces.create("cli");
+    const base = ["--tap", "elcli1", "--netns", ns];
+    const unauthorized = await cli(["join", connect("closed"), ...base, "--mac", "02:00:00:00:c2:01"]);
+    expect(unauthorized.code).toBe(3);
+    expect(unauthorized.stderr).toContain('segment "closed" needs a join token');
+    // One report per failure.
+    expect(unauthorized.stderr.match(/needs a join token/g)).toHaveLength(1);
+
+    const forbidden = await cli(["join", connect("closed"), ...base, "--mac", "02:00:00:00:c2:02", "--token", await mintToken("other")]);
+    expect(forbidden.code).toBe(3);
+    expect(forbidden.stderr).toContain("HTTP 403");
+
+    const owner = await WireClient.join(connect("open"), { macs: [mac("02:00:00:00:c2:03")] });
+    const taken = await cli(["join", connect("open"), ...base, "--mac", "02:00:00:00:c2:03"]);
+    expect(taken.code).toBe(3);
+    expect(taken.stderr).toMatch(/segment refused the join: .*another port.*02:00:00:00:c2:03/);
+    owner.client.close();
+
+    expect(() => execFileSync("ip", ["-n", ns, "link", "show", "elcli1"], { stdio: "ignore" })).toThrow();
+  });
+
+  it("exits 4 when the relay cannot be reached at the first connect", async () => {
+    const ns = namespaces.create("cli");
+    const port = await freePort();
+    const result = await cli(["join", `ws://127.0.0.1:${port}/v1/segments/lab/connect`, "--tap", "elcli2", "--netns", ns]);
+    expect(result.code).toBe(4);
+    expect(result.stderr).toContain("ECONNREFUSED");
+  });
+
+  it("keeps running through a relay restart once joined, and resumes its port", async () => {
+    const ns = namespaces.create("cli");
+    let own = await startRelay();
+    const { port, stateDir } = own;
+    const agent = start(["join", connect("restart", own), "--tap", "elcli3", "--netns", ns, "--mac", "02:00:00:00:c2:04"]);
+    try {
+      await waitFor(() => /joined .* as port (\d+)/.test(agent.output()), "the join line");
+      const portId = /as port (\d+)/.exec(agent.output())?.[1];
+      await own.stop({ keepState: true });
+      await waitFor(() => agent.output().includes("connection lost"), "the agent to notice");
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(agent.child.exitCode).toBeNull();
+      own = await startRelay({ port, stateDir });
+      await waitFor(() => agent.output().includes("reconnected"), "the agent to reconnect", 40_000);
+      expect(agent.output()).toContain(`reconnected as port ${portId} (resumed)`);
+      expect(agent.child.exitCode).toBeNull();
+      kill(agent.child, "SIGTERM");
+      expect(await agent.exited).toBe(0);
+    } finally {
+      kill(agent.child);
+      await own.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
+
+function mac(text: string): number {
+  const parsed = parseMac(text);
+  if (!parsed.ok) throw new Error(parsed.error.message);
+  return parsed.value;
+}
