@@ -3,12 +3,13 @@ import { describeCounters, DropReason, newPortCounters, type PortCountersData } 
 import type { FdbSummary } from "../datapath/fdb.ts";
 import { formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
-import { CompletionCoalescer, decodeMessage, MessageEncoder } from "../datapath/tunnel/codec.ts";
+import { CompletionCoalescer, decodeMessage, forEachRecord, MessageEncoder, type RecordVisitor } from "../datapath/tunnel/codec.ts";
 import {
   AckStatus, Feature, KEEPALIVE_REQUEST, KNOWN_FEATURES, MAX_FILTER_MACS, MAX_MACS_PER_PORT, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN, RECORD_HEADER_BYTES,
 } from "../datapath/tunnel/constants.ts";
-import type { HelloRecord, TunnelRecord } from "../datapath/tunnel/records.ts";
+import type { DecodeErrorCode, HelloRecord, TunnelRecord } from "../datapath/tunnel/records.ts";
+import type { Failure } from "../datapath/result.ts";
 import { RxCreditLedger, SegmentQueueBudget } from "../datapath/tunnel/rx-credits.ts";
 import { grantTxWindow, TxBatchGuard } from "../datapath/tunnel/tx-window.ts";
 import type { PortAuth } from "../worker/port-request.ts";
@@ -68,6 +69,22 @@ export class SegmentRelay {
   private readonly txIds: number[] = [];
   private readonly txFrames: Uint8Array[] = [];
   private readonly touched = new Set<PortRuntime>();
+  /** The port whose open-session message `recordVisitor` is walking; null once that port was closed. */
+  private visiting: PortRuntime | null = null;
+  private readonly recordVisitor: RecordVisitor = {
+    tx: (id, _flags, frame) => {
+      this.txIds.push(id);
+      this.txFrames.push(frame);
+    },
+    rxPost: (count, bufferSize) => {
+      const port = this.visiting;
+      if (port !== null && !this.postCredits(port, count, bufferSize)) this.visiting = null;
+    },
+    record: (record) => {
+      const port = this.visiting;
+      if (port !== null && !this.onRecord(port, record)) this.visiting = null;
+    },
+  };
   readonly counters: SegmentCounters = {
     portsAccepted: 0, portsClosed: 0, hellosRefused: 0, sessionsResumed: 0, malformedMessages: 0, protocolErrors: 0,
     windowOverruns: 0, flushedOnEviction: 0,
@@ -325,28 +342,54 @@ export class SegmentRelay {
 
   // ---- descriptor mode --------------------------------------------------------
 
-  /** One batch of records from a descriptor port. */
+  /**
+   * One batch of records from a descriptor port. An open session's message is walked with a visitor
+   * (forEachRecord validates the whole message first, then visits): TX records become an id and a frame
+   * view in two reused arrays, with no object per record. HELLO, a cold path, decodes into records.
+   */
   private onDescriptorMessage(port: PortRuntime, bytes: Uint8Array): void {
+    if (port.state.phase === "open") {
+      this.beginTxBatch();
+      this.visiting = port;
+      const walked = forEachRecord(bytes, this.recordVisitor);
+      const stillOpen = this.visiting === port;
+      this.visiting = null;
+      if (!walked.ok) this.onMalformed(port, walked.error);
+      else if (stillOpen) this.endTxBatch(port);
+      return;
+    }
     const decoded = decodeMessage(bytes);
     if (!decoded.ok) {
-      this.bump("malformedMessages");
-      this.protocolError(port, closeCodeForDecode(decoded.error.code), decoded.error.message);
+      this.onMalformed(port, decoded.error);
       return;
     }
-    if (port.state.phase === "hello") {
-      this.onHelloMessage(port, decoded.value);
-      return;
-    }
-    this.onRecords(port, decoded.value);
+    this.onHelloMessage(port, decoded.value);
+  }
+
+  /** A message that failed to decode: nothing of it was applied; the port is closed with the matching code. */
+  private onMalformed(port: PortRuntime, error: Failure<DecodeErrorCode>): void {
+    this.bump("malformedMessages");
+    this.protocolError(port, closeCodeForDecode(error.code), error.message);
   }
 
   /** Applies the records of one message in an open session, then forwards its TX batch. */
   private onRecords(port: PortRuntime, records: readonly TunnelRecord[]): void {
-    this.txIds.length = 0;
-    this.txFrames.length = 0;
+    this.beginTxBatch();
     for (const record of records) {
       if (!this.onRecord(port, record)) return;
     }
+    this.endTxBatch(port);
+  }
+
+  /** Empties the TX batch arrays (pop keeps V8's fast path; `length = 0` calls into the runtime). */
+  private beginTxBatch(): void {
+    const { txIds, txFrames } = this;
+    while (txIds.length > 0) txIds.pop();
+    while (txFrames.length > 0) txFrames.pop();
+  }
+
+  /** The window check for the message's TX records, then one forward and one completion batch. */
+  private endTxBatch(port: PortRuntime): void {
     const guarded = this.txGuard.check(this.txIds, port.state.txWindow);
     if (!guarded.ok) {
       this.bump("windowOverruns");
