@@ -181,6 +181,17 @@ export class Bridge {
   /** Member and bridge ports, for flooding; monitors are kept apart because they get every forwarded frame. */
   private receivers: BridgePort[] = [];
   private monitors: BridgePort[] = [];
+  /**
+   * Look-ups remembered within one batch from a member port. A member never learns, so the table cannot
+   * change while its batch is switched (aging runs once, before the batch): the last source's verdict
+   * and the last destination's owner stay valid, and a batch of frames between the same two stations
+   * pays for one look-up of each instead of one per frame. Reset by every forward().
+   */
+  private memoSource = -1;
+  private memoSourceVerdict = 0;
+  private memoDestination = -1;
+  private memoVlan = -1;
+  private memoOwner: number | undefined = undefined;
 
   /** Creates an empty segment; `clock` returns ms and is read once per batch (never Date.now() here). */
   constructor(
@@ -256,6 +267,8 @@ export class Bridge {
       out.dropped = frames.length;
       return;
     }
+    this.memoSource = -1;
+    this.memoDestination = -1;
     const now = this.clock();
     // Age on traffic too, so a busy segment never needs its alarm to stay bounded; one comparison per batch.
     if (now >= (this.fdb.nextExpiry() ?? Infinity)) this.fdb.ageOut(now);
@@ -303,7 +316,7 @@ export class Bridge {
     if (refused !== 0) return refused;
     const destination = macKeyAt(frame, ETH_DESTINATION);
     if (((frame[ETH_DESTINATION] as number) & 1) === 0) {
-      const owner = this.fdb.lookup(destination, vlan);
+      const owner = this.ownerOf(port, destination, vlan);
       if (owner !== undefined) return this.forwardKnown(port, owner, frame, out);
     }
     return this.flood(port, destination, frame, out);
@@ -332,9 +345,26 @@ export class Bridge {
     if (((frame[ETH_SOURCE] as number) & 1) === 1) return DropReason.MulticastSource;
     const source = macKeyAt(frame, ETH_SOURCE);
     if (source === 0) return DropReason.SpoofedSource;
-    if (port.kind === KIND_MEMBER) return this.fdb.staticOwner(source) === port.id ? 0 : DropReason.SpoofedSource;
+    if (port.kind === KIND_MEMBER) {
+      if (source !== this.memoSource) {
+        this.memoSource = source;
+        this.memoSourceVerdict = this.fdb.staticOwner(source) === port.id ? 0 : DropReason.SpoofedSource;
+      }
+      return this.memoSourceVerdict;
+    }
     const learned = this.fdb.learn(source, vlan, port.id, now);
     return learned === LearnOutcome.PortLimit || learned === LearnOutcome.SegmentLimit ? DropReason.LearnLimit : 0;
+  }
+
+  /** The port behind a unicast destination, or undefined; remembered within a member port's batch (see memoSource). */
+  private ownerOf(port: BridgePort, destination: MacKey, vlan: number): number | undefined {
+    if (port.kind !== KIND_MEMBER) return this.fdb.lookup(destination, vlan);
+    if (destination !== this.memoDestination || vlan !== this.memoVlan) {
+      this.memoDestination = destination;
+      this.memoVlan = vlan;
+      this.memoOwner = this.fdb.lookup(destination, vlan);
+    }
+    return this.memoOwner;
   }
 
   /** Known unicast: the owner only (it accepts its own MAC by definition), then the monitors. */
