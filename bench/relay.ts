@@ -353,8 +353,10 @@ function groupOf(relayPort: number): { pgid: number; pids: Array<{ pid: number; 
       const name = stat.slice(stat.indexOf("(") + 1, close);
       const fields = stat.slice(close + 2).split(" ");
       const procPgid = Number(fields[2]);
-      all.push({ pid: Number(entry), pgid: procPgid, name });
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      // wrangler dev runs two workerd: the worker itself (with an inspector) and the proxy in front of it.
+      const role = name !== "workerd" ? name : cmdline.some((arg) => arg.startsWith("--inspector-addr")) ? "workerd-worker" : "workerd-proxy";
+      all.push({ pid: Number(entry), pgid: procPgid, name: role });
       const portAt = cmdline.indexOf("--port");
       if (cmdline.some((arg) => arg.endsWith("wrangler.js")) && portAt >= 0 && cmdline[portAt + 1] === String(relayPort)) pgid = procPgid;
     } catch {
@@ -417,6 +419,8 @@ interface Throughput {
   note: string;
   /** Frames that arrived out of sequence where no drop explains it (descriptor mode: must be 0). */
   integrityErrors: number;
+  /** CPU time of the worker's workerd process per frame received, in µs (less sensitive to other load than frames/s). */
+  workerUsPerFrame: number;
   /** Top self-time entries of the worker's profile, when profiled. */
   profile?: string[];
 }
@@ -457,7 +461,12 @@ async function measureWindow(count: () => { frames: number; bytes: number }, che
   const seconds = (endCpu.wall - startCpu.wall) / 1000;
   const frames = endCount.frames - startCount.frames;
   const bytes = endCount.bytes - startCount.bytes;
-  return { fps: frames / seconds, gbps: (bytes * 8) / seconds / 1e9, cpu: cpuShares(startCpu, endCpu, names), note: "", integrityErrors: 0 };
+  const workerPid = relayPids.find((p) => p.name === "workerd-worker")?.pid;
+  const workerMs = workerPid === undefined ? NaN : (endCpu.procs.get(workerPid) ?? NaN) - (startCpu.procs.get(workerPid) ?? NaN);
+  return {
+    fps: frames / seconds, gbps: (bytes * 8) / seconds / 1e9, cpu: cpuShares(startCpu, endCpu, names), note: "", integrityErrors: 0,
+    workerUsPerFrame: (workerMs * 1000) / frames,
+  };
 }
 
 async function descriptorThroughput(relay: RunningRelay, wsBase: string, size: number, profile = false): Promise<Throughput> {
@@ -751,7 +760,7 @@ async function startProfile(relayPort: number): Promise<() => Promise<string[]>>
     return new Promise((resolve) => waiting.set(id, resolve));
   };
   await call("Profiler.enable");
-  await call("Profiler.setSamplingInterval", { interval: 200 });
+  await call("Profiler.setSamplingInterval", { interval: 100 });
   await call("Profiler.start");
   return async () => {
     const { profile } = (await call("Profiler.stop")) as { profile: { nodes: ProfileNode[] } };
@@ -806,9 +815,17 @@ async function main(): Promise<void> {
     console.log(`setup: ${SENDERS} sender port(s) → 1 receiver, TX window ${TX_WINDOW}, ${BATCH} TX records per message, ${MAX_RX_CREDITS} RX credits, ${WARMUP_S} s warm-up + ${MEASURE_S} s measured per case; figures through wrangler dev's proxy unless marked direct`);
 
     const d64 = await attempt("descriptorThroughput", () => descriptorThroughput(relay, relay.wsUrl, 64));
-    console.log(`descriptor  64 B one-way: ${fmtM(d64.fps)} (${d64.gbps.toFixed(3)} Gbit/s)  [${d64.note}]  cpu: ${fmtCpu(d64.cpu)}`);
+    console.log(`descriptor  64 B one-way: ${fmtM(d64.fps)} (${d64.gbps.toFixed(3)} Gbit/s, worker ${d64.workerUsPerFrame.toFixed(3)} µs CPU/frame)  [${d64.note}]  cpu: ${fmtCpu(d64.cpu)}`);
+    if (process.env.EDGELAN_BENCH_PROFILE === "1") {
+      const profiled = await attempt("descriptorThroughput", () => descriptorThroughput(relay, relay.wsUrl, 64, true));
+      console.log(`profiled descriptor 64 B (the profiler slows it): ${fmtM(profiled.fps)}; worker self time, top entries:`);
+      for (const line of profiled.profile ?? []) console.log(`  ${line}`);
+    }
     if (process.env.EDGELAN_BENCH_QUICK === "1") {
-      console.log(JSON.stringify({ quick: true, senders: SENDERS, batch: BATCH, descriptor64_fps: Math.round(d64.fps), integrity_errors: d64.integrityErrors, cpu_descriptor64: d64.cpu }));
+      console.log(JSON.stringify({
+        quick: true, senders: SENDERS, batch: BATCH, descriptor64_fps: Math.round(d64.fps), descriptor64_worker_us_per_frame: round(d64.workerUsPerFrame, 3),
+        integrity_errors: d64.integrityErrors, cpu_descriptor64: d64.cpu,
+      }));
       return;
     }
     const d1514 = await attempt("descriptorThroughput", () => descriptorThroughput(relay, relay.wsUrl, 1514));
@@ -827,7 +844,8 @@ async function main(): Promise<void> {
 
     const summary: Record<string, unknown> = {
       via: "wrangler-dev-proxy", senders: SENDERS, batch: BATCH, tx_window: TX_WINDOW, measure_s: MEASURE_S,
-      descriptor64_fps: Math.round(d64.fps), descriptor64_gbps: round(d64.gbps, 3),
+      descriptor64_fps: Math.round(d64.fps), descriptor64_gbps: round(d64.gbps, 3), descriptor64_worker_us_per_frame: round(d64.workerUsPerFrame, 3),
+      raw64_worker_us_per_frame: round(r64.workerUsPerFrame, 3),
       descriptor1514_gbps: round(d1514.gbps, 3), descriptor1514_fps: Math.round(d1514.fps),
       raw64_fps: Math.round(r64.fps), raw1514_gbps: round(r1514.gbps, 3), raw1514_fps: Math.round(r1514.fps),
       rtt_p50_ms: round(rtt.p50, 3), rtt_p99_ms: round(rtt.p99, 3), rtt_kind: "descriptor frame ping-pong A→B→A, 64 B",
@@ -837,12 +855,6 @@ async function main(): Promise<void> {
       integrity_errors: d64.integrityErrors + d1514.integrityErrors + r64.integrityErrors + r1514.integrityErrors,
       cpu_descriptor64: d64.cpu,
     };
-
-    if (process.env.EDGELAN_BENCH_PROFILE === "1") {
-      const profiled = await attempt("descriptorThroughput", () => descriptorThroughput(relay, relay.wsUrl, 64, true));
-      console.log(`profiled descriptor 64 B (the profiler slows it): ${fmtM(profiled.fps)}; worker self time, top entries:`);
-      for (const line of profiled.profile ?? []) console.log(`  ${line}`);
-    }
 
     const direct = TRY_DIRECT ? await findDirectPort(relay) : null;
     if (direct !== null) {
