@@ -231,6 +231,8 @@ describe("memory bounds", () => {
       expect(port.queuedBytes / 1000 + dropped).toBe(port.counters.txFrames);
     }
     expect(sinkStats.reduce((sum, p) => sum + p.counters.drops["segment-budget"]!, 0)).toBeGreaterThan(0);
+    // The flood costs the credit-less ports nothing but drops: their sockets stay open.
+    for (const sink of sinks) expect(sink.closed).toBeUndefined();
   });
 });
 
