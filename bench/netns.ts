@@ -1,0 +1,503 @@
+// End-to-end latency and TCP throughput between two network namespaces joined
+// through a local segment (real `wrangler dev` relay, two `edgelan join` TAPs),
+// next to the kernel's own baselines in the same run: the same pair of
+// namespaces joined by a veth pair, and by a Linux bridge. `npm run bench:netns`.
+//
+// Needs root, /dev/net/tun, iproute2, ping, iperf3 and the built TAP addon.
+// Everything runs inside namespaces this process creates (10.234.0.0/24) and is
+// deleted afterwards, also on error and on SIGINT/SIGTERM; only processes this
+// process started are stopped (by process group).
+//
+// Per scenario: ping p50 (RUNS runs of PINGS pings; p50 of each run, then the
+// median) and iperf3 TCP throughput (median of RUNS runs of SECONDS s, after one
+// unmeasured warm-up run so V8 has optimised the client and the relay).
+//
+// Knobs: EDGELAN_BENCH_RUNS (3), EDGELAN_BENCH_SECONDS (10), EDGELAN_BENCH_PINGS (100),
+// EDGELAN_BENCH_PING_INTERVAL (0.01 s), EDGELAN_BENCH_WARMUP (2 s; 0 = none),
+// EDGELAN_BENCH_MTU (1500), EDGELAN_BENCH_ONLY (comma list of edgelan,direct,veth,bridge;
+// default edgelan,veth,bridge), EDGELAN_BENCH_DIRECT=1 (add "direct": the same TAPs
+// joined to workerd's own port, bypassing wrangler dev's proxy), EDGELAN_BENCH_URL
+// (use a relay already running at this ws:// base instead of starting `wrangler dev`).
+//
+// A failed run is reported and the others go on (exit status 1 at the end).
+// The last line of output is one JSON object for scripts.
+import { execFile, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { commandExists, guestSkipReason, Namespaces, type Background } from "../test/e2e/guests.ts";
+import { startRelay, type RunningRelay } from "../test/e2e/relay-harness.ts";
+
+type Scenario = "edgelan" | "direct" | "veth" | "bridge";
+/** All scenarios in run order; "direct" (TAPs joined to workerd's own port, bypassing wrangler dev's proxy) is opt-in. */
+const SCENARIOS: readonly Scenario[] = ["edgelan", "direct", "veth", "bridge"];
+const DEFAULT_SCENARIOS: readonly Scenario[] = ["edgelan", "veth", "bridge"];
+
+interface Config {
+  runs: number;
+  seconds: number;
+  pings: number;
+  pingIntervalS: number;
+  warmupSeconds: number;
+  mtu: number;
+  only: Scenario[];
+  relayUrl: string | undefined;
+}
+
+interface PingRun { p50Ms: number; minMs: number; maxMs: number; transmitted: number; received: number }
+interface TcpRun { gbps: number; retransmits: number | null }
+interface ScenarioResult { ping: PingRun[]; tcp: TcpRun[]; errors: string[] }
+
+/** Issue #5's targets at MTU 1500 through the segment. */
+const TARGET_TCP_GBPS = 1.0;
+const TARGET_PING_P50_MS = 0.5;
+
+const SUBNET = "10.234.0";
+const A_IP = `${SUBNET}.1`;
+const B_IP = `${SUBNET}.2`;
+const A_MAC = "02:ed:9e:00:00:01";
+const B_MAC = "02:ed:9e:00:00:02";
+
+// ---- configuration and preflight ---------------------------------------------------
+
+function intEnv(name: string, fallback: number, min: number, max: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === "") return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) fail(`${name} must be an integer from ${min} to ${max} (got "${text}")`);
+  return value;
+}
+
+function readConfig(): Config {
+  const intervalText = process.env.EDGELAN_BENCH_PING_INTERVAL ?? "0.01";
+  const pingIntervalS = Number(intervalText);
+  if (!Number.isFinite(pingIntervalS) || pingIntervalS < 0.002 || pingIntervalS > 1) {
+    fail(`EDGELAN_BENCH_PING_INTERVAL must be seconds from 0.002 to 1 (got "${intervalText}")`);
+  }
+  const onlyText = process.env.EDGELAN_BENCH_ONLY;
+  const only = onlyText === undefined || onlyText === "" ? [...DEFAULT_SCENARIOS] : onlyText.split(",").map((s) => s.trim());
+  if (process.env.EDGELAN_BENCH_DIRECT === "1" && !only.includes("direct")) only.splice(1, 0, "direct");
+  for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) fail(`EDGELAN_BENCH_ONLY: unknown scenario "${name}" (use ${SCENARIOS.join(",")})`);
+  const relayUrl = process.env.EDGELAN_BENCH_URL;
+  return {
+    runs: intEnv("EDGELAN_BENCH_RUNS", 3, 1, 50),
+    seconds: intEnv("EDGELAN_BENCH_SECONDS", 10, 1, 120),
+    pings: intEnv("EDGELAN_BENCH_PINGS", 100, 1, 100_000),
+    pingIntervalS,
+    warmupSeconds: intEnv("EDGELAN_BENCH_WARMUP", 2, 0, 60),
+    mtu: intEnv("EDGELAN_BENCH_MTU", 1500, 576, 65535),
+    only: SCENARIOS.filter((name) => only.includes(name)),
+    relayUrl: relayUrl === undefined || relayUrl === "" ? undefined : relayUrl.replace(/\/+$/, ""),
+  };
+}
+
+/** Why this benchmark cannot run here, or null. */
+function preflight(): string | null {
+  if (process.platform !== "linux") return "needs Linux (network namespaces, TAP devices)";
+  if (process.getuid?.() !== 0) return "needs root (network namespaces, TAP devices, veth pairs); run it with sudo";
+  if (!existsSync("/dev/net/tun")) return "needs /dev/net/tun (modprobe tun; in a container: --device /dev/net/tun --cap-add NET_ADMIN)";
+  for (const command of ["ip", "ss", "ping", "iperf3"]) {
+    if (!commandExists(command)) return `needs \`${command}\` on PATH (Debian: apt-get install ${command === "ip" || command === "ss" ? "iproute2" : command === "ping" ? "iputils-ping" : "iperf3"})`;
+  }
+  return guestSkipReason();
+}
+
+function fail(message: string): never {
+  console.error(`bench:netns: ${message}`);
+  process.exit(2);
+}
+
+// ---- cleanup ----------------------------------------------------------------------------
+
+/** Everything that must be undone, newest first. */
+const cleanups: Array<() => Promise<void>> = [];
+let cleaningUp: Promise<void> | null = null;
+
+function onCleanup(step: () => Promise<void>): void {
+  cleanups.unshift(step);
+}
+
+function cleanupAll(): Promise<void> {
+  cleaningUp ??= (async () => {
+    for (const step of cleanups.splice(0)) {
+      try {
+        await step();
+      } catch (error) {
+        console.error(`bench:netns: cleanup step failed: ${String(error)}`);
+      }
+    }
+  })();
+  return cleaningUp;
+}
+
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    console.error(`bench:netns: ${signal}: cleaning up`);
+    const hardStop = setTimeout(() => process.exit(130), 20_000);
+    hardStop.unref();
+    void cleanupAll().finally(() => process.exit(130));
+  });
+}
+
+// ---- commands in namespaces -----------------------------------------------------------
+
+/** Runs a command inside a namespace without blocking the event loop (signals stay responsive). */
+function execIn(ns: string, command: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile("ip", ["netns", "exec", ns, command, ...args], { encoding: "utf8", timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+      running.delete(child);
+      const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+    running.add(child);
+  });
+}
+
+/** Foreground commands (ping, iperf3 clients) in flight, stopped by cleanup on an interrupt. */
+const running = new Set<ChildProcess>();
+onCleanup(async () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+/** Runs `ip ARGS` and throws with stderr on failure. */
+async function ip(...args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile("ip", args, { encoding: "utf8", timeout: 15_000 }, (error, stdout, stderr) => {
+      if (error !== null) reject(new Error(`ip ${args.join(" ")}: ${stderr.trim() || error.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+const round = (value: number, digits: number): number => Number(value.toFixed(digits));
+
+// ---- measurements -----------------------------------------------------------------------
+
+/** Pings until one answer comes back (ARP, learning, relay warm-up), at most `timeoutMs`. */
+async function waitReachable(ns: string, target: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const result = await execIn(ns, "ping", ["-n", "-c", "1", "-W", "1", target], 5_000);
+    if (result.code === 0) return;
+    await sleep(200);
+  }
+  throw new Error(`${target} is not reachable from ${ns} within ${timeoutMs} ms`);
+}
+
+/** One run of `count` pings; p50 of the per-packet RTTs. */
+async function pingRun(ns: string, target: string, config: Config): Promise<PingRun> {
+  const timeoutMs = Math.ceil((config.pings * config.pingIntervalS + 10) * 1000);
+  const result = await execIn(ns, "ping", ["-n", "-c", String(config.pings), "-i", String(config.pingIntervalS), "-W", "2", target], timeoutMs);
+  const summary = /(\d+) packets transmitted, (\d+) received/.exec(result.stdout);
+  const rtts = [...result.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  if (rtts.length === 0) throw new Error(`ping ${target} from ${ns} got no replies:\n${result.stdout}${result.stderr}`);
+  return {
+    p50Ms: median(rtts), minMs: Math.min(...rtts), maxMs: Math.max(...rtts),
+    transmitted: Number(summary?.[1] ?? rtts.length), received: Number(summary?.[2] ?? rtts.length),
+  };
+}
+
+interface IperfJson {
+  error?: string;
+  end?: { sum_received?: { bits_per_second?: number }; sum_sent?: { retransmits?: number } };
+}
+
+/** One iperf3 TCP run: a one-shot server in `serverNs` (tracked, stopped by cleanup), the client in `clientNs`. */
+async function tcpRun(namespaces: Namespaces, serverNs: string, clientNs: string, serverIp: string, config: Config): Promise<TcpRun> {
+  const server: Background = namespaces.spawn(serverNs, "iperf3", ["-s", "-1", "-B", serverIp]);
+  try {
+    // Wait until the server listens (bounded), so the client's first connect succeeds.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const listening = await execIn(serverNs, "ss", ["-Hltn", "sport", "= :5201"], 5_000);
+      if (listening.stdout.includes("5201")) break;
+      if (server.child.exitCode !== null) throw new Error(`iperf3 server exited early:\n${server.output()}`);
+      if (Date.now() > deadline) throw new Error(`iperf3 server in ${serverNs} did not listen within 10 s:\n${server.output()}`);
+      await sleep(50);
+    }
+    const result = await execIn(clientNs, "iperf3", ["-c", serverIp, "-t", String(config.seconds), "-J", "--connect-timeout", "5000"], (config.seconds + 15) * 1000);
+    let parsed: IperfJson;
+    try {
+      parsed = JSON.parse(result.stdout) as IperfJson;
+    } catch {
+      throw new Error(`iperf3 client printed no JSON (exit ${result.code}):\n${result.stdout}${result.stderr}`);
+    }
+    const bps = parsed.end?.sum_received?.bits_per_second;
+    if (parsed.error !== undefined || typeof bps !== "number") throw new Error(`iperf3 failed: ${parsed.error ?? "no end.sum_received.bits_per_second"}`);
+    return { gbps: bps / 1e9, retransmits: parsed.end?.sum_sent?.retransmits ?? null };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** The ping and iperf3 runs between A and B, printed as they complete; a failed run is recorded and the rest go on. */
+async function measure(label: string, namespaces: Namespaces, a: string, b: string, config: Config): Promise<ScenarioResult> {
+  const tag = label.padEnd(8);
+  await waitReachable(a, B_IP, 20_000);
+  await waitReachable(b, A_IP, 20_000);
+  const result: ScenarioResult = { ping: [], tcp: [], errors: [] };
+  if (config.warmupSeconds > 0) {
+    // Unmeasured: lets V8 optimise the client and the relay before the measured runs.
+    try {
+      await tcpRun(namespaces, b, a, B_IP, { ...config, seconds: config.warmupSeconds });
+    } catch (error) {
+      result.errors.push(`warm-up: ${message(error)}`);
+      console.log(`${tag} warm-up failed: ${message(error)}`);
+    }
+  }
+  for (let run = 1; run <= config.runs; run++) {
+    try {
+      const p = await pingRun(a, B_IP, config);
+      result.ping.push(p);
+      const loss = p.transmitted > 0 ? (100 * (p.transmitted - p.received)) / p.transmitted : 0;
+      console.log(`${tag} ping  run ${run}/${config.runs}: p50 ${p.p50Ms.toFixed(3)} ms (min ${p.minMs.toFixed(3)}, max ${p.maxMs.toFixed(3)}, ${p.received}/${p.transmitted} replies, ${loss.toFixed(0)}% loss)`);
+    } catch (error) {
+      result.errors.push(`ping run ${run}: ${message(error)}`);
+      console.log(`${tag} ping  run ${run}/${config.runs}: FAILED: ${message(error)}`);
+    }
+  }
+  for (let run = 1; run <= config.runs; run++) {
+    try {
+      const t = await tcpRun(namespaces, b, a, B_IP, config);
+      result.tcp.push(t);
+      console.log(`${tag} tcp   run ${run}/${config.runs}: ${t.gbps.toFixed(3)} Gbit/s (${config.seconds} s, ${t.retransmits ?? "?"} retransmits)`);
+    } catch (error) {
+      result.errors.push(`tcp run ${run}: ${message(error)}`);
+      console.log(`${tag} tcp   run ${run}/${config.runs}: FAILED: ${message(error)}`);
+    }
+  }
+  const p50s = result.ping.map((p) => p.p50Ms);
+  const tcps = result.tcp.map((t) => t.gbps);
+  console.log(`${tag} => ping p50 median ${fmt(median(p50s), 3)} ms [${fmtRange(p50s, 3)}], tcp median ${fmt(median(tcps), 3)} Gbit/s [${fmtRange(tcps, 3)}]`);
+  return result;
+}
+
+const message = (error: unknown): string => (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
+const fmt = (value: number, digits: number): string => (Number.isNaN(value) ? "n/a" : value.toFixed(digits));
+const fmtRange = (values: readonly number[], digits: number): string =>
+  values.length === 0 ? "no runs" : `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
+
+// ---- topologies ---------------------------------------------------------------------------
+
+/** A fresh Namespaces set whose processes and namespaces are removed by cleanup (and at the end of the scenario). */
+function scopedNamespaces(): Namespaces {
+  const namespaces = new Namespaces(`elb${process.pid % 100000}`);
+  onCleanup(() => namespaces.cleanup());
+  return namespaces;
+}
+
+/** One `wrangler dev` for the edgelan scenarios, started on first use and stopped by cleanup. */
+let relay: RunningRelay | undefined;
+async function relayBase(config: Config): Promise<string> {
+  if (config.relayUrl !== undefined) return config.relayUrl;
+  if (relay === undefined) {
+    console.log("edgelan  starting wrangler dev …");
+    const starting = startRelay();
+    // Registered before it is up, so an interrupt during start-up still stops it; stop() runs once.
+    onCleanup(async () => {
+      const started = await starting.catch(() => undefined);
+      await started?.stop();
+    });
+    relay = await starting;
+  }
+  return relay.wsUrl;
+}
+
+/**
+ * workerd's own listening port behind wrangler dev's proxy: the other workerd in the proxy's
+ * process group whose 127.0.0.1 listener answers /healthz. Null when it cannot be found.
+ */
+async function findWorkerdPort(proxyPort: number): Promise<number | null> {
+  let listing: string;
+  try {
+    listing = await new Promise<string>((resolve, reject) => {
+      execFile("ss", ["-ltnpH"], { encoding: "utf8", timeout: 5_000 }, (error, stdout) => (error === null ? resolve(stdout) : reject(error)));
+    });
+  } catch {
+    return null;
+  }
+  const listeners = listing.split("\n").flatMap((line) => {
+    const port = /127\.0\.0\.1:(\d+)\s/.exec(line);
+    const pid = /"workerd",pid=(\d+)/.exec(line);
+    return port === null || pid === null ? [] : [{ port: Number(port[1]), pid: Number(pid[1]) }];
+  });
+  const proxy = listeners.find((l) => l.port === proxyPort);
+  if (proxy === undefined) return null;
+  const group = processGroupOf(proxy.pid);
+  for (const candidate of listeners) {
+    if (candidate.pid === proxy.pid || group === null || processGroupOf(candidate.pid) !== group) continue;
+    try {
+      const response = await fetch(`http://127.0.0.1:${candidate.port}/healthz`, { signal: AbortSignal.timeout(1000) });
+      const text = await response.text();
+      if (response.ok && text.includes("\"ok\"")) return candidate.port;
+    } catch {
+      // Not the HTTP entry point.
+    }
+  }
+  return null;
+}
+
+/** The process group of a PID (field 5 of /proc/PID/stat), or null. */
+function processGroupOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[2]);
+  } catch {
+    return null;
+  }
+}
+
+/** Two namespaces with `edgelan join` TAPs on one segment at `base`. */
+async function benchSegment(label: string, base: string, config: Config): Promise<ScenarioResult> {
+  const name = `bench-${label}-${process.pid}`;
+  const url = `${base}/v1/segments/${name}/connect`;
+  console.log(`${label.padEnd(8)} segment ${url}`);
+  // Frames above the default 1514 bytes need the segment configured for them (open development mode: no token).
+  if (config.mtu > 1500) await configureSegment(base, name, { openJoin: true, maxFrameSize: config.mtu + 14 });
+  const namespaces = scopedNamespaces();
+  try {
+    const a = namespaces.create("a");
+    const b = namespaces.create("b");
+    namespaces.join(a, url, { tap: "elt0", mac: A_MAC, mtu: config.mtu });
+    namespaces.join(b, url, { tap: "elt0", mac: B_MAC, mtu: config.mtu });
+    await namespaces.address(a, "elt0", `${A_IP}/24`);
+    await namespaces.address(b, "elt0", `${B_IP}/24`);
+    return await measure(label, namespaces, a, b, config);
+  } finally {
+    await namespaces.cleanup();
+  }
+}
+
+/** Creates or updates a segment through the admin API (the relay runs in open development mode). */
+async function configureSegment(base: string, name: string, config: Record<string, unknown>): Promise<void> {
+  const http = base.replace(/^ws/, "http");
+  const response = await fetch(`${http}/v1/segments/${name}`, {
+    method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(config), signal: AbortSignal.timeout(10_000),
+  });
+  if (!response.ok) throw new Error(`configuring segment ${name} failed: HTTP ${response.status} ${await response.text()}`);
+}
+
+async function benchEdgelan(config: Config): Promise<ScenarioResult> {
+  return benchSegment("edgelan", await relayBase(config), config);
+}
+
+/** The same through workerd's own port, without wrangler dev's proxy in the path (diagnostic). */
+async function benchDirect(config: Config): Promise<ScenarioResult> {
+  const base = await relayBase(config);
+  const port = await findWorkerdPort(Number(new URL(base).port));
+  if (port === null) throw new Error("direct: workerd's own port behind wrangler dev's proxy was not found");
+  return benchSegment("direct", `ws://127.0.0.1:${port}`, config);
+}
+
+async function benchVeth(config: Config): Promise<ScenarioResult> {
+  const namespaces = scopedNamespaces();
+  try {
+    const a = namespaces.create("a");
+    const b = namespaces.create("b");
+    await ip("-n", a, "link", "add", "veth0", "mtu", String(config.mtu), "type", "veth", "peer", "name", "veth0", "netns", b, "mtu", String(config.mtu));
+    await ip("-n", a, "addr", "add", `${A_IP}/24`, "dev", "veth0");
+    await ip("-n", b, "addr", "add", `${B_IP}/24`, "dev", "veth0");
+    await ip("-n", a, "link", "set", "veth0", "up");
+    await ip("-n", b, "link", "set", "veth0", "up");
+    return await measure("veth", namespaces, a, b, config);
+  } finally {
+    await namespaces.cleanup();
+  }
+}
+
+async function benchBridge(config: Config): Promise<ScenarioResult> {
+  const namespaces = scopedNamespaces();
+  try {
+    const a = namespaces.create("a");
+    const b = namespaces.create("b");
+    const br = namespaces.create("br");
+    await ip("-n", br, "link", "add", "br0", "mtu", String(config.mtu), "type", "bridge", "stp_state", "0", "forward_delay", "0");
+    for (const [ns, port, addr] of [[a, "pa", A_IP], [b, "pb", B_IP]] as const) {
+      await ip("-n", br, "link", "add", port, "mtu", String(config.mtu), "type", "veth", "peer", "name", "eth0", "netns", ns, "mtu", String(config.mtu));
+      await ip("-n", br, "link", "set", port, "master", "br0");
+      await ip("-n", br, "link", "set", port, "up");
+      await ip("-n", ns, "addr", "add", `${addr}/24`, "dev", "eth0");
+      await ip("-n", ns, "link", "set", "eth0", "up");
+    }
+    await ip("-n", br, "link", "set", "br0", "up");
+    return await measure("bridge", namespaces, a, b, config);
+  } finally {
+    await namespaces.cleanup();
+  }
+}
+
+// ---- main ---------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  const reason = preflight();
+  if (reason !== null) fail(`cannot run: ${reason}`);
+  const config = readConfig();
+  console.log(`bench:netns: ${config.runs} runs × (${config.pings} pings at ${config.pingIntervalS} s; iperf3 TCP ${config.seconds} s after a ${config.warmupSeconds} s warm-up), MTU ${config.mtu}, scenarios ${config.only.join(", ")}`);
+  console.log("bench:netns: figures on a shared 2-core machine are noisy; compare against the kernel baselines from the same run.");
+  const results: Partial<Record<Scenario, ScenarioResult>> = {};
+  const runners: Record<Scenario, (config: Config) => Promise<ScenarioResult>> = { edgelan: benchEdgelan, direct: benchDirect, veth: benchVeth, bridge: benchBridge };
+  let failed = false;
+  for (const scenario of config.only) {
+    try {
+      results[scenario] = await runners[scenario](config);
+      if ((results[scenario]?.errors.length ?? 0) > 0) failed = true;
+    } catch (error) {
+      // A scenario that cannot be set up is reported, and the others still run.
+      failed = true;
+      results[scenario] = { ping: [], tcp: [], errors: [message(error)] };
+      console.log(`${scenario.padEnd(8)} FAILED: ${message(error)}`);
+    }
+  }
+
+  const summary: Record<string, unknown> = {};
+  const prefix: Record<Scenario, string> = { edgelan: "", direct: "direct_", veth: "veth_", bridge: "bridge_" };
+  const nullable = (value: number, digits: number): number | null => (Number.isNaN(value) ? null : round(value, digits));
+  for (const scenario of SCENARIOS) {
+    const result = results[scenario];
+    if (result === undefined) continue;
+    const key = prefix[scenario];
+    const tcp = result.tcp.map((t) => round(t.gbps, 4));
+    const p50 = result.ping.map((p) => round(p.p50Ms, 4));
+    summary[`${key}tcp_gbps`] = nullable(median(tcp), 4);
+    summary[`${key}ping_p50_ms`] = nullable(median(p50), 4);
+    summary[`${key}tcp_gbps_runs`] = tcp;
+    summary[`${key}ping_p50_ms_runs`] = p50;
+    summary[`${key}tcp_retransmits_runs`] = result.tcp.map((t) => t.retransmits);
+    summary[`${key}ping_lost_runs`] = result.ping.map((p) => p.transmitted - p.received);
+    if (result.errors.length > 0) summary[`${key}errors`] = result.errors;
+  }
+  if (results.edgelan !== undefined) {
+    const tcp = summary.tcp_gbps as number | null;
+    const p50 = summary.ping_p50_ms as number | null;
+    const tcpMet = tcp !== null && tcp >= TARGET_TCP_GBPS;
+    const pingMet = p50 !== null && p50 <= TARGET_PING_P50_MS;
+    summary.targets = { tcp_gbps_min: TARGET_TCP_GBPS, ping_p50_ms_max: TARGET_PING_P50_MS, tcp_met: tcpMet, ping_met: pingMet };
+    console.log(`edgelan  vs targets (issue #5): tcp ${tcp === null ? "n/a" : tcp.toFixed(3)} Gbit/s (≥ ${TARGET_TCP_GBPS.toFixed(1)}: ${tcpMet ? "met" : "NOT met"}), ping p50 ${p50 === null ? "n/a" : p50.toFixed(3)} ms (≤ ${TARGET_PING_P50_MS}: ${pingMet ? "met" : "NOT met"})`);
+  }
+  summary.config = {
+    runs: config.runs, seconds: config.seconds, warmup_seconds: config.warmupSeconds, pings: config.pings,
+    ping_interval_s: config.pingIntervalS, mtu: config.mtu, scenarios: config.only, load_average: loadavg().map((v) => round(v, 2)),
+  };
+  console.log(JSON.stringify(summary));
+  return failed ? 1 : 0;
+}
+
+let exitCode = 0;
+try {
+  exitCode = await main();
+} catch (error) {
+  console.error(`bench:netns: ${error instanceof Error ? error.message : String(error)}`);
+  exitCode = 1;
+} finally {
+  await cleanupAll();
+}
+process.exit(exitCode);
