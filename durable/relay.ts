@@ -51,6 +51,8 @@ const TX_COMPLETE_RECORD_BYTES = RECORD_HEADER_BYTES + 6;
 /** More than any control record the segment sends needs (a stats-reply with 64 drops, an ack or link with a 255-byte reason, a WELCOME). */
 const MAX_CONTROL_BODY_BYTES = 1024;
 const GRANTED_FEATURES = KNOWN_FEATURES;
+/** How long a counters-only change may wait for its attachment write (see markCounted). */
+const COUNTER_WRITE_DELAY_MS = 50;
 
 /**
  * The relay: moves frames between a segment's sockets through one Bridge.
@@ -69,6 +71,9 @@ export class SegmentRelay {
   private readonly txIds: number[] = [];
   private readonly txFrames: Uint8Array[] = [];
   private readonly touched = new Set<PortRuntime>();
+  /** Ports whose counters (only) changed since their attachment was written; see markCounted. */
+  private readonly countersPending = new Set<PortRuntime>();
+  private counterWrite: ReturnType<typeof setTimeout> | null = null;
   /** The port whose open-session message `recordVisitor` is walking; null once that port was closed. */
   private visiting: PortRuntime | null = null;
   private readonly recordVisitor: RecordVisitor = {
@@ -325,7 +330,7 @@ export class SegmentRelay {
     this.txFrames.push(frame);
     this.bridge.forward(port.state.portId, this.txFrames, this.outcome);
     this.deliverOutcome();
-    this.markDirty(port);
+    this.markCounted(port);
   }
 
   /**
@@ -338,6 +343,7 @@ export class SegmentRelay {
     const source = macKeyAt(frame, 6);
     if (!isUsableUnicastMac(source) || !this.bridge.addMac(port.state.portId, source).ok) return;
     port.state.macs.push(source);
+    this.markDirty(port);
   }
 
   // ---- descriptor mode --------------------------------------------------------
@@ -448,7 +454,8 @@ export class SegmentRelay {
     }
     this.coalescer.flushInto(encoder);
     port.pendingSend = true;
-    this.markDirty(port);
+    this.touched.add(port);
+    this.markCounted(port);
   }
 
   /** Hands each egress batch of the last forward to its port. */
@@ -471,7 +478,7 @@ export class SegmentRelay {
         countDrop(dest, DropReason.Flushed);
       }
     }
-    this.markDirty(dest);
+    this.markCounted(dest);
   }
 
   /** Descriptor ports: each frame takes a credit, waits in the bounded queue, or is dropped and counted. */
@@ -693,6 +700,31 @@ export class SegmentRelay {
     this.touched.add(port);
   }
 
+  /**
+   * Only the port's counters changed (a sender's rx counts and ingress drops, a raw receiver's tx counts):
+   * its attachment is rewritten within COUNTER_WRITE_DELAY_MS instead of after every message, so a busy
+   * port costs one structured clone per interval instead of one per message. Everything else (credits,
+   * queue length, MACs, filter, phase) is still written at the end of the message that changed it.
+   *
+   * Counters stay exact across hibernation: the runtime hibernates an object only after 10 s without
+   * events and only while no setTimeout callback is pending, so a pending write is always done first.
+   * Any other eviction (deploy, crash, reset) closes the sockets, and their attachments die with them.
+   */
+  private markCounted(port: PortRuntime): void {
+    if (port.dirty || this.countersPending.has(port)) return;
+    this.countersPending.add(port);
+    this.counterWrite ??= setTimeout(() => this.writeCounters(), COUNTER_WRITE_DELAY_MS);
+  }
+
+  /** The deferred attachment writes of markCounted. */
+  private writeCounters(): void {
+    this.counterWrite = null;
+    for (const port of this.countersPending) {
+      if (this.ports.has(port.ws)) this.persist(port);
+    }
+    this.countersPending.clear();
+  }
+
   /** One outgoing message per touched port, then their attachments. */
   private flushTouched(): void {
     for (const port of this.touched) {
@@ -732,6 +764,7 @@ export class SegmentRelay {
   /** Writes the port's state into its socket attachment so it survives hibernation. */
   private persist(port: PortRuntime): void {
     port.dirty = false;
+    this.countersPending.delete(port);
     try {
       port.ws.serializeAttachment(snapshotAttachment(port));
     } catch {
