@@ -5,7 +5,7 @@ import { formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "../datapat
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { CompletionCoalescer, decodeMessage, forEachRecord, MessageEncoder, type RecordVisitor } from "../datapath/tunnel/codec.ts";
 import {
-  AckStatus, Feature, KEEPALIVE_REQUEST, KNOWN_FEATURES, MAX_FILTER_MACS, MAX_MACS_PER_PORT, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, PROTOCOL_VERSION_MAX,
+  AckStatus, Feature, KEEPALIVE_REQUEST, TX_FLAGS_KNOWN, KNOWN_FEATURES, MAX_FILTER_MACS, MAX_MACS_PER_PORT, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN, RECORD_HEADER_BYTES,
 } from "../datapath/tunnel/constants.ts";
 import type { DecodeErrorCode, HelloRecord, TunnelRecord } from "../datapath/tunnel/records.ts";
@@ -51,6 +51,8 @@ const TX_COMPLETE_RECORD_BYTES = RECORD_HEADER_BYTES + 6;
 /** More than any control record the segment sends needs (a stats-reply with 64 drops, an ack or link with a 255-byte reason, a WELCOME). */
 const MAX_CONTROL_BODY_BYTES = 1024;
 const GRANTED_FEATURES = KNOWN_FEATURES;
+/** Stands in the TX batch for a descriptor with unknown flags (never switched). */
+const MALFORMED_TX = new Uint8Array(0);
 /** How long a counters-only change may wait for its attachment write (see markCounted). */
 const COUNTER_WRITE_DELAY_MS = 50;
 
@@ -67,6 +69,11 @@ export class SegmentRelay {
   private readonly budget: SegmentQueueBudget;
   private readonly outcome = new ForwardOutcome();
   private readonly coalescer = new CompletionCoalescer();
+  /** For ports that did not negotiate CoalescedCompletions: one id per tx-complete record. */
+  private readonly singleCompletions = new CompletionCoalescer(1);
+  /** Descriptors with unknown flags in the batch being collected (rare; see forwardTx). */
+  private txMalformed = 0;
+  private readonly txForwardable: Uint8Array[] = [];
   private readonly txGuard = new TxBatchGuard();
   private readonly txIds: number[] = [];
   private readonly txFrames: Uint8Array[] = [];
@@ -77,10 +84,7 @@ export class SegmentRelay {
   /** The port whose open-session message `recordVisitor` is walking; null once that port was closed. */
   private visiting: PortRuntime | null = null;
   private readonly recordVisitor: RecordVisitor = {
-    tx: (id, _flags, frame) => {
-      this.txIds.push(id);
-      this.txFrames.push(frame);
-    },
+    tx: (id, flags, frame) => this.collectTx(id, flags, frame),
     rxPost: (count, bufferSize) => {
       const port = this.visiting;
       if (port !== null && !this.postCredits(port, count, bufferSize)) this.visiting = null;
@@ -392,6 +396,18 @@ export class SegmentRelay {
     const { txIds, txFrames } = this;
     while (txIds.length > 0) txIds.pop();
     while (txFrames.length > 0) txFrames.pop();
+    this.txMalformed = 0;
+  }
+
+  /** Adds one TX descriptor to the batch; v1 defines no TX flags, so one with flags completes as malformed, unswitched. */
+  private collectTx(id: number, flags: number, frame: Uint8Array): void {
+    this.txIds.push(id);
+    if ((flags & ~TX_FLAGS_KNOWN) === 0) {
+      this.txFrames.push(frame);
+    } else {
+      this.txFrames.push(MALFORMED_TX);
+      this.txMalformed++;
+    }
   }
 
   /** The window check for the message's TX records, then one forward and one completion batch. */
@@ -409,8 +425,7 @@ export class SegmentRelay {
   private onRecord(port: PortRuntime, record: TunnelRecord): boolean {
     switch (record.type) {
       case "tx":
-        this.txIds.push(record.id);
-        this.txFrames.push(record.frame);
+        this.collectTx(record.id, record.flags, record.frame);
         return true;
       case "rx-post":
         return this.postCredits(port, record.count, record.bufferSize);
@@ -443,19 +458,47 @@ export class SegmentRelay {
 
   /** Forwards the collected TX batch and answers every id with exactly one completion. */
   private forwardTx(port: PortRuntime): void {
-    this.bridge.forward(port.state.portId, this.txFrames, this.outcome);
-    this.deliverOutcome();
-    const verdicts = this.outcome.verdicts;
-    for (let i = 0; i < this.txIds.length; i++) this.coalescer.push(this.txIds[i] as number, verdicts[i] as number);
+    const coalescer = (port.state.features & Feature.CoalescedCompletions) !== 0 ? this.coalescer : this.singleCompletions;
+    if (this.txMalformed === 0) {
+      this.bridge.forward(port.state.portId, this.txFrames, this.outcome);
+      this.deliverOutcome();
+      const verdicts = this.outcome.verdicts;
+      for (let i = 0; i < this.txIds.length; i++) coalescer.push(this.txIds[i] as number, verdicts[i] as number);
+    } else {
+      this.forwardWithMalformed(port, coalescer);
+    }
     const encoder = port.encoder as MessageEncoder;
-    const runs = this.coalescer.runCount;
+    const runs = coalescer.runCount;
     if (encoder.recordCount + runs > MAX_RECORDS_PER_MESSAGE || encoder.byteLength + runs * TX_COMPLETE_RECORD_BYTES > MAX_MESSAGE_BYTES) {
       this.sendNow(port);
     }
-    this.coalescer.flushInto(encoder);
+    coalescer.flushInto(encoder);
     port.pendingSend = true;
     this.touched.add(port);
     this.markCounted(port);
+  }
+
+  /**
+   * The slow path of forwardTx for a batch holding descriptors with unknown
+   * flags: those complete as malformed (and count as received and dropped, so
+   * rx = forwarded + drops still holds); the rest are switched as usual.
+   */
+  private forwardWithMalformed(port: PortRuntime, coalescer: CompletionCoalescer): void {
+    this.txForwardable.length = 0;
+    for (const frame of this.txFrames) if (frame !== MALFORMED_TX) this.txForwardable.push(frame);
+    this.bridge.forward(port.state.portId, this.txForwardable, this.outcome);
+    this.deliverOutcome();
+    const counters = port.state.counters;
+    let next = 0;
+    for (let i = 0; i < this.txIds.length; i++) {
+      if (this.txFrames[i] === MALFORMED_TX) {
+        counters.rxFrames++;
+        counters.drops[DropReason.Malformed] = (counters.drops[DropReason.Malformed] ?? 0) + 1;
+        coalescer.push(this.txIds[i] as number, DropReason.Malformed);
+      } else {
+        coalescer.push(this.txIds[i] as number, this.outcome.verdicts[next++] as number);
+      }
+    }
   }
 
   /** Hands each egress batch of the last forward to its port. */

@@ -193,6 +193,36 @@ describe("bad input: a specific close code, a counter, and no harm to others", (
   });
 });
 
+describe("completions", () => {
+  it("complete a TX with unknown flag bits as malformed without switching it, and keep the port open", async () => {
+    await createSegment("tx-flags");
+    const a = await Port.join("tx-flags", 0x020000000801);
+    const b = await Port.join("tx-flags", 0x020000000802);
+    a.send([
+      { type: "tx", id: 0, flags: 0x80, frame: frame(0x020000000802, 0x020000000801, 1) },
+      { type: "tx", id: 1, flags: 0, frame: frame(0x020000000802, 0x020000000801, 2) },
+    ]);
+    expect(await a.next("tx-complete")).toEqual({ type: "tx-complete", firstId: 0, count: 1, status: DropReason.Malformed });
+    expect(await a.next("tx-complete")).toEqual({ type: "tx-complete", firstId: 1, count: 1, status: 0 });
+    expect((await b.rx(1)).map((f) => f[14])).toEqual([2]);
+    const stats = (await (await exports.default.fetch("http://edgelan.test/v1/segments/tx-flags/ports", { headers: ADMIN })).json()) as {
+      ports: Array<{ counters: { rxFrames: number; drops: Record<string, number> } }>;
+    };
+    const sender = stats.ports.find((p) => p.counters.drops.malformed === 1);
+    expect(sender?.counters.rxFrames).toBe(2);
+    expect(a.closed).toBeUndefined();
+  });
+
+  it("are one id per record for a client that did not negotiate coalesced completions", async () => {
+    await createSegment("no-coalesce");
+    const a = await Port.join("no-coalesce", 0x020000000901, 64, { features: 0 });
+    await Port.join("no-coalesce", 0x020000000902);
+    a.send([0, 1, 2].map((id) => ({ type: "tx" as const, id, flags: 0, frame: frame(0x020000000902, 0x020000000901, id) })));
+    const completions = [await a.next("tx-complete"), await a.next("tx-complete"), await a.next("tx-complete")];
+    expect(completions.map((c) => [c.firstId, c.count, c.status])).toEqual([[0, 1, 0], [1, 1, 0], [2, 1, 0]]);
+  });
+});
+
 describe("open joins", () => {
   it("admit members without a token but answer a tokenless bridge or monitor join with 403", async () => {
     await createSegment("open-kinds");
