@@ -36,7 +36,7 @@ export interface SessionOptions {
   txWindow?: number;
   /** Wanted RX queue at the segment, default 256. */
   rxQueue?: number;
-  /** RX buffers kept posted, default 1024 (a 1 Gbit/s burst over a 1.5 ms credit round trip needs ~125); size defaults to the granted max frame size. */
+  /** RX buffers kept posted, default 4096 (TCP bursts through a TAP overflowed 1024 plus the segment's queue); size defaults to the granted max frame size. */
   rxBuffers?: number;
   rxBufferSize?: number;
   /** Frames deferred while the TX window is full before further sends are dropped (counted). */
@@ -86,7 +86,7 @@ export class SessionError extends Error {
 const OPEN = 1;
 /** Room kept free for any non-TX record the session sends (a set-filter with 64 MACs is the largest). */
 const MAX_CONTROL_BODY_BYTES = 512;
-const DEFAULTS = { txWindow: 256, rxQueue: 256, rxBuffers: 1024, maxDeferred: 4096, initialMs: 250, maxMs: 10_000, keepaliveSeconds: 30 };
+const DEFAULTS = { txWindow: 256, rxQueue: 256, rxBuffers: 4096, maxDeferred: 4096, initialMs: 250, maxMs: 10_000, keepaliveSeconds: 30 };
 
 /**
  * One port on a segment. `send` never drops for lack of window: a full window
@@ -325,7 +325,8 @@ export class Session {
         this.onCompletion(record.firstId, record.count, record.status);
         return;
       case "rx":
-        received.push(record.frame.slice());
+        // A view is safe: every message arrives in its own ArrayBuffer that nothing reuses.
+        received.push(record.frame);
         return;
       case "ack":
       case "stats-reply":
