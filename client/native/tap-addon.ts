@@ -7,20 +7,13 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { BackendError } from "../backend.ts";
+import { BackendError, type BackendStats } from "../backend.ts";
 
 /** Opaque handle of one open TAP device. */
 export type TapHandle = { readonly __tapHandle: unique symbol };
 
-export interface TapCounters {
-  rxFrames: number;
-  rxBytes: number;
-  rxBatches: number;
-  rxErrors: number;
-  txFrames: number;
-  txBytes: number;
-  txDropped: number;
-  txErrors: number;
+/** The backend counters the addon keeps, plus the last errno. */
+export interface TapCounters extends BackendStats {
   /** errno of the last failed read or write, 0 if none. */
   lastErrno: number;
 }
