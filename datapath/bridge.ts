@@ -192,6 +192,8 @@ export class Bridge {
   private memoDestination = -1;
   private memoVlan = -1;
   private memoOwner: number | undefined = undefined;
+  /** GSO super-frames of the current forward() call: exempt from maxFrameSize (the caller capped them). */
+  private superFrames: ReadonlySet<Uint8Array> | null = null;
 
   /** Creates an empty segment; `clock` returns ms and is read once per batch (never Date.now() here). */
   constructor(
@@ -257,10 +259,13 @@ export class Bridge {
    * Decides the fate of a batch from `ingress`: fills `out` (reset first) with a
    * verdict per frame and one batch per egress port. An unknown ingress port
    * (already removed) gets every frame answered with DropReason.Reset and
-   * counts nothing, since there is no port to count on.
+   * counts nothing, since there is no port to count on. Frames in `superFrames`
+   * (GSO super-frames, already validated and capped by the caller) skip the
+   * maxFrameSize check.
    */
-  forward(ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome): void {
+  forward(ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, superFrames: ReadonlySet<Uint8Array> | null = null): void {
     out.reset();
+    this.superFrames = superFrames;
     const port = this.ports.get(ingress);
     if (port === undefined) {
       for (let i = 0; i < frames.length; i++) out.verdicts.push(DropReason.Reset);
@@ -337,7 +342,7 @@ export class Bridge {
       max += VLAN_TAG_LEN;
       vlan = (((frame[VLAN_TCI] as number) & 0x0f) << 8) | (frame[VLAN_TCI + 1] as number);
     }
-    return length > max ? -DropReason.Oversize : vlan;
+    return length > max && this.superFrames?.has(frame) !== true ? -DropReason.Oversize : vlan;
   }
 
   /** Source rules: no group source; a member only sends from its registered MACs; a bridge port learns within limits. */

@@ -11,9 +11,10 @@
 import { ETH_HEADER_LEN, ETH_TYPE, TPID_8021Q, VLAN_HEADER_LEN, VLAN_INNER_TYPE } from "./ethernet.ts";
 import { ETHERTYPE_IPV4, onesComplementSum } from "./inet.ts";
 import { fail, ok, type Result } from "./result.ts";
+import { VNET_HEADER_BYTES } from "./tunnel/constants.ts";
 
 /** Bytes of the virtio-net header this project uses (no num_buffers field). */
-export const VNET_HDR_LEN = 10;
+export const VNET_HDR_LEN = VNET_HEADER_BYTES;
 /** Largest super-frame (without the header) a GSO record may carry. */
 export const MAX_GSO_FRAME_BYTES = 65_535;
 
@@ -203,14 +204,13 @@ function fillIpv4Checksum(frame: Uint8Array, l3: number, l4: number): void {
 export function completeChecksum(header: VnetHeader, frame: Uint8Array): Result<Uint8Array, OffloadError> {
   const out = frame.slice();
   if ((header.flags & VnetFlag.NeedsCsum) === 0) return ok(out);
-  const field = header.csumStart + header.csumOffset;
-  if (field + 2 > frame.length) return fail("bad-checksum-offsets", `csum_start ${header.csumStart} + csum_offset ${header.csumOffset} past the frame`);
+  const checked = checkOffload(header, frame);
+  if (!checked.ok) return checked;
   const layout = layoutOf(frame);
   const end = layout.ok ? layout.value.end : frame.length;
-  if (field + 2 > end) return fail("bad-checksum-offsets", "checksum field past the IP packet");
   let checksum = ~onesComplementSum(out.subarray(header.csumStart, end)) & 0xffff;
   if (checksum === 0 && layout.ok && layout.value.protocol === IP_PROTO_UDP) checksum = 0xffff;
-  put16(out, field, checksum);
+  put16(out, header.csumStart + header.csumOffset, checksum);
   return ok(out);
 }
 
@@ -284,4 +284,23 @@ export function segmentWithHeader(bytes: Uint8Array): Result<Uint8Array[], Offlo
   const header = parseVnetHeader(bytes);
   if (!header.ok) return header;
   return segmentFrame(header.value, bytes.subarray(VNET_HDR_LEN));
+}
+
+/**
+ * Checks, without copying, that `segmentFrame(header, frame)` will succeed, so
+ * a relay can accept a super-frame at ingress and segment it later per receiver.
+ */
+export function checkOffload(header: VnetHeader, frame: Uint8Array): Result<true, OffloadError> {
+  if (frame.length > MAX_GSO_FRAME_BYTES) return fail("oversize", `super-frame of ${frame.length} bytes`);
+  const gso = (header.gsoType & ~VnetGso.Ecn) !== VnetGso.None;
+  if (!gso) {
+    const field = header.csumStart + header.csumOffset;
+    if ((header.flags & VnetFlag.NeedsCsum) === 0) return ok(true);
+    const layout = layoutOf(frame);
+    const end = layout.ok ? layout.value.end : frame.length;
+    return field + 2 > end ? fail("bad-checksum-offsets", `checksum field at ${field} past the packet`) : ok(true);
+  }
+  if (header.gsoSize === 0) return fail("bad-gso-size", "gso_size is 0");
+  const layout = layoutOf(frame);
+  return layout.ok ? checkGsoType(header, layout.value) : layout;
 }

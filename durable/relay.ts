@@ -5,11 +5,12 @@ import { formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "../datapat
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { CompletionCoalescer, decodeMessage, forEachRecord, MessageEncoder, type RecordVisitor } from "../datapath/tunnel/codec.ts";
 import {
-  AckStatus, Feature, KEEPALIVE_REQUEST, TX_FLAGS_KNOWN, KNOWN_FEATURES, MAX_FILTER_MACS, MAX_MACS_PER_PORT, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, PROTOCOL_VERSION_MAX,
+  AckStatus, Feature, KEEPALIVE_REQUEST, RxFlag, TX_FLAGS_KNOWN, TxFlag, KNOWN_FEATURES, MAX_FILTER_MACS, MAX_MACS_PER_PORT, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN, RECORD_HEADER_BYTES,
 } from "../datapath/tunnel/constants.ts";
 import type { DecodeErrorCode, HelloRecord, TunnelRecord } from "../datapath/tunnel/records.ts";
 import type { Failure } from "../datapath/result.ts";
+import { checkOffload, isTrivialVnetHeader, parseVnetHeader, segmentFrame, VNET_HDR_LEN, type VnetHeader } from "../datapath/offload.ts";
 import { RxCreditLedger, SegmentQueueBudget } from "../datapath/tunnel/rx-credits.ts";
 import { grantTxWindow, TxBatchGuard } from "../datapath/tunnel/tx-window.ts";
 import type { PortAuth } from "../worker/port-request.ts";
@@ -53,6 +54,13 @@ const MAX_CONTROL_BODY_BYTES = 1024;
 const GRANTED_FEATURES = KNOWN_FEATURES;
 /** Stands in the TX batch for a descriptor with unknown flags (never switched). */
 const MALFORMED_TX = new Uint8Array(0);
+/** A GSO super-frame's header, kept beside its Ethernet frame while the batch is switched. */
+interface SuperFrame {
+  readonly header: VnetHeader;
+  /** The 10 header bytes as received (passed on unchanged to Gso receivers). */
+  readonly bytes: Uint8Array;
+}
+
 /** How long a counters-only change may wait for its attachment write (see markCounted). */
 const COUNTER_WRITE_DELAY_MS = 50;
 
@@ -73,6 +81,10 @@ export class SegmentRelay {
   private readonly singleCompletions = new CompletionCoalescer(1);
   /** Descriptors with unknown flags in the batch being collected (rare; see forwardTx). */
   private txMalformed = 0;
+  /** Whether the port whose batch is being collected was granted Gso. */
+  private txGso = false;
+  /** GSO super-frames (Ethernet views) of the batch being collected and their headers (rare; see forwardTx). */
+  private readonly txSuper = new Map<Uint8Array, SuperFrame>();
   private readonly txForwardable: Uint8Array[] = [];
   private readonly txGuard = new TxBatchGuard();
   private readonly txIds: number[] = [];
@@ -359,7 +371,7 @@ export class SegmentRelay {
    */
   private onDescriptorMessage(port: PortRuntime, bytes: Uint8Array): void {
     if (port.state.phase === "open") {
-      this.beginTxBatch();
+      this.beginTxBatch(port);
       this.visiting = port;
       const walked = forEachRecord(bytes, this.recordVisitor);
       const stillOpen = this.visiting === port;
@@ -384,7 +396,7 @@ export class SegmentRelay {
 
   /** Applies the records of one message in an open session, then forwards its TX batch. */
   private onRecords(port: PortRuntime, records: readonly TunnelRecord[]): void {
-    this.beginTxBatch();
+    this.beginTxBatch(port);
     for (const record of records) {
       if (!this.onRecord(port, record)) return;
     }
@@ -392,22 +404,40 @@ export class SegmentRelay {
   }
 
   /** Empties the TX batch arrays (pop keeps V8's fast path; `length = 0` calls into the runtime). */
-  private beginTxBatch(): void {
+  private beginTxBatch(port: PortRuntime): void {
     const { txIds, txFrames } = this;
     while (txIds.length > 0) txIds.pop();
     while (txFrames.length > 0) txFrames.pop();
     this.txMalformed = 0;
+    if (this.txSuper.size > 0) this.txSuper.clear();
+    this.txGso = (port.state.features & Feature.Gso) !== 0;
   }
 
-  /** Adds one TX descriptor to the batch; v1 defines no TX flags, so one with flags completes as malformed, unswitched. */
+  /** Adds one TX descriptor to the batch; flags other than a granted VnetHeader complete as malformed, unswitched. */
   private collectTx(id: number, flags: number, frame: Uint8Array): void {
     this.txIds.push(id);
     if ((flags & ~TX_FLAGS_KNOWN) === 0) {
       this.txFrames.push(frame);
     } else {
+      this.collectFlagged(flags, frame);
+    }
+  }
+
+  /**
+   * A TX with a virtio-net header (Gso granted): a trivial header is stripped
+   * and the frame switched as plain; a valid offload request is switched on
+   * its Ethernet frame and remembered in txSuper; anything else is malformed.
+   */
+  private collectFlagged(flags: number, body: Uint8Array): void {
+    const header = flags === TxFlag.VnetHeader && this.txGso ? parseVnetHeader(body) : null;
+    const frame = body.subarray(VNET_HDR_LEN);
+    if (header === null || !header.ok || !checkOffload(header.value, frame).ok) {
       this.txFrames.push(MALFORMED_TX);
       this.txMalformed++;
+      return;
     }
+    this.txFrames.push(frame);
+    if (!isTrivialVnetHeader(body)) this.txSuper.set(frame, { header: header.value, bytes: body.subarray(0, VNET_HDR_LEN) });
   }
 
   /** The window check for the message's TX records, then one forward and one completion batch. */
@@ -459,7 +489,7 @@ export class SegmentRelay {
   /** Forwards the collected TX batch and answers every id with exactly one completion. */
   private forwardTx(port: PortRuntime): void {
     const coalescer = (port.state.features & Feature.CoalescedCompletions) !== 0 ? this.coalescer : this.singleCompletions;
-    if (this.txMalformed === 0) {
+    if (this.txMalformed === 0 && this.txSuper.size === 0) {
       this.bridge.forward(port.state.portId, this.txFrames, this.outcome);
       this.deliverOutcome();
       const verdicts = this.outcome.verdicts;
@@ -480,14 +510,18 @@ export class SegmentRelay {
 
   /**
    * The slow path of forwardTx for a batch holding descriptors with unknown
-   * flags: those complete as malformed (and count as received and dropped, so
-   * rx = forwarded + drops still holds); the rest are switched as usual.
+   * flags or GSO super-frames: the former complete as malformed (and count as
+   * received and dropped, so rx = forwarded + drops still holds); the rest are
+   * switched as usual, super-frames exempt from maxFrameSize and delivered per
+   * receiver (deliverMixed).
    */
   private forwardWithMalformed(port: PortRuntime, coalescer: CompletionCoalescer): void {
     this.txForwardable.length = 0;
     for (const frame of this.txFrames) if (frame !== MALFORMED_TX) this.txForwardable.push(frame);
-    this.bridge.forward(port.state.portId, this.txForwardable, this.outcome);
-    this.deliverOutcome();
+    const superFrames = this.txSuper.size > 0 ? new Set(this.txSuper.keys()) : null;
+    this.bridge.forward(port.state.portId, this.txForwardable, this.outcome, superFrames);
+    if (superFrames === null) this.deliverOutcome();
+    else this.deliverMixedOutcome();
     const counters = port.state.counters;
     let next = 0;
     for (let i = 0; i < this.txIds.length; i++) {
@@ -510,6 +544,57 @@ export class SegmentRelay {
       if (dest.state.mode === "raw") this.deliverRaw(dest, frames);
       else this.deliverDescriptors(dest, frames);
     }
+  }
+
+  /** deliverOutcome for a batch holding super-frames: each destination gets them as is (Gso) or in software-offloaded frames. */
+  private deliverMixedOutcome(): void {
+    for (const portId of this.outcome.egressPorts()) {
+      const dest = this.byId.get(portId);
+      if (dest === undefined) continue;
+      const gso = dest.state.mode !== "raw" && (dest.state.features & Feature.Gso) !== 0;
+      for (const frame of this.outcome.framesFor(portId)) {
+        const superFrame = this.txSuper.get(frame);
+        if (superFrame === undefined) this.deliverOne(dest, frame, 0);
+        else if (gso) this.deliverOne(dest, concat(superFrame.bytes, frame), RxFlag.VnetHeader);
+        else this.deliverSegmented(dest, superFrame.header, frame);
+      }
+      if (dest.state.mode === "raw") this.markCounted(dest);
+      else this.markDirty(dest);
+    }
+  }
+
+  /**
+   * Software offload for a receiver without Gso: the bridge counted the
+   * super-frame as one tx frame; it becomes n frames, so tx counts n and their bytes.
+   */
+  private deliverSegmented(dest: PortRuntime, header: VnetHeader, frame: Uint8Array): void {
+    const segmented = segmentFrame(header, frame);
+    // checkOffload accepted it at ingress, so this cannot fail; count it as malformed if it ever does.
+    if (!segmented.ok) return countDrop(dest, DropReason.Malformed);
+    const counters = dest.state.counters;
+    counters.txFrames += segmented.value.length - 1;
+    counters.txBytes -= frame.length;
+    for (const segment of segmented.value) {
+      counters.txBytes += segment.length;
+      this.deliverOne(dest, segment, 0);
+    }
+  }
+
+  /** One frame to one port, raw or descriptor (the slow path's per-frame form of deliverRaw / deliverDescriptors). */
+  private deliverOne(dest: PortRuntime, frame: Uint8Array, flags: number): void {
+    if (dest.state.mode === "raw") {
+      try {
+        dest.ws.send(frame);
+      } catch {
+        countDrop(dest, DropReason.Flushed);
+      }
+      return;
+    }
+    const ledger = dest.ledger;
+    if (ledger === null) return;
+    const verdict = ledger.offer(frame, flags);
+    if (verdict === "delivered-now") this.appendRx(dest, frame, flags);
+    else if (verdict !== "queued") countDrop(dest, verdict);
   }
 
   /** Raw ports: one frame per message, sent at once (the runtime copies; its socket buffer is the queue). */
@@ -537,10 +622,10 @@ export class SegmentRelay {
   }
 
   /** Adds an RX record, sending first when the message would pass 1 MiB or 4096 records. */
-  private appendRx(dest: PortRuntime, frame: Uint8Array): void {
+  private appendRx(dest: PortRuntime, frame: Uint8Array, flags = 0): void {
     const encoder = dest.encoder as MessageEncoder;
     if (!encoder.fitsBody(frame.length)) this.sendNow(dest);
-    encoder.addRx(0, frame);
+    encoder.addRx(flags, frame);
     dest.pendingSend = true;
   }
 
@@ -553,7 +638,7 @@ export class SegmentRelay {
       return false;
     }
     const drained = ledger.drain();
-    for (const frame of drained.frames) this.appendRx(port, frame);
+    for (let i = 0; i < drained.frames.length; i++) this.appendRx(port, drained.frames[i] as Uint8Array, drained.flags[i]);
     for (const reason of drained.dropped) countDrop(port, reason);
     this.markDirty(port);
     return true;
@@ -814,6 +899,14 @@ export class SegmentRelay {
       // The socket is gone; nothing left to keep.
     }
   }
+}
+
+/** A new buffer holding `a` then `b`. */
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 /** Counts one frame dropped on its way to a port. */

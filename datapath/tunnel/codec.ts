@@ -10,7 +10,7 @@ import { fail, ok, type Failure, type Result } from "../result.ts";
 import {
   FRAMING_VERSION, MAX_FILTER_MACS, MAX_FRAME_BYTES, MAX_MACS_PER_PORT, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE,
   MAX_RESUME_TOKEN_BYTES, MAX_STATS_DROPS, MAX_STRING_BYTES, MESSAGE_HEADER_BYTES, MESSAGE_MAGIC, PORT_KINDS,
-  RECORD_HEADER_BYTES, RecordType, SESSION_ID_BYTES, type PortKind,
+  RECORD_HEADER_BYTES, RecordType, RxFlag, SESSION_ID_BYTES, TxFlag, VNET_HEADER_BYTES, type PortKind,
 } from "./constants.ts";
 import type { DecodeErrorCode, EncodeErrorCode, HelloRecord, TunnelRecord, TunnelRecordType } from "./records.ts";
 
@@ -355,10 +355,16 @@ function walkRecord(walk: Walk): number {
   }
 }
 
+/** Largest tx/rx record frame: 65,535, plus the virtio-net header when the record's flags carry `headerFlag`. */
+function maxFrameFor(flags: number, headerFlag: number): number {
+  return (flags & headerFlag) !== 0 ? MAX_FRAME_BYTES + VNET_HEADER_BYTES : MAX_FRAME_BYTES;
+}
+
 function walkTx(walk: Walk, start: number, end: number, flags: number): number {
   const frameLength = end - start - TX_BODY_PREFIX;
   if (frameLength < 0) return failRecord(walk, "bad-record-length", `body is ${end - start} bytes, a TX needs at least 2 (the id)`);
-  if (frameLength > MAX_FRAME_BYTES) return failRecord(walk, "oversize-frame", `frame is ${frameLength} bytes, at most ${MAX_FRAME_BYTES}`);
+  const maxTx = maxFrameFor(flags, TxFlag.VnetHeader);
+  if (frameLength > maxTx) return failRecord(walk, "oversize-frame", `frame is ${frameLength} bytes, at most ${maxTx}`);
   const sink = walk.sink;
   if (sink !== null) {
     const id = readU16(walk.bytes, start);
@@ -370,7 +376,8 @@ function walkTx(walk: Walk, start: number, end: number, flags: number): number {
 }
 
 function walkRx(walk: Walk, start: number, end: number, flags: number): number {
-  if (end - start > MAX_FRAME_BYTES) return failRecord(walk, "oversize-frame", `frame is ${end - start} bytes, at most ${MAX_FRAME_BYTES}`);
+  const maxRx = maxFrameFor(flags, RxFlag.VnetHeader);
+  if (end - start > maxRx) return failRecord(walk, "oversize-frame", `frame is ${end - start} bytes, at most ${maxRx}`);
   const sink = walk.sink;
   if (sink !== null) {
     const frame = walk.bytes.subarray(start, end);
@@ -540,7 +547,7 @@ export class MessageEncoder {
   /** Appends a TX record. @param id u16 descriptor id @param flags u8 @param frame the Ethernet frame (copied) */
   addTx(id: number, flags: number, frame: Uint8Array): void {
     checkUint(id, 0xffff, "tx id");
-    this.checkFrame(frame, flags);
+    this.checkFrame(frame, flags, TxFlag.VnetHeader);
     let at = this.beginRecord(RecordType.Tx, flags, TX_BODY_PREFIX + frame.length);
     at = this.putU16(at, id);
     this.buffer.set(frame, at);
@@ -548,7 +555,7 @@ export class MessageEncoder {
 
   /** Appends an RX record. @param flags u8 (RxFlag bits) @param frame the Ethernet frame (copied) */
   addRx(flags: number, frame: Uint8Array): void {
-    this.checkFrame(frame, flags);
+    this.checkFrame(frame, flags, RxFlag.VnetHeader);
     const at = this.beginRecord(RecordType.Rx, flags, frame.length);
     this.buffer.set(frame, at);
   }
@@ -617,10 +624,11 @@ export class MessageEncoder {
     this.putU16(6, 0);
   }
 
-  private checkFrame(frame: Uint8Array, flags: number): void {
+  private checkFrame(frame: Uint8Array, flags: number, headerFlag: number): void {
     checkUint(flags, 0xff, "flags");
-    if (frame.length > MAX_FRAME_BYTES) {
-      throw new TunnelEncodeError("oversize-frame", `frame is ${frame.length} bytes, at most ${MAX_FRAME_BYTES}`);
+    const max = maxFrameFor(flags, headerFlag);
+    if (frame.length > max) {
+      throw new TunnelEncodeError("oversize-frame", `frame is ${frame.length} bytes, at most ${max}`);
     }
   }
 

@@ -94,6 +94,8 @@ export const Feature = {
   LargeFrames: 1 << 5,
   /** The WELCOME carries a resume token; a later HELLO may resume the session. */
   Resume: 1 << 6,
+  /** TX and RX frames may carry a 10-byte virtio-net header (partial checksum, GSO super-frames); see TxFlag/RxFlag.VnetHeader. */
+  Gso: 1 << 7,
 } as const;
 
 /** Every feature bit this implementation knows. */
@@ -101,8 +103,17 @@ export const KNOWN_FEATURES = Object.values(Feature).reduce((all, bit) => all | 
 /** Features this implementation can grant (all it knows); a segment may grant fewer by policy. */
 export const SUPPORTED_FEATURES = KNOWN_FEATURES;
 
-/** TX record flag bits; v1 defines none, so a segment completes a TX with unknown flag bits as Malformed. */
+/** TX record flag bits valid without any feature: none, so a segment completes a TX with unknown flag bits as Malformed. */
 export const TX_FLAGS_KNOWN = 0x00;
+
+/** TX record flag bits (each needs its feature; without it the TX completes as Malformed). */
+export const TxFlag = {
+  /** Needs Gso: the body's frame is a 10-byte virtio-net header followed by the frame (up to 65,535 bytes). */
+  VnetHeader: 0x01,
+} as const;
+
+/** Bytes of the virtio-net header a VnetHeader-flagged TX or RX frame starts with. */
+export const VNET_HEADER_BYTES = 10;
 
 /** RX record flag bits: why the frame reached this port. */
 export const RxFlag = {
@@ -110,6 +121,8 @@ export const RxFlag = {
   Flooded: 0x01,
   /** A copy for a monitor port; the frame was not addressed to it. */
   Mirrored: 0x02,
+  /** Only with Gso: the frame is preceded by a 10-byte virtio-net header (as TxFlag.VnetHeader). */
+  VnetHeader: 0x04,
 } as const;
 
 /** Port kinds a HELLO may ask for; the u8 code on the wire is the index. */

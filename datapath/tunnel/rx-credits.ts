@@ -47,9 +47,10 @@ export type RxDropReason =
 /** What offer() did with a frame: deliver it now (a credit was consumed), queue a copy, or drop it for a reason. */
 export type RxOffer = "delivered-now" | "queued" | RxDropReason;
 
-/** Frames that drain() released, oldest first, and the reasons for queued frames it dropped instead. */
+/** Frames that drain() released, oldest first (with the RX flags they were offered with), and the reasons for queued frames it dropped instead. */
 export interface RxDrain {
   frames: Uint8Array[];
+  flags: number[];
   dropped: RxDropReason[];
 }
 
@@ -81,6 +82,8 @@ export class RxCreditLedger {
   private credits = 0;
   private size = 0;
   private readonly queue: Uint8Array[] = [];
+  /** The RX flags each queued frame was offered with (parallel to `queue`). */
+  private readonly queueFlags: number[] = [];
   private head = 0;
   private bytesQueued = 0;
   /** Frames queued before an eviction, reported (once) by flush(). */
@@ -138,7 +141,7 @@ export class RxCreditLedger {
    * @param frame the frame; on "queued" the ledger keeps a copy, so the caller may reuse its buffer
    * @returns "delivered-now" (a credit was consumed: send it in an RX record), "queued", or the drop reason
    */
-  offer(frame: Uint8Array): RxOffer {
+  offer(frame: Uint8Array, flags = 0): RxOffer {
     if (this.size > 0 && frame.length > this.size) return this.drop(DropReason.RxBufferTooSmall);
     if (this.credits > 0 && this.head === this.queue.length) {
       this.credits--;
@@ -149,6 +152,7 @@ export class RxCreditLedger {
     }
     if (!this.budget.fits(frame.length)) return this.drop(DropReason.SegmentBudget);
     this.queue.push(frame.slice());
+    this.queueFlags.push(flags);
     this.bytesQueued += frame.length;
     this.budget.usedBytes += frame.length;
     return "queued";
@@ -160,8 +164,9 @@ export class RxCreditLedger {
    * @returns the frames to send now and the reasons for frames dropped on the way
    */
   drain(): RxDrain {
-    const result: RxDrain = { frames: [], dropped: [] };
+    const result: RxDrain = { frames: [], flags: [], dropped: [] };
     while (this.credits > 0 && this.head < this.queue.length) {
+      const flags = this.queueFlags[this.head] as number;
       const frame = this.dequeue();
       if (frame.length > this.size) {
         result.dropped.push(this.drop(DropReason.RxBufferTooSmall));
@@ -169,6 +174,7 @@ export class RxCreditLedger {
       }
       this.credits--;
       result.frames.push(frame);
+      result.flags.push(flags);
     }
     this.compact();
     return result;
@@ -230,9 +236,11 @@ export class RxCreditLedger {
   private compact(): void {
     if (this.head === this.queue.length) {
       this.queue.length = 0;
+      this.queueFlags.length = 0;
       this.head = 0;
     } else if (this.head >= COMPACT_AT && this.head * 2 >= this.queue.length) {
       this.queue.splice(0, this.head);
+      this.queueFlags.splice(0, this.head);
       this.head = 0;
     }
   }

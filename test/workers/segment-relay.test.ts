@@ -7,7 +7,8 @@ import { describe, expect, it } from "vitest";
 import { DropReason } from "../../datapath/counters.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
 import { decodeMessage, encodeMessage } from "../../datapath/tunnel/codec.ts";
-import { SUBPROTOCOL_V1 } from "../../datapath/tunnel/constants.ts";
+import { Feature, RxFlag, SUBPROTOCOL_V1 } from "../../datapath/tunnel/constants.ts";
+import { internetChecksum, onesComplementSum } from "../../datapath/inet.ts";
 import type { HelloRecord, TunnelRecord } from "../../datapath/tunnel/records.ts";
 import type { PortAttachment } from "../../durable/port.ts";
 import { Segment } from "../../durable/segment.ts";
@@ -318,5 +319,99 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
     });
     expect(b.closed).toBeUndefined();
     expect(DropReason.Flushed).toBe(13);
+  });
+});
+
+describe("GSO super-frames (Feature.Gso)", () => {
+  const GSO_FEATURES = 0x7f | Feature.Gso;
+  const [A, B, C, R] = [0x020000000a01, 0x020000000a02, 0x020000000a03, 0x020000000a04];
+
+  /** Header + Ethernet/IPv4/TCP super-frame from A with `payload` bytes, MSS `mss`, partial TCP checksum (as a kernel hands it over). */
+  function gsoTx(dst: number, payload: number, mss: number): { body: Uint8Array; frame: Uint8Array } {
+    const eth = frame(dst, A, 0, 14);
+    eth[12] = 0x08; eth[13] = 0x00;
+    const total = 20 + 20 + payload;
+    const ip = Uint8Array.from([0x45, 0, total >> 8, total & 0xff, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    const ipSum = internetChecksum(ip);
+    ip[10] = ipSum >> 8; ip[11] = ipSum & 0xff;
+    const tcp = Uint8Array.from([0x30, 0x39, 0x14, 0x51, 0, 0, 0x10, 0, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    const pseudo = onesComplementSum(ip.subarray(12, 20), 6 + 20 + payload);
+    tcp[16] = pseudo >> 8; tcp[17] = pseudo & 0xff;
+    const data = Uint8Array.from({ length: payload }, (_, i) => i & 0xff);
+    const out = Uint8Array.from([...eth, ...ip, ...tcp, ...data]);
+    const header = Uint8Array.of(1, 1, 54, 0, mss & 0xff, mss >> 8, 34, 0, 16, 0);
+    return { body: Uint8Array.from([...header, ...out]), frame: out };
+  }
+
+  /** True when a standard frame's IPv4 header and TCP checksums verify. */
+  function verifies(f: Uint8Array): boolean {
+    const ip = f.subarray(14, 34);
+    const tcp = f.subarray(34);
+    return internetChecksum(ip) === 0 && (~onesComplementSum(tcp, onesComplementSum(ip.subarray(12, 20), 6 + tcp.length)) & 0xffff) === 0;
+  }
+
+  /** Counters by MAC string, from the segment's own view. */
+  async function countersByMac(segment: string): Promise<Record<string, { rxFrames: number; txFrames: number; txBytes: number; drops: Record<string, number> }>> {
+    const info = (await describeSegment(segment)).ports as Array<{ portId: number; macs: string[] }>;
+    const stats = (await (await exports.default.fetch(`http://edgelan.test/v1/segments/${segment}/ports`, { headers: ADMIN })).json()) as {
+      ports: Array<{ portId: number; counters: { rxFrames: number; txFrames: number; txBytes: number; drops: Record<string, number> } }>;
+    };
+    return Object.fromEntries(info.map((p) => [p.macs[0] ?? "", stats.ports.find((s) => s.portId === p.portId)?.counters ?? { rxFrames: 0, txFrames: 0, txBytes: 0, drops: {} }]));
+  }
+
+  it("passes a super-frame as is to a Gso port, and segments it for a plain descriptor port and a raw port, counting exactly", async () => {
+    await createSegment("gso");
+    const a = await Port.join("gso", A, 64, { features: GSO_FEATURES });
+    expect((await describeSegment("gso")).ports).toHaveLength(1);
+    const b = await Port.join("gso", B, 64, { features: GSO_FEATURES });
+    b.send([{ type: "rx-post", count: 0, bufferSize: 65_545 }]);
+    const c = await Port.join("gso", C, 64, { features: 0x7f });
+    const r = await Port.open("gso", false);
+    r.ws.send(frame(BROADCAST, R, 7));
+    await a.rx(1); await b.rx(1); await c.rx(1);
+    const before = await countersByMac("gso");
+
+    const toB = gsoTx(B, 3000, 1000);
+    const toC = gsoTx(C, 3000, 1000);
+    const toR = gsoTx(R, 2500, 1000);
+    a.send([{ type: "tx", id: 0, flags: 1, frame: toB.body }, { type: "tx", id: 1, flags: 1, frame: toC.body }, { type: "tx", id: 2, flags: 1, frame: toR.body }]);
+    expect(await a.next("tx-complete")).toEqual({ type: "tx-complete", firstId: 0, count: 3, status: 0 });
+
+    const rxB = await b.until(() => b.records.find((rec) => rec.type === "rx"), "B's rx");
+    expect(rxB).toEqual({ type: "rx", flags: RxFlag.VnetHeader, frame: toB.body });
+    const segsC = await c.rx(3);
+    expect(segsC.map((f) => f.length)).toEqual([1054, 1054, 1054]);
+    expect(segsC.every(verifies)).toBe(true);
+    expect(Uint8Array.from(segsC.flatMap((f) => [...f.subarray(54)]))).toEqual(toC.frame.subarray(54));
+    await r.until(() => (r.raw.length >= 3 ? true : undefined), "3 raw segments");
+    const segsR = r.raw;
+    expect(segsR.map((f) => f.length)).toEqual([1054, 1054, 554]);
+    expect(segsR.every(verifies)).toBe(true);
+
+    const after = await countersByMac("gso");
+    const delta = (mac: string, key: "rxFrames" | "txFrames" | "txBytes"): number => (after[mac]?.[key] ?? 0) - (before[mac]?.[key] ?? 0);
+    expect(delta("02:00:00:00:0a:01", "rxFrames")).toBe(3);
+    expect(delta("02:00:00:00:0a:02", "txFrames")).toBe(1);
+    expect(delta("02:00:00:00:0a:02", "txBytes")).toBe(toB.frame.length);
+    expect(delta("02:00:00:00:0a:03", "txFrames")).toBe(3);
+    expect(delta("02:00:00:00:0a:03", "txBytes")).toBe(3 * 1054);
+    expect(delta("02:00:00:00:0a:04", "txFrames")).toBe(3);
+    expect(delta("02:00:00:00:0a:04", "txBytes")).toBe(2 * 1054 + 554);
+  });
+
+  it("completes flag 0x01 as malformed without Gso, and a bad header (UFO) as malformed with it", async () => {
+    await createSegment("gso-bad");
+    const plain = await Port.join("gso-bad", 0x020000000b01, 64, { features: 0x7f });
+    const gso = await Port.join("gso-bad", 0x020000000b02, 64, { features: GSO_FEATURES });
+    const zeroHeader = Uint8Array.from([...new Uint8Array(10), ...frame(0x020000000b02, 0x020000000b01, 5)]);
+    plain.send([{ type: "tx", id: 0, flags: 1, frame: zeroHeader }]);
+    expect(await plain.next("tx-complete")).toMatchObject({ status: DropReason.Malformed });
+    const ufo = Uint8Array.from([1, 3, 0, 0, 0, 0, 0, 0, 0, 0, ...frame(0x020000000b01, 0x020000000b02, 6)]);
+    const trivial = Uint8Array.from([...new Uint8Array(10), ...frame(0x020000000b01, 0x020000000b02, 8)]);
+    gso.send([{ type: "tx", id: 0, flags: 1, frame: ufo }, { type: "tx", id: 1, flags: 1, frame: trivial }]);
+    expect(await gso.next("tx-complete")).toMatchObject({ firstId: 0, count: 1, status: DropReason.Malformed });
+    expect(await gso.next("tx-complete")).toMatchObject({ firstId: 1, count: 1, status: 0 });
+    expect((await plain.rx(1))[0]?.[14]).toBe(8);
+    expect(gso.closed).toBeUndefined();
   });
 });
