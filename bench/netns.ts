@@ -17,7 +17,9 @@
 // EDGELAN_BENCH_MTU (1500), EDGELAN_BENCH_ONLY (comma list of edgelan,direct,veth,bridge;
 // default edgelan,veth,bridge), EDGELAN_BENCH_DIRECT=1 (add "direct": the same TAPs
 // joined to workerd's own port, bypassing wrangler dev's proxy), EDGELAN_BENCH_URL
-// (use a relay already running at this ws:// base instead of starting `wrangler dev`).
+// (use a relay already running at this ws:// base instead of starting `wrangler dev`),
+// EDGELAN_BENCH_OFFLOAD=1 (join the TAPs with `--offload`: virtio-net header, TSO and
+// checksum offload, GSO super-frames carried through the segment).
 //
 // A failed run is reported and the others go on (exit status 1 at the end).
 // The last line of output is one JSON object for scripts.
@@ -39,6 +41,7 @@ interface Config {
   pingIntervalS: number;
   warmupSeconds: number;
   mtu: number;
+  offload: boolean;
   only: Scenario[];
   relayUrl: string | undefined;
 }
@@ -85,6 +88,7 @@ function readConfig(): Config {
     pingIntervalS,
     warmupSeconds: intEnv("EDGELAN_BENCH_WARMUP", 2, 0, 60),
     mtu: intEnv("EDGELAN_BENCH_MTU", 1500, 576, 65535),
+    offload: process.env.EDGELAN_BENCH_OFFLOAD === "1",
     only: SCENARIOS.filter((name) => only.includes(name)),
     relayUrl: relayUrl === undefined || relayUrl === "" ? undefined : relayUrl.replace(/\/+$/, ""),
   };
@@ -367,8 +371,9 @@ async function benchSegment(label: string, base: string, config: Config): Promis
   try {
     const a = namespaces.create("a");
     const b = namespaces.create("b");
-    namespaces.join(a, url, { tap: "elt0", mac: A_MAC, mtu: config.mtu });
-    namespaces.join(b, url, { tap: "elt0", mac: B_MAC, mtu: config.mtu });
+    const extra = config.offload ? ["--offload"] : [];
+    namespaces.join(a, url, { tap: "elt0", mac: A_MAC, mtu: config.mtu, extra });
+    namespaces.join(b, url, { tap: "elt0", mac: B_MAC, mtu: config.mtu, extra });
     await namespaces.address(a, "elt0", `${A_IP}/24`);
     await namespaces.address(b, "elt0", `${B_IP}/24`);
     return await measure(label, namespaces, a, b, config);
@@ -441,7 +446,7 @@ async function main(): Promise<number> {
   const reason = preflight();
   if (reason !== null) fail(`cannot run: ${reason}`);
   const config = readConfig();
-  console.log(`bench:netns: ${config.runs} runs × (${config.pings} pings at ${config.pingIntervalS} s; iperf3 TCP ${config.seconds} s after a ${config.warmupSeconds} s warm-up), MTU ${config.mtu}, scenarios ${config.only.join(", ")}`);
+  console.log(`bench:netns: ${config.runs} runs × (${config.pings} pings at ${config.pingIntervalS} s; iperf3 TCP ${config.seconds} s after a ${config.warmupSeconds} s warm-up), MTU ${config.mtu}${config.offload ? ", TAP offload on" : ""}, scenarios ${config.only.join(", ")}`);
   console.log("bench:netns: figures on a shared 2-core machine are noisy; compare against the kernel baselines from the same run.");
   const results: Partial<Record<Scenario, ScenarioResult>> = {};
   const runners: Record<Scenario, (config: Config) => Promise<ScenarioResult>> = { edgelan: benchEdgelan, direct: benchDirect, veth: benchVeth, bridge: benchBridge };
@@ -485,7 +490,7 @@ async function main(): Promise<number> {
   }
   summary.config = {
     runs: config.runs, seconds: config.seconds, warmup_seconds: config.warmupSeconds, pings: config.pings,
-    ping_interval_s: config.pingIntervalS, mtu: config.mtu, scenarios: config.only, load_average: loadavg().map((v) => round(v, 2)),
+    ping_interval_s: config.pingIntervalS, mtu: config.mtu, offload: config.offload, scenarios: config.only, load_average: loadavg().map((v) => round(v, 2)),
   };
   console.log(JSON.stringify(summary));
   return failed ? 1 : 0;

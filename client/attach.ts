@@ -3,6 +3,7 @@
 import type { NetBackend } from "./backend.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import { macKeyAt, isUsableUnicastMac, type MacKey } from "../datapath/mac.ts";
+import { VNET_HDR_LEN } from "../datapath/offload.ts";
 
 /** A backend joined to a segment: the session and the backend, and how to end both. */
 export interface Attachment {
@@ -29,7 +30,7 @@ export function attachBackend(
   const held: Uint8Array[] = [];
   const open = (macs: MacKey[]): Session => {
     // A backend is a whole network stack: IPv6 neighbour discovery needs multicast delivered.
-    const created = new Session({ filter: { promiscuous: false, allMulticast: true, multicast: [] }, ...options, macs });
+    const created = new Session({ filter: { promiscuous: false, allMulticast: true, multicast: [] }, ...options, macs, vnetHeader: backend.capabilities.vnetHeader });
     created.on("frames", (frames) => backend.send(frames));
     created.on("error", (error) => {
       // The session will not reconnect: nothing would carry this guest's frames any more.
@@ -42,11 +43,13 @@ export function attachBackend(
     return created;
   };
   if (options.macs !== undefined && options.macs.length > 0) session = open(options.macs);
+  // With a virtio-net header the Ethernet frame (and its source MAC) starts 10 bytes in.
+  const skip = backend.capabilities.vnetHeader ? VNET_HDR_LEN : 0;
   backend.onFrames((frames) => {
     if (session === null) {
-      const first = frames.find((frame) => frame.length >= 14 && isUsableUnicastMac(macKeyAt(frame, 6)));
+      const first = frames.find((frame) => frame.length >= skip + 14 && isUsableUnicastMac(macKeyAt(frame, skip + 6)));
       if (first === undefined) return;
-      session = open(options.kind === "bridge" || options.kind === "monitor" ? [] : [macKeyAt(first, 6)]);
+      session = open(options.kind === "bridge" || options.kind === "monitor" ? [] : [macKeyAt(first, skip + 6)]);
       for (const frame of frames) held.push(frame.slice());
       session.send(held.splice(0));
       return;

@@ -19,7 +19,7 @@ export interface BackendCapabilities {
   maxFrameSize: number;
   /** True for servers that hand out one port per guest connection. */
   multiPort: boolean;
-  /** True when frames carry a virtio-net header (not used yet). */
+  /** True when frames in both directions start with a 10-byte virtio-net header (datapath/offload.ts). */
   vnetHeader: boolean;
 }
 
@@ -140,6 +140,12 @@ export interface TapOptions {
    * `ip netns exec NS edgelan …` also works).
    */
   netns?: string;
+  /**
+   * Open with IFF_VNET_HDR and the CSUM/TSO4/TSO6 offloads: the kernel hands over
+   * (and accepts) GSO super-frames and partial checksums, every frame carrying a
+   * 10-byte virtio-net header (capabilities.vnetHeader). Default false.
+   */
+  offload?: boolean;
 }
 
 export interface StdioOptions {

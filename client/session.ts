@@ -1,7 +1,10 @@
 // The client side of a descriptor-mode tunnel: handshake, TX window with
 // backpressure, RX credits, completions, control requests, keepalive and
 // reconnect with resume. Runs in Node (with `ws`) and in browsers (global WebSocket).
-import { SUBPROTOCOL_V1, KEEPALIVE_REQUEST, Feature, MAX_FRAME_BYTES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, type PortKind } from "../datapath/tunnel/constants.ts";
+import {
+  SUBPROTOCOL_V1, KEEPALIVE_REQUEST, Feature, MAX_FRAME_BYTES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, RxFlag, TxFlag, VNET_HEADER_BYTES, type PortKind,
+} from "../datapath/tunnel/constants.ts";
+import { isTrivialVnetHeader, segmentWithHeader, withZeroVnetHeader } from "../datapath/offload.ts";
 import { CLOSE_CODE_INFO, isKnownCloseCode } from "../datapath/tunnel/close-codes.ts";
 import { decodeMessage, MessageEncoder } from "../datapath/tunnel/codec.ts";
 import type { AckRecord, StatsReplyRecord, TunnelRecord, WelcomeRecord } from "../datapath/tunnel/records.ts";
@@ -54,6 +57,12 @@ export interface SessionOptions {
   /** Seconds between text keepalives (answered by the runtime without waking the segment); 0 disables. */
   keepaliveSeconds?: number;
   socketFactory?: SocketFactory;
+  /**
+   * Frames given to send() and emitted as "frames" start with a 10-byte virtio-net header (a TAP with
+   * offloads). The session offers Gso: when granted, offload requests go out as they are (TX flag
+   * VnetHeader); otherwise it completes checksums and segments super-frames itself (datapath/offload.ts).
+   */
+  vnetHeader?: boolean;
   /** Injected for tests; defaults to Math.random. */
   random?: () => number;
 }
@@ -106,7 +115,7 @@ export class Session {
   private welcomed = false;
   private window: TxWindow | null = null;
   private readonly callbacks = new Map<number, TxCallback | undefined>();
-  private readonly deferred: Array<{ frame: Uint8Array; done: TxCallback | undefined }> = [];
+  private readonly deferred: Array<{ frame: Uint8Array; flags: number; done: TxCallback | undefined }> = [];
   private readonly encoder = new MessageEncoder();
   private flushScheduled = false;
   private creditsOutstanding = 0;
@@ -179,17 +188,43 @@ export class Session {
    */
   send(frames: readonly Uint8Array[], done?: TxCallback): void {
     for (const frame of frames) {
-      if (this.stopped) {
-        // Closed for good (close() or a fatal error): nothing will ever send it.
-        this.counters.txReset++;
-        done?.(DropReason.Reset);
-      } else if (frame.length > MAX_FRAME_BYTES) {
-        // The format cannot carry it; the encoder would throw.
-        this.counters.txDropped++;
-        done?.(DropReason.Oversize);
-      } else if (this.deferred.length > 0 || !this.trySend(frame, done)) {
-        this.defer(frame, done);
-      }
+      if (this.options.vnetHeader === true) this.sendWithHeader(frame, done);
+      else this.sendOne(frame, 0, done);
+    }
+  }
+
+  /** Whether the current session was granted Gso (false before the first WELCOME). */
+  private get gsoGranted(): boolean {
+    return ((this.welcome?.features ?? 0) & Feature.Gso) !== 0;
+  }
+
+  /** A frame after a virtio-net header: trivial → sent plain; Gso granted → sent flagged; else offloaded in software. */
+  private sendWithHeader(bytes: Uint8Array, done: TxCallback | undefined): void {
+    if (bytes.length >= VNET_HEADER_BYTES && isTrivialVnetHeader(bytes)) return this.sendOne(bytes.subarray(VNET_HEADER_BYTES), 0, done);
+    if (this.gsoGranted) return this.sendOne(bytes, TxFlag.VnetHeader, done);
+    const segments = segmentWithHeader(bytes);
+    if (!segments.ok) {
+      this.counters.txDropped++;
+      done?.(DropReason.Malformed);
+      return;
+    }
+    // One callback per frame handed in: the last segment's status stands for the super-frame.
+    const last = segments.value.length - 1;
+    segments.value.forEach((segment, i) => this.sendOne(segment, 0, i === last ? done : undefined));
+  }
+
+  /** Sends or defers one record's frame. */
+  private sendOne(frame: Uint8Array, flags: number, done: TxCallback | undefined): void {
+    if (this.stopped) {
+      // Closed for good (close() or a fatal error): nothing will ever send it.
+      this.counters.txReset++;
+      done?.(DropReason.Reset);
+    } else if (frame.length > MAX_FRAME_BYTES + (flags === 0 ? 0 : VNET_HEADER_BYTES)) {
+      // The format cannot carry it; the encoder would throw.
+      this.counters.txDropped++;
+      done?.(DropReason.Oversize);
+    } else if (this.deferred.length > 0 || !this.trySend(frame, flags, done)) {
+      this.defer(frame, flags, done);
     }
   }
 
@@ -286,7 +321,8 @@ export class Session {
     this.encoder.reset();
     this.encoder.add({
       type: "hello", minVersion: PROTOCOL_VERSION_MIN, maxVersion: PROTOCOL_VERSION_MAX,
-      features: Feature.CoalescedCompletions | Feature.RxQueue | Feature.Stats | Feature.LinkNotices | Feature.Vlan | Feature.LargeFrames | Feature.Resume,
+      features: Feature.CoalescedCompletions | Feature.RxQueue | Feature.Stats | Feature.LinkNotices | Feature.Vlan | Feature.LargeFrames | Feature.Resume
+        | (this.options.vnetHeader === true ? Feature.Gso : 0),
       portKind: this.options.kind ?? "member", macs: this.welcome?.macs ?? this.options.macs ?? [],
       txWindow: this.options.txWindow ?? DEFAULTS.txWindow, rxQueue: this.options.rxQueue ?? DEFAULTS.rxQueue,
       clientName: this.options.clientName ?? "edgelan", clientVersion: this.options.clientVersion ?? "0.1.0",
@@ -326,7 +362,8 @@ export class Session {
         return;
       case "rx":
         // A view is safe: every message arrives in its own ArrayBuffer that nothing reuses.
-        received.push(record.frame);
+        if (this.options.vnetHeader !== true || (record.flags & RxFlag.VnetHeader) !== 0) received.push(record.frame);
+        else received.push(withZeroVnetHeader(record.frame));
         return;
       case "ack":
       case "stats-reply":
@@ -414,35 +451,41 @@ export class Session {
   // ---- TX -------------------------------------------------------------------------
 
   /** Sends one frame if the window has an id free. */
-  private trySend(frame: Uint8Array, done: TxCallback | undefined): boolean {
+  private trySend(frame: Uint8Array, flags: number, done: TxCallback | undefined): boolean {
     if (!this.isOpen || this.window === null) return false;
+    if (flags !== 0 && !this.gsoGranted) {
+      // Deferred before a reconnect to a segment that no longer grants Gso: the segment would call it malformed.
+      this.counters.txDropped++;
+      done?.(DropReason.Malformed);
+      return true;
+    }
     const id = this.window.acquire();
     if (id === undefined) return false;
     this.callbacks.set(id, done);
     // A message holds at most 4096 records and 1 MiB: a full one goes out now and the frame starts the next.
     if (!this.encoder.fitsFrame(frame.length)) this.flush();
-    this.encoder.addTx(id, 0, frame);
+    this.encoder.addTx(id, flags, frame);
     this.counters.txFrames++;
     this.counters.txBytes += frame.length;
     this.scheduleFlush();
     return true;
   }
 
-  private defer(frame: Uint8Array, done: TxCallback | undefined): void {
+  private defer(frame: Uint8Array, flags: number, done: TxCallback | undefined): void {
     if (this.deferred.length >= (this.options.maxDeferred ?? DEFAULTS.maxDeferred)) {
       this.counters.txDeferDrops++;
       done?.(DropReason.RxQueueFull);
       return;
     }
     this.counters.txDeferred++;
-    this.deferred.push({ frame: frame.slice(), done });
+    this.deferred.push({ frame: frame.slice(), flags, done });
   }
 
   /** Moves deferred frames into freed window slots. */
   private pumpDeferred(): void {
     while (this.deferred.length > 0) {
-      const next = this.deferred[0] as { frame: Uint8Array; done: TxCallback | undefined };
-      if (!this.trySend(next.frame, next.done)) return;
+      const next = this.deferred[0] as { frame: Uint8Array; flags: number; done: TxCallback | undefined };
+      if (!this.trySend(next.frame, next.flags, next.done)) return;
       this.deferred.shift();
     }
   }
@@ -505,7 +548,8 @@ export class Session {
     const target = this.options.rxBuffers ?? DEFAULTS.rxBuffers;
     const missing = target - this.creditsOutstanding;
     if (missing <= 0 || (this.creditsOutstanding > 0 && missing < target / 4)) return;
-    const bufferSize = this.options.rxBufferSize ?? (this.welcome?.maxFrameSize ?? 1514) + 4;
+    // A Gso port may receive super-frames up to 65,535 bytes after their header.
+    const bufferSize = this.options.rxBufferSize ?? (this.gsoGranted ? MAX_FRAME_BYTES + VNET_HEADER_BYTES : (this.welcome?.maxFrameSize ?? 1514) + 4);
     this.add({ type: "rx-post", count: missing, bufferSize });
     this.creditsOutstanding += missing;
     this.counters.creditsPosted += missing;

@@ -1,5 +1,7 @@
 /**
  * tap:NAME — a Linux TAP device (IFF_TAP | IFF_NO_PI) through our N-API addon.
+ * With `offload` it is opened IFF_VNET_HDR (10-byte header) with CSUM/TSO4/TSO6
+ * offloads, and every frame in both directions carries the header.
  *
  * Reading is a uv_poll on the non-blocking fd: on readability the addon drains
  * the device until EAGAIN into one batch and calls us once. Writing is one
@@ -22,6 +24,8 @@ import { loadTapAddon, type InterfaceInfo, type TapAddon, type TapHandle } from 
 export const MAX_INTERFACE_NAME_BYTES = 15;
 
 export const TAP_CAPABILITIES: BackendCapabilities = Object.freeze({ maxFrameSize: 65535, multiPort: false, vnetHeader: false });
+/** With `offload`: frames carry a 10-byte virtio-net header in both directions. */
+export const TAP_OFFLOAD_CAPABILITIES: BackendCapabilities = Object.freeze({ maxFrameSize: 65535, multiPort: false, vnetHeader: true });
 
 /** Throws "bad-name" unless the kernel would accept `name` as an interface name (dev_valid_name). */
 export function validateInterfaceName(name: string): void {
@@ -123,7 +127,7 @@ export class TapBackend implements NetBackend {
   readonly ifname: string;
   /** The device's file descriptor (O_NONBLOCK, close-on-exec). Do not read or close it yourself. */
   readonly fd: number;
-  readonly capabilities = TAP_CAPABILITIES;
+  readonly capabilities: BackendCapabilities;
   private readonly addon: TapAddon;
   private readonly handle: TapHandle;
   private readonly netns: string | undefined;
@@ -135,7 +139,8 @@ export class TapBackend implements NetBackend {
   private droppedAfterClose = 0;
   private finalCounters: BackendStats | undefined;
 
-  private constructor(addon: TapAddon, handle: TapHandle, ifname: string, fd: number, netns: string | undefined) {
+  private constructor(addon: TapAddon, handle: TapHandle, ifname: string, fd: number, netns: string | undefined, offload: boolean) {
+    this.capabilities = offload ? TAP_OFFLOAD_CAPABILITIES : TAP_CAPABILITIES;
     this.addon = addon;
     this.handle = handle;
     this.ifname = ifname;
@@ -155,11 +160,11 @@ export class TapBackend implements NetBackend {
     const addon = loadTapAddon();
     let opened: ReturnType<TapAddon["open"]>;
     try {
-      opened = addon.open(name, netns);
+      opened = addon.open(name, netns, options.offload === true);
     } catch (error) {
       throw describeOpenError(error, name, options.netns);
     }
-    const backend = new TapBackend(addon, opened.handle, opened.name, opened.fd, netns);
+    const backend = new TapBackend(addon, opened.handle, opened.name, opened.fd, netns, options.offload === true);
     try {
       if (options.mtu !== undefined) backend.configure("MTU", () => addon.setMtu(opened.name, options.mtu as number, netns));
       if (mac !== undefined) backend.configure("MAC address", () => addon.setMac(opened.name, mac, netns));

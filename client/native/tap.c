@@ -2,7 +2,8 @@
  * edgelan TAP addon: opens Linux TAP devices (IFF_TAP | IFF_NO_PI) and moves
  * Ethernet frames between them and JavaScript in batches.
  *
- *   open(name, netnsPath?)        -> { handle, fd, name }   (device created in netnsPath if given)
+ *   open(name, netnsPath?, vnetHdr?) -> { handle, fd, name } (device created in netnsPath if given;
+ *                                  vnetHdr: IFF_VNET_HDR with a 10-byte header and TSO4/TSO6/CSUM offloads)
  *   start(handle, onFrames, onError)                         (uv_poll on the fd; one call per batch)
  *   write(handle, frames[])       -> number written          (one write() per frame; EAGAIN = drop)
  *   stats(handle)                 -> counters
@@ -298,10 +299,11 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 /* ---- exported functions ---- */
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   char name[IFNAMSIZ];
   char netns[4096];
+  bool vnet_hdr = false;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1) {
     napi_throw_type_error(env, "EINVAL", "open(name, netnsPath?) needs a name");
@@ -309,6 +311,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
   if (get_string(env, argv[0], name, sizeof name, "interface name") < 0) return NULL;
   if (get_netns(env, argc, argv, 1, netns, sizeof netns) < 0) return NULL;
+  if (argc >= 3 && napi_get_value_bool(env, argv[2], &vnet_hdr) != napi_ok) vnet_hdr = false;
 
   int saved;
   if (enter_netns(env, netns, &saved) < 0) return NULL;
@@ -320,13 +323,29 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name, strlen(name));
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);
     leave_netns(saved);
     return throw_errno(env, err, "ioctl(TUNSETIFF)", name);
+  }
+  if (vnet_hdr) {
+    /* 10 bytes: struct virtio_net_hdr without num_buffers; the offloads let the kernel hand over GSO super-frames. */
+    int hdr_size = 10;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_size) < 0) {
+      int err = errno;
+      close(fd);
+      leave_netns(saved);
+      return throw_errno(env, err, "ioctl(TUNSETVNETHDRSZ)", name);
+    }
+    if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) < 0) {
+      int err = errno;
+      close(fd);
+      leave_netns(saved);
+      return throw_errno(env, err, "ioctl(TUNSETOFFLOAD)", name);
+    }
   }
   leave_netns(saved);
 

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DropReason } from "../../datapath/counters.ts";
 import { decodeMessage, encodeMessage } from "../../datapath/tunnel/codec.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
-import { MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE } from "../../datapath/tunnel/constants.ts";
+import { Feature, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, RxFlag } from "../../datapath/tunnel/constants.ts";
 import type { TunnelRecord, WelcomeRecord } from "../../datapath/tunnel/records.ts";
 import { Session, SessionError, type SessionOptions, type SocketLike } from "../../client/session.ts";
 
@@ -268,5 +268,45 @@ describe("Session (scripted socket)", () => {
     socket.receive([{ type: "tx-complete", firstId: 100, count: 1, status: 0 }]);
     expect(errors).toHaveLength(1);
     expect(socket.readyState).toBe(CLOSED);
+  });
+});
+
+describe("Session with a virtio-net header backend (vnetHeader)", () => {
+  /** Header + Ethernet/IPv4/TCP super-frame with `payload` bytes and MSS `mss`, partial checksum. */
+  function superFrame(payload: number, mss: number): Uint8Array {
+    const total = 40 + payload;
+    const ip = [0x45, 0, total >> 8, total & 0xff, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    const tcp = [0x30, 0x39, 0x14, 0x51, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0];
+    const eth = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+    return Uint8Array.from([1, 1, 54, 0, mss & 0xff, mss >> 8, 34, 0, 16, 0, ...eth, ...ip, ...tcp, ...new Array<number>(payload).fill(7)]);
+  }
+  const txOf = (socket: ScriptedSocket): Array<Extract<TunnelRecord, { type: "tx" }>> =>
+    socket.messages().flat().filter((r): r is Extract<TunnelRecord, { type: "tx" }> => r.type === "tx");
+
+  it("offers Gso, sends super-frames flagged when granted, strips trivial headers, and prepends zero headers on receive", async () => {
+    const { session, socket } = await opened({ vnetHeader: true }, { features: 0x7f | Feature.Gso });
+    expect((socket.messages()[0]?.[0] as { features: number }).features & Feature.Gso).toBe(Feature.Gso);
+    expect(socket.messages().flat().find((r) => r.type === "rx-post")).toMatchObject({ bufferSize: 65_545 });
+    const plain = frame(60);
+    session.send([superFrame(3000, 1000), Uint8Array.from([...new Uint8Array(10), ...plain])]);
+    await tick();
+    const sent = txOf(socket);
+    expect(sent.map((r) => [r.flags, r.frame.length])).toEqual([[1, 10 + 54 + 3000], [0, 60]]);
+    const received: Uint8Array[] = [];
+    session.on("frames", (frames) => received.push(...frames));
+    socket.receive([{ type: "rx", flags: 0, frame: plain }, { type: "rx", flags: RxFlag.VnetHeader, frame: superFrame(100, 50) }]);
+    expect(received.map((f) => f.length)).toEqual([70, 10 + 54 + 100]);
+    expect([...(received[0] ?? new Uint8Array(0)).subarray(0, 10)]).toEqual(new Array<number>(10).fill(0));
+  });
+
+  it("segments super-frames itself when the segment did not grant Gso", async () => {
+    const { session, socket } = await opened({ vnetHeader: true }, { features: 0x7f });
+    const done: number[] = [];
+    session.send([superFrame(2500, 1000)], (status) => done.push(status));
+    await tick();
+    const sent = txOf(socket);
+    expect(sent.map((r) => [r.flags, r.frame.length])).toEqual([[0, 1054], [0, 1054], [0, 554]]);
+    socket.receive([{ type: "tx-complete", firstId: sent[0]?.id ?? 0, count: 3, status: 0 }]);
+    expect(done).toEqual([0]);
   });
 });
