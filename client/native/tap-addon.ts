@@ -29,8 +29,10 @@ export interface InterfaceInfo {
 
 /** The addon's functions. Errors thrown carry `code` (errno name such as "EPERM"), `errno` and `syscall`. */
 export interface TapAddon {
-  /** Opens /dev/net/tun (O_RDWR|O_NONBLOCK) and attaches it to TAP `name` (IFF_TAP|IFF_NO_PI), inside `netnsPath` if given. */
-  /** vnetHdr: open with IFF_VNET_HDR (10-byte header) and CSUM/TSO4/TSO6 offloads; frames then carry the header both ways. */
+  /**
+   * Opens /dev/net/tun (O_RDWR|O_NONBLOCK) and attaches it to TAP `name` (IFF_TAP|IFF_NO_PI), inside `netnsPath` if given;
+   * `vnetHdr` adds IFF_VNET_HDR (10-byte header) and CSUM/TSO4/TSO6 offloads: frames then carry the header both ways.
+   */
   open(name: string, netnsPath?: string, vnetHdr?: boolean): { handle: TapHandle; fd: number; name: string };
   /** Starts the uv_poll reader: `onFrames` once per drained batch, `onError` once if reading fails (the poll then stops). */
   start(handle: TapHandle, onFrames: (frames: Uint8Array[]) => void, onError: (code: string, message: string) => void): void;
