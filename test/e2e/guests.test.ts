@@ -30,16 +30,6 @@ function must(result: { ok: true; value: number } | { ok: false; error: { messag
   return result.value;
 }
 
-/** Pings until one reply arrives or `timeoutMs` passes; returns whether it did. */
-async function reachable(ns: string, target: string, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (ping(namespaces, ns, target, 1).received === 1) return true;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  return false;
-}
-
 /** Runs the CLI to completion; resolves with its exit code and output. */
 function cli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; output: string }> {
   const process_ = background(process.execPath, [CLI, ...args]);
@@ -72,25 +62,13 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
     });
 
     it("pings both ways between two TAP namespaces", async () => {
-      expect(await reachable(nsA, "10.235.0.2", 20_000)).toBe(true);
+      expect(await namespaces.reachable(nsA, "10.235.0.2", 20_000)).toBe(true);
       expect(ping(namespaces, nsA, "10.235.0.2", 5).received).toBe(5);
       expect(ping(namespaces, nsB, "10.235.0.1", 5).received).toBe(5);
     });
 
     it("carries an iperf3 TCP run of a few seconds", async () => {
-      const server = namespaces.spawn(nsA, "iperf3", ["-s", "-1", "-B", "10.235.0.1"]);
-      type Report = { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number } } };
-      let report: Report | undefined;
-      // Bounded retries: the server may not listen yet, and iperf3 then reports an error (as JSON) at once.
-      for (let attempt = 0; attempt < 20 && report?.end?.sum_received === undefined; attempt++) {
-        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 250));
-        try {
-          report = JSON.parse(namespaces.exec(nsB, "iperf3", ["-c", "10.235.0.1", "-t", "3", "-J"], 30_000)) as Report;
-        } catch (error) {
-          report = { error: String((error as { stdout?: string }).stdout ?? error) };
-        }
-      }
-      await server.stop();
+      const report = await namespaces.iperf(nsA, "10.235.0.1", nsB, 3);
       expect(report?.error).toBeUndefined();
       expect(report?.end?.sum_received?.bytes).toBeGreaterThan(1_000_000);
       expect(report?.end?.sum_received?.bits_per_second).toBeGreaterThan(0);
@@ -174,7 +152,7 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       await relay.stop({ keepState: true });
       const downUntil = Date.now() / 1000;
       relay = await startRelay({ port, stateDir });
-      expect(await reachable(nsB, "10.235.0.1", 45_000)).toBe(true);
+      expect(await namespaces.reachable(nsB, "10.235.0.1", 45_000)).toBe(true);
       await new Promise((resolve) => setTimeout(resolve, 2000));
       await pinger.stop("SIGINT");
       // -D prefixes each reply with its Unix time: there must be replies before the kill and after the relay was back.

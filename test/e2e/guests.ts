@@ -71,6 +71,12 @@ export function background(command: string, args: string[], env: NodeJS.ProcessE
   };
 }
 
+/** What the tests read from an iperf3 JSON report. */
+export interface IperfReport {
+  error?: string;
+  end?: { sum_received?: { bits_per_second: number; bytes: number } };
+}
+
 /** Network namespaces created by this process, with a unique prefix so parallel runs never collide. */
 export class Namespaces {
   private readonly created: string[] = [];
@@ -120,6 +126,35 @@ export class Namespaces {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new Error(`${dev} did not appear in ${ns} within ${timeoutMs} ms`);
+  }
+
+  /** Pings from `ns` until one reply arrives or `timeoutMs` passes; returns whether it did. */
+  async reachable(ns: string, target: string, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (ping(this, ns, target, 1).received === 1) return true;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    return false;
+  }
+
+  /**
+   * An iperf3 TCP run of `seconds` from `client` to a one-shot server at `address` in `server`;
+   * returns iperf3's JSON report (or `error`). Bounded retries: the server may not listen yet.
+   */
+  async iperf(server: string, address: string, client: string, seconds: number): Promise<IperfReport> {
+    const listener = this.spawn(server, "iperf3", ["-s", "-1", "-B", address]);
+    let report: IperfReport | undefined;
+    for (let attempt = 0; attempt < 20 && report?.end?.sum_received === undefined; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 250));
+      try {
+        report = JSON.parse(this.exec(client, "iperf3", ["-c", address, "-t", String(seconds), "-J"], 30_000)) as IperfReport;
+      } catch (error) {
+        report = { error: String((error as { stdout?: string }).stdout ?? error) };
+      }
+    }
+    await listener.stop();
+    return report ?? { error: "no report" };
   }
 
   /** Tracks a background process for cleanup. */

@@ -17,34 +17,6 @@ function segmentUrl(name: string): string {
   return `${relay.wsUrl}/v1/segments/${name}/connect`;
 }
 
-/** Pings until one reply arrives or `timeoutMs` passes. */
-async function reachable(ns: string, target: string, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (ping(namespaces, ns, target, 1).received === 1) return true;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  return false;
-}
-
-type Report = { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number } } };
-
-/** An iperf3 TCP run of `seconds` from `client` to the server at `address` in `server`; returns the receiver's summary. */
-async function iperf(server: string, address: string, client: string, seconds: number): Promise<Report> {
-  const listener = namespaces.spawn(server, "iperf3", ["-s", "-1", "-B", address]);
-  let report: Report | undefined;
-  for (let attempt = 0; attempt < 20 && report?.end?.sum_received === undefined; attempt++) {
-    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 250));
-    try {
-      report = JSON.parse(namespaces.exec(client, "iperf3", ["-c", address, "-t", String(seconds), "-J"], 30_000)) as Report;
-    } catch (error) {
-      report = { error: String((error as { stdout?: string }).stdout ?? error) };
-    }
-  }
-  await listener.stop();
-  return report ?? { error: "no report" };
-}
-
 /** Mean bytes per frame the segment received from the port owning `mac` (above 1514 only with super-frames). */
 async function meanRxFrame(mac: string): Promise<number> {
   const base = `${relay.baseUrl}/v1/segments/offload`;
@@ -81,13 +53,13 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
     });
 
     it("pings between two offload namespaces", async () => {
-      expect(await reachable(nsA, "10.236.0.2", 20_000)).toBe(true);
+      expect(await namespaces.reachable(nsA, "10.236.0.2", 20_000)).toBe(true);
       expect(ping(namespaces, nsA, "10.236.0.2", 3).received).toBe(3);
       expect(ping(namespaces, nsB, "10.236.0.1", 3).received).toBe(3);
     });
 
     it("carries iperf3 between two offload namespaces (super-frames end to end)", async () => {
-      const report = await iperf(nsA, "10.236.0.1", nsB, 3);
+      const report = await namespaces.iperf(nsA, "10.236.0.1", nsB, 3);
       expect(report.error).toBeUndefined();
       expect(report.end?.sum_received?.bytes).toBeGreaterThan(1_000_000);
       // The sender's frames averaged more than one MTU: the kernel handed over GSO super-frames.
@@ -95,14 +67,14 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
     });
 
     it("carries iperf3 both ways between an offload namespace and a plain one (software segmentation)", async () => {
-      expect(await reachable(nsC, "10.236.0.1", 20_000)).toBe(true);
+      expect(await namespaces.reachable(nsC, "10.236.0.1", 20_000)).toBe(true);
       const before = await meanRxFrame("02:00:00:00:e2:01");
-      const toPlain = await iperf(nsC, "10.236.0.3", nsA, 3);
+      const toPlain = await namespaces.iperf(nsC, "10.236.0.3", nsA, 3);
       expect(toPlain.error).toBeUndefined();
       expect(toPlain.end?.sum_received?.bytes).toBeGreaterThan(1_000_000);
       // A sent super-frames and the plain receiver's kernel accepted the segment's software segments.
       expect(await meanRxFrame("02:00:00:00:e2:01")).toBeGreaterThan(Math.max(before, 1514));
-      const fromPlain = await iperf(nsA, "10.236.0.1", nsC, 3);
+      const fromPlain = await namespaces.iperf(nsA, "10.236.0.1", nsC, 3);
       expect(fromPlain.error).toBeUndefined();
       expect(fromPlain.end?.sum_received?.bytes).toBeGreaterThan(1_000_000);
     });
