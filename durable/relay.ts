@@ -51,7 +51,8 @@ const CONNECTED_SESSION_MS = 7 * 24 * 3600 * 1000;
 const TX_COMPLETE_RECORD_BYTES = RECORD_HEADER_BYTES + 6;
 /** More than any control record the segment sends needs (a stats-reply with 64 drops, an ack or link with a 255-byte reason, a WELCOME). */
 const MAX_CONTROL_BODY_BYTES = 1024;
-const GRANTED_FEATURES = KNOWN_FEATURES;
+// LazyCompletions is specified (protocol.md §6.3 rule 2a) but not implemented by this relay yet.
+const GRANTED_FEATURES = KNOWN_FEATURES & ~Feature.LazyCompletions;
 /** Stands in the TX batch for a descriptor with unknown flags (never switched). */
 const MALFORMED_TX = new Uint8Array(0);
 /** A GSO super-frame's header, kept beside its Ethernet frame while the batch is switched. */

@@ -96,6 +96,11 @@ export const Feature = {
   Resume: 1 << 6,
   /** TX and RX frames may carry a 10-byte virtio-net header (partial checksum, GSO super-frames); see TxFlag/RxFlag.VnetHeader. */
   Gso: 1 << 7,
+  /**
+   * Completions ride on the next message the segment sends the port, instead of a message of their own
+   * (docs/protocol.md §6.3 rule 2a): a ping then costs 4 messages instead of 6. No timer is involved.
+   */
+  LazyCompletions: 1 << 8,
 } as const;
 
 /** Every feature bit this implementation knows. */
