@@ -1,14 +1,9 @@
 import { fail, ok, type Result } from "../datapath/result.ts";
 import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
-import { PORT_KINDS, type PortKind } from "../datapath/bridge.ts";
+import { isPortKind, PORT_KINDS, type PortKind } from "../datapath/port-kind.ts";
 
-export { PORT_KINDS, type PortKind };
-
-/** Whether `value` names a port kind. */
-export function isPortKind(value: unknown): value is PortKind {
-  return typeof value === "string" && (PORT_KINDS as readonly string[]).includes(value);
-}
+export { isPortKind, PORT_KINDS, type PortKind };
 
 /** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
 export interface SegmentConfig {

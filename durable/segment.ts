@@ -298,7 +298,7 @@ export class Segment extends DurableObject<Env> {
   /** Stores the segment-level counters when they changed (rarely: connects, closes, errors). */
   private saveCounters(): void {
     if (this.relay === null || !this.relay.countersChanged) return;
-    this.relay.countersChanged = false;
+    this.relay.countersSaved();
     this.ctx.storage.kv.put(RELAY_COUNTERS_KEY, this.relay.counters);
   }
 

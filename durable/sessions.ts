@@ -1,5 +1,7 @@
-import type { PortKind } from "../datapath/bridge.ts";
+import type { ReceiveFilter } from "../datapath/bridge.ts";
+import type { PortCountersData } from "../datapath/counters.ts";
 import type { MacKey } from "../datapath/mac.ts";
+import type { PortKind } from "../datapath/port-kind.ts";
 
 /** What a resumable session keeps in storage between connections. */
 export interface StoredSession {
@@ -7,6 +9,9 @@ export interface StoredSession {
   portId: number;
   kind: PortKind;
   macs: MacKey[];
+  /** The receive filter and counters as the port left them; a resume keeps both (protocol.md §11.3). */
+  filter?: ReceiveFilter;
+  counters?: PortCountersData;
   expiresAt: number;
 }
 

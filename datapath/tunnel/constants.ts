@@ -131,7 +131,7 @@ export const RxFlag = {
 } as const;
 
 /** Port kinds a HELLO may ask for; the u8 code on the wire is the index. */
-export { PORT_KINDS, type PortKind } from "../bridge.ts";
+export { PORT_KINDS, type PortKind } from "../port-kind.ts";
 
 /** Status of an ack record (control request result); 0 is success. */
 export const AckStatus = {

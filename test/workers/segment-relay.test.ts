@@ -251,15 +251,17 @@ describe("memory bounds", () => {
     expect(segment.queuedBytes).toBeLessThanOrEqual(6000);
     expect(segment.queuedBytes).toBe(6000);
     const stats = (await (await exports.default.fetch("http://edgelan.test/v1/segments/budget/ports", { headers: ADMIN })).json()) as {
-      ports: Array<{ portId: number; queuedBytes: number; counters: { txFrames: number; drops: Record<string, number> } }>;
+      ports: Array<{ portId: number; queuedBytes: number; counters: { rxFrames: number; txFrames: number; drops: Record<string, number> } }>;
     };
-    const sinkStats = stats.ports.filter((p) => p.counters.txFrames > 0);
+    const sinkStats = stats.ports.filter((p) => p.counters.rxFrames === 0);
     expect(sinkStats).toHaveLength(2);
     for (const port of sinkStats) {
       expect(port.queuedBytes).toBeLessThanOrEqual(4000);
-      // Every frame forwarded to the port is queued or dropped with a reason: nothing is lost silently.
+      // Every one of the 200 frames switched to the port is queued or dropped with a reason: nothing is lost
+      // silently. None was delivered (no credit), so tx stays 0: tx counts frames handed to the port.
       const dropped = port.counters.drops["rx-queue-full"]! + port.counters.drops["segment-budget"]!;
-      expect(port.queuedBytes / 1000 + dropped).toBe(port.counters.txFrames);
+      expect(port.queuedBytes / 1000 + dropped).toBe(200);
+      expect(port.counters.txFrames).toBe(0);
     }
     expect(sinkStats.reduce((sum, p) => sum + p.counters.drops["segment-budget"]!, 0)).toBeGreaterThan(0);
     // The flood costs the credit-less ports nothing but drops: their sockets stay open.
@@ -280,7 +282,7 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
       // A fresh object over the same storage and sockets: its constructor runs again, nothing in memory survives.
       const fresh = new Segment(state, env);
       const sockets = state.getWebSockets();
-      const senderWs = sockets.find((ws) => (ws.deserializeAttachment() as PortAttachment).macs.includes(0x020000000501)) as WebSocket;
+      const senderWs = sockets.find((ws) => (ws.deserializeAttachment() as PortAttachment).port.macs.includes(0x020000000501)) as WebSocket;
       const description = await fresh.describe();
       expect(description?.ports).toHaveLength(2);
       expect(description?.forwardingTable.static).toBe(2);
@@ -293,7 +295,8 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
       const after = await fresh.portStats();
       const receiverAfter = after?.find((p) => p.portId === receiver?.portId);
       expect(receiverAfter).toMatchObject({ credits: 0, queuedFrames: 2 });
-      expect(receiverAfter?.counters.txFrames).toBe(7);
+      // tx counts frames handed to the port (protocol.md §8.4), not the 2 still queued.
+      expect(receiverAfter?.counters.txFrames).toBe(5);
     });
     const delivered = await b.rx(2);
     expect(delivered.map((f) => f[14])).toEqual([3, 4]);
@@ -312,7 +315,8 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
     await runInDurableObject(env.SEGMENTS.getByName("evicted"), async (_instance, state) => {
       const fresh = new Segment(state, env);
       const stats = await fresh.portStats();
-      const sink = stats?.find((p) => p.counters.txFrames === 3);
+      const sink = stats?.find((p) => p.counters.rxFrames === 0);
+      expect(sink?.counters.txFrames).toBe(0);
       expect(sink?.queuedFrames).toBe(0);
       expect(sink?.counters.drops.flushed).toBe(3);
       expect((await fresh.describe())?.counters.flushedOnEviction).toBe(3);
