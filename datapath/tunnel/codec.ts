@@ -289,7 +289,12 @@ const CONTROL_READERS: Readonly<Record<number, (r: BodyReader) => TunnelRecord>>
   [RecordType.StatsReply]: readStatsReply,
   [RecordType.Ping]: (r) => ({ type: "ping", seq: r.u32("seq"), timestamp: r.f64("timestamp") }),
   [RecordType.Pong]: (r) => ({ type: "pong", seq: r.u32("seq"), timestamp: r.f64("timestamp") }),
-  [RecordType.Link]: (r) => ({ type: "link", up: r.bool("up"), reason: r.string("reason") }),
+  // protocol.md §8.6: up at 0, byte 1 reserved (sent as 0, ignored), the reason at 2.
+  [RecordType.Link]: (r) => {
+    const up = r.bool("up");
+    r.u8("reserved");
+    return { type: "link", up, reason: r.string("reason") };
+  },
 };
 
 /** Checks the message header; returns the record count. */
@@ -828,7 +833,7 @@ function writeControlBody(w: BodyWriter, r: Exclude<TunnelRecord, { type: "tx" |
     case "stats-reply": return writeStatsReply(w, r);
     case "ping":
     case "pong": w.u32(r.seq, "seq"); return w.f64(r.timestamp);
-    case "link": w.bool(r.up); return w.string(r.reason, "reason");
+    case "link": w.bool(r.up); w.u8(0, "reserved"); return w.string(r.reason, "reason");
   }
 }
 
