@@ -126,6 +126,8 @@ export class Segment extends DurableObject<Env> {
     const next = applyConfigPatch(stored?.config, patch);
     if (!next.ok) return { ok: false, error: next.error };
     await this.store({ name, config: next.value });
+    // The constructor counted nothing (there was no segment yet): this instance is the segment's first start.
+    if (stored === null) this.ctx.storage.kv.put(INSTANCE_STARTS_KEY, 1);
     await this.armIdleTimer();
     return { ok: true, created: stored === null, config: next.value };
   }

@@ -253,7 +253,7 @@ describe("GET /v1/segments/:name and /ports", () => {
       config: { maxPorts: number };
       ports: { portId: number; kind: string; mode: string; macs: string[]; remote: string; connectedSince: string }[];
       forwardingTable: { learned: number; static: number; entries: unknown[] };
-      counters: { rxFrames: number; dropped: number };
+      counters: { rxFrames: number; dropped: number; instanceStarts: number; flushed: number };
       queuedBytes: number;
     };
     expect(body.name).toBe("get-lab");
@@ -262,7 +262,8 @@ describe("GET /v1/segments/:name and /ports", () => {
     expect(body.ports[0]).toMatchObject({ portId: 1, kind: "bridge", mode: "raw", macs: [], remote: "203.0.113.7" });
     expect(Date.now() - Date.parse(body.ports[0]?.connectedSince ?? "")).toBeLessThan(60_000);
     expect(body.forwardingTable).toMatchObject({ learned: 0, static: 0, entries: [] });
-    expect(body.counters).toMatchObject({ rxFrames: 0, dropped: 0 });
+    // The object that created the segment is its first instance.
+    expect(body.counters).toMatchObject({ rxFrames: 0, dropped: 0, instanceStarts: 1, flushed: 0 });
     expect(body.queuedBytes).toBe(0);
 
     const ports = await admin("GET", "/v1/segments/get-lab/ports");
