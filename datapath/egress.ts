@@ -7,7 +7,7 @@
  * message; a service gets a call. `tx` counts frames actually handed over.
  */
 import { countDrop, DropReason } from "./counters.ts";
-import { ETH_TYPE, TPID_8021Q, VLAN_TAG_LEN } from "./ethernet.ts";
+import { ETH_TYPE, maxFrameSizeFor, TPID_8021Q } from "./ethernet.ts";
 import type { SwitchPort } from "./switch-port.ts";
 import { RxFlag, VNET_HEADER_BYTES } from "./tunnel/constants.ts";
 
@@ -35,8 +35,7 @@ export interface ServiceCall {
 function refusal(port: SwitchPort, frame: Uint8Array, segmentMax: number): DropReason | 0 {
   const tagged = frame.length >= ETH_TYPE + 2 && frame[ETH_TYPE] === TPID_8021Q >> 8 && frame[ETH_TYPE + 1] === (TPID_8021Q & 0xff);
   if (tagged && !port.vlan) return DropReason.Malformed;
-  const max = port.maxFrameSize(segmentMax) + (tagged ? VLAN_TAG_LEN : 0);
-  return frame.length > max ? DropReason.Oversize : 0;
+  return frame.length > maxFrameSizeFor(port.maxFrameSize(segmentMax), tagged) ? DropReason.Oversize : 0;
 }
 
 /** Counts one frame handed to the port (its Ethernet bytes: a virtio-net header is never counted). */

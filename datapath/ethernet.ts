@@ -105,17 +105,6 @@ export function maxFrameSizeFor(untaggedMax: number = DEFAULT_MAX_FRAME_SIZE, ta
   return tagged ? untaggedMax + VLAN_TAG_LEN : untaggedMax;
 }
 
-/** Checks a configured untagged maximum frame size: an integer in 60..65535. */
-export function checkMaxFrameSize(size: number): Result<number, "invalid-max-frame-size"> {
-  if (!Number.isInteger(size) || size < MIN_CONFIGURABLE_FRAME_SIZE || size > MAX_CONFIGURABLE_FRAME_SIZE) {
-    return fail(
-      "invalid-max-frame-size",
-      `maximum frame size ${size} must be an integer from ${MIN_CONFIGURABLE_FRAME_SIZE} to ${MAX_CONFIGURABLE_FRAME_SIZE}`,
-    );
-  }
-  return ok(size);
-}
-
 // Plain functions for the hot path: no view object per frame. Each assumes the
 // length was checked (≥ 14, and ≥ 18 before reading tag fields).
 

@@ -15,8 +15,6 @@ export const FRAMING_VERSION = 1;
 export const PROTOCOL_VERSION_MIN = 1;
 /** Highest protocol version this implementation speaks. */
 export const PROTOCOL_VERSION_MAX = 1;
-/** The one protocol version of this implementation (v1). */
-export const PROTOCOL_VERSION = 1;
 
 /** Bytes in the message header: magic u16, version u8, flags u8, record count u16, reserved u16. */
 export const MESSAGE_HEADER_BYTES = 8;
@@ -105,8 +103,6 @@ export const Feature = {
 
 /** Every feature bit this implementation knows. */
 export const KNOWN_FEATURES = Object.values(Feature).reduce((all, bit) => all | bit, 0) >>> 0;
-/** Features this implementation can grant (all it knows); a segment may grant fewer by policy. */
-export const SUPPORTED_FEATURES = KNOWN_FEATURES;
 
 /** TX record flag bits valid without any feature: none, so a segment completes a TX with unknown flag bits as Malformed. */
 export const TX_FLAGS_KNOWN = 0x00;

@@ -34,13 +34,13 @@ describe("bad input: a specific close code, a counter, and no harm to others", (
     { name: "a record count above 4096", act: (p) => p.ws.send(new Uint8Array([0x45, 0x4c, 1, 0, 0x01, 0x10, 0, 0])), code: CloseCode.TooManyRecords, counter: "malformedMessages" },
     { name: "data before HELLO", act: (p) => p.send([{ type: "rx-post", count: 1, bufferSize: 2048 }]), code: CloseCode.HandshakeTimeout, counter: "protocolErrors", helloFirst: false },
     { name: "an unsupported version", act: (p) => p.send([hello_(0x020000000201, { minVersion: 7, maxVersion: 9 })]), code: CloseCode.UnsupportedVersion, counter: "hellosRefused", helloFirst: false },
-    { name: "a HELLO for a kind the join was not authorized for", act: (p) => p.send([hello_(0, { portKind: "monitor" })]), code: CloseCode.Refused, counter: "hellosRefused", helloFirst: false },
+    { name: "a HELLO for a kind the join was not authorized for", act: (p) => p.send([hello_(0, { portKind: "monitor" })]), code: CloseCode.Policy, counter: "hellosRefused", helloFirst: false },
     { name: "a multicast MAC", act: (p) => p.send([hello_(0x010000000001)]), code: CloseCode.InvalidMac, counter: "hellosRefused", helloFirst: false },
     { name: "a second HELLO", act: (p) => p.send([hello_(0x020000000202)]), code: CloseCode.UnexpectedRecord, counter: "protocolErrors" },
     { name: "a record only the segment may send", act: (p) => p.send([{ type: "tx-complete", firstId: 0, count: 1, status: 0 }]), code: CloseCode.UnexpectedRecord, counter: "protocolErrors" },
     { name: "an rx-post with a buffer below 60 bytes", act: (p) => p.send([{ type: "rx-post", count: 4, bufferSize: 10 }]), code: CloseCode.RxPostInvalid, counter: "protocolErrors" },
     {
-      name: "more TX than the window", code: CloseCode.TxWindowOverrun, counter: "windowOverruns",
+      name: "more TX than the window", code: CloseCode.WindowOverrun, counter: "windowOverruns",
       act: (p) => p.send(Array.from({ length: 17 }, (_, id) => ({ type: "tx" as const, id, flags: 0, frame: frame(BROADCAST, 0x020000000203) }))),
     },
   ];
