@@ -1,3 +1,4 @@
+import { readU16BE } from "./bytes.ts";
 import { macKeyAt, type MacKey } from "./mac.ts";
 import { fail, ok, type Result } from "./result.ts";
 
@@ -80,7 +81,7 @@ export class EthernetFrame {
 
   /** The EtherType of the payload: the inner type of a tagged frame, else the outer type. */
   payloadEtherType(): number {
-    return this.isTagged() ? readU16(this.bytes, VLAN_INNER_TYPE) : this.etherType();
+    return this.isTagged() ? readU16BE(this.bytes, VLAN_INNER_TYPE) : this.etherType();
   }
 
   /** Bytes after the header (and tag, if any). A view, not a copy. */
@@ -120,7 +121,7 @@ export function frameSource(bytes: Uint8Array): MacKey {
 
 /** Outer EtherType of a checked frame. */
 export function frameEtherType(bytes: Uint8Array): number {
-  return readU16(bytes, ETH_TYPE);
+  return readU16BE(bytes, ETH_TYPE);
 }
 
 /** True if the outer EtherType is the 802.1Q TPID. */
@@ -139,7 +140,3 @@ export function frameHeaderLength(bytes: Uint8Array): number {
   return frameIsTagged(bytes) ? VLAN_HEADER_LEN : ETH_HEADER_LEN;
 }
 
-/** Big-endian 16-bit read at a checked offset. */
-function readU16(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset] as number) << 8) | (bytes[offset + 1] as number);
-}

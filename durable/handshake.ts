@@ -181,7 +181,8 @@ export class Handshake {
   }
 }
 
-function toHex(bytes: Uint8Array): string {
+/** Bytes as lower-case hex (session ids and resume tokens are stored so). */
+export function toHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 

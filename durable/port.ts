@@ -1,7 +1,7 @@
 import type { MacKey } from "../datapath/mac.ts";
 import type { PortKind } from "../datapath/port-kind.ts";
 import type { SwitchPort, SwitchPortMode, SwitchPortState } from "../datapath/switch-port.ts";
-import type { PortAuth } from "../worker/port-request.ts";
+import type { PortAuth } from "../contract/port-request.ts";
 
 /** How a socket speaks: ring descriptors (`edgelan.v1`) or one raw frame per message. */
 export type PortMode = Exclude<SwitchPortMode, "service">;

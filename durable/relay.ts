@@ -9,12 +9,12 @@ import { CloseCode, closeCodeForDecodeError } from "../datapath/tunnel/close-cod
 import { decodeMessage, forEachRecord, type RecordVisitor } from "../datapath/tunnel/codec.ts";
 import { AckStatus, Feature, KEEPALIVE_REQUEST } from "../datapath/tunnel/constants.ts";
 import type { DecodeErrorCode, TunnelRecord } from "../datapath/tunnel/records.ts";
-import type { PortAuth } from "../worker/port-request.ts";
+import type { PortAuth } from "../contract/port-request.ts";
+import type { PortInfo, PortStats, RelayCounters } from "../contract/segment-api.ts";
 import type { SegmentConfig } from "./config.ts";
-import { Handshake, HELLO_TIMEOUT_MS, type HandshakeHost } from "./handshake.ts";
+import { Handshake, HELLO_TIMEOUT_MS, toHex, type HandshakeHost } from "./handshake.ts";
 import { ATTACHMENT_VERSION, type PortAttachment, type PortMode, type PortRuntime } from "./port.ts";
 import { closeQuietly, PortWriter } from "./port-writer.ts";
-import type { PortInfo, PortStats } from "./segment.ts";
 import { RESUME_GRACE_MS, type SessionStore } from "./sessions.ts";
 
 /** What the Worker and the segment established about a join before the socket reached the relay. */
@@ -28,18 +28,7 @@ export interface JoinGrant {
   tokenExp: number | null;
 }
 
-/** Segment-wide counters the relay owns (what is not one port's traffic). */
-export interface RelayCounters {
-  portsAccepted: number;
-  portsClosed: number;
-  hellosRefused: number;
-  sessionsResumed: number;
-  malformedMessages: number;
-  protocolErrors: number;
-  windowOverruns: number;
-}
-
-/** Every segment-level counter: the relay's and the switch's. */
+/** The segment-level counters the relay and its switch keep (stored; the admin API adds sums and instanceStarts). */
 export type SegmentCounters = RelayCounters & SwitchCounters;
 
 /**
@@ -149,7 +138,7 @@ export class SegmentRelay implements HandshakeHost {
     const now = this.now();
     const attachment: PortAttachment = {
       v: ATTACHMENT_VERSION, portId: grant.portId, mode: grant.mode, phase: raw ? "open" : "hello",
-      authorizedKind: grant.kind, boundMacs: grant.boundMacs, version: 0, sessionId: randomHex(16), remote: grant.remote,
+      authorizedKind: grant.kind, boundMacs: grant.boundMacs, version: 0, sessionId: toHex(crypto.getRandomValues(new Uint8Array(16))), remote: grant.remote,
       auth: grant.auth, tokenExp: grant.tokenExp, connectedAt: now, helloDeadline: raw ? 0 : now + HELLO_TIMEOUT_MS,
       port: {
         kind: grant.kind, macs: raw ? [...(grant.boundMacs ?? [])] : [], filter: { promiscuous: false, allMulticast: false, multicast: [] },
@@ -443,8 +432,4 @@ function switchConfigOf(config: SegmentConfig): SwitchConfig {
     agingMs: config.agingSeconds * 1000, rxQueueFrames: config.rxQueueFrames, rxQueueBytes: config.rxQueueBytes,
     segmentQueueBytes: config.segmentQueueBytes,
   };
-}
-
-function randomHex(byteCount: number): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(byteCount)), (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -1,3 +1,4 @@
+import { constantTimeEqual } from "../contract/secrets.ts";
 import type { ReceiveFilter } from "../datapath/bridge.ts";
 import type { PortCountersData } from "../datapath/counters.ts";
 import type { MacKey } from "../datapath/mac.ts";
@@ -31,7 +32,7 @@ export class SessionStore {
   async verify(sessionId: string, token: string, now: number): Promise<StoredSession | undefined> {
     const stored = await this.storage.get<StoredSession>(PREFIX + sessionId);
     if (stored === undefined || stored.expiresAt < now) return undefined;
-    return constantTimeEqual(stored.token, token) ? stored : undefined;
+    return (await constantTimeEqual(stored.token, token)) ? stored : undefined;
   }
 
   /** Records (or refreshes) a session; the write is not awaited, the output gate orders it before replies. */
@@ -51,12 +52,4 @@ export class SessionStore {
     if (expired.length > 0) await this.storage.delete(expired);
     return expired.length;
   }
-}
-
-/** Compares two strings in time independent of where they differ. */
-function constantTimeEqual(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let difference = 0;
-  for (let i = 0; i < a.length; i++) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return difference === 0;
 }

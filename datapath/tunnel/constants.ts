@@ -4,6 +4,8 @@
  * codec, the rings, the Durable Object and the clients agree by construction.
  */
 
+import { MAX_CONFIGURABLE_FRAME_SIZE, MIN_CONFIGURABLE_FRAME_SIZE } from "../ethernet.ts";
+
 /** WebSocket subprotocol that selects descriptor mode; no subprotocol selects raw mode. */
 export const SUBPROTOCOL_V1 = "edgelan.v1";
 
@@ -24,10 +26,10 @@ export const RECORD_HEADER_BYTES = 6;
 export const MAX_MESSAGE_BYTES = 1_048_576;
 /** Most records one message may carry. */
 export const MAX_RECORDS_PER_MESSAGE = 4096;
-/** Largest Ethernet frame (no FCS) the protocol can carry; a segment may grant less. */
-export const MAX_FRAME_BYTES = 65_535;
+/** Largest Ethernet frame (no FCS) the protocol can carry: the largest a segment can be configured for; it may grant less. */
+export const MAX_FRAME_BYTES = MAX_CONFIGURABLE_FRAME_SIZE;
 /** Smallest RX buffer a client may post: the minimum Ethernet frame without FCS. */
-export const MIN_RX_BUFFER_BYTES = 60;
+export const MIN_RX_BUFFER_BYTES = MIN_CONFIGURABLE_FRAME_SIZE;
 /** Most RX credits a port may have outstanding (posted and not yet filled). */
 export const MAX_RX_CREDITS = 65_536;
 /** Largest TX window a segment grants; ids are u16 and a window must be a power of two dividing 2^16. */
