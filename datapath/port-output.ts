@@ -32,6 +32,8 @@ export class PortOutput {
   private holdIds = 0;
   /** Set when the encoder holds records that must go out at the end of this event. */
   private pending = false;
+  /** Set when the held completions changed since the port's state was last persisted (lazy ports only). */
+  private heldChanged = false;
 
   constructor(private readonly send: SendMessage) {}
 
@@ -75,7 +77,19 @@ export class PortOutput {
   endBatch(): void {
     if (!this.lazy || this.completions.idCount >= this.holdIds || this.completions.runCount >= MAX_HELD_COMPLETION_RUNS) {
       this.writeCompletions();
+    } else {
+      this.heldChanged = true;
     }
+  }
+
+  /**
+   * Whether the held completions changed since the last call: the persisted copy must then be
+   * rewritten, or a wake from hibernation would send released ones again (or lose held ones).
+   */
+  takeHeldChanged(): boolean {
+    const changed = this.heldChanged;
+    this.heldChanged = false;
+    return changed;
   }
 
   /** The port sent a message without TX records: rule 2a sends held completions in reply. */
@@ -113,6 +127,7 @@ export class PortOutput {
     }
     this.completions.flushInto(encoder);
     this.pending = true;
+    if (this.lazy) this.heldChanged = true;
   }
 
   private sendNow(): void {

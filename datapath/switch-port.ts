@@ -97,8 +97,9 @@ export class SwitchPort {
     if (level > this.change) this.change = level;
   }
 
-  /** The pending change, cleared. */
+  /** The pending change, cleared; held lazy completions that changed count as a counters-like change. */
   takeChange(): PortChange | null {
+    if (this.output !== null && this.output.takeHeldChanged()) this.touch("counters");
     const change = this.change;
     this.change = CHANGE_NONE;
     return change === CHANGE_STATE ? "state" : change === CHANGE_COUNTERS ? "counters" : null;

@@ -253,6 +253,16 @@ describe("lazy completions (protocol.md §6.3 rule 2a)", () => {
     expect(again.take()).toEqual([{ type: "tx-complete", firstId: 7, count: 1, status: 0 }]);
   });
 
+  it("report a change whenever the held runs change, so the persisted copy never repeats released ones", () => {
+    send(8, [toM2()], 0);
+    expect(sink(8).changes.at(-1)).toBe("counters");
+    sink(8).changes.length = 0;
+    sw.endMessage(port(8), false);
+    sw.flush();
+    expect(sink(8).changes).toEqual(["counters"]);
+    expect(port(8).snapshot().heldCompletions).toEqual([]);
+  });
+
   it("are sent before the socket is closed (flushPort)", () => {
     send(8, [toM2()], 3);
     sw.flushPort(port(8));
