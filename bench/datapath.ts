@@ -90,7 +90,7 @@ function bridgeCase(traffic: Uint8Array[][][]): { fps: number; deliveriesPerFram
   // One more pass, outside timing, to report fan-out.
   for (let port = 0; port < PORTS; port++) {
     bridge.forward(port, (traffic[port] as Uint8Array[][])[0] as Uint8Array[], out);
-    for (const egress of out.egressPorts()) deliveries += out.framesFor(egress).length;
+    for (const egress of out.egressPorts()) deliveries += out.deliveriesFor(egress).length;
     frames += out.forwarded;
   }
   return { fps, deliveriesPerFrame: deliveries / frames };

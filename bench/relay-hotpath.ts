@@ -1,66 +1,92 @@
-// The relay's own JavaScript per message, in Node without workerd: SegmentRelay with fake sockets
-// (send() counts, serializeAttachment() does a structured clone as the runtime does). One sender
-// port sends BATCH-record TX messages of SIZE-byte frames to one receiver, which re-posts credits
-// every 32 messages. Reports CPU time (not wall time), which other load on the machine disturbs less;
-// compare variants by the minimum over several runs.
+// The relay's own JavaScript per message, in Node without workerd: the pure SegmentSwitch with fake
+// sinks, driven as durable/relay.ts drives it (forEachRecord walks each message into the switch's TX
+// batch, transmit, flush). A sink whose port state changed does the structured clone the runtime's
+// serializeAttachment does (CLONE=1); counters-only changes are written by a timer in the relay, at most
+// every 50 ms, so they cost nothing measurable here. One sender port sends BATCH-record TX messages of
+// SIZE-byte frames to one receiver, which re-posts credits every 32 messages. Reports CPU time (not wall
+// time), which other load on the machine disturbs less; compare variants by the minimum over several runs.
 //
 //   npx tsx bench/relay-hotpath.ts        (BATCH=256 SIZE=64 SECONDS=3 CLONE=1; CLONE=0 skips the clone)
-import { DEFAULT_SEGMENT_CONFIG } from "../durable/config.ts";
-import { SegmentRelay, type JoinGrant } from "../durable/relay.ts";
-import { MessageEncoder } from "../datapath/tunnel/codec.ts";
+import { newPortCounters } from "../datapath/counters.ts";
+import { SegmentSwitch } from "../datapath/segment-switch.ts";
+import type { PortChange, PortSink, SwitchPort } from "../datapath/switch-port.ts";
+import { forEachRecord, MessageEncoder, type RecordVisitor } from "../datapath/tunnel/codec.ts";
 import { Feature } from "../datapath/tunnel/constants.ts";
+import { DEFAULT_SEGMENT_CONFIG } from "../durable/config.ts";
 
 const BATCH = Number(process.env.BATCH ?? 256);
 const SIZE = Number(process.env.SIZE ?? 64);
 const SECONDS = Number(process.env.SECONDS ?? 3);
 const CLONE = process.env.CLONE !== "0";
 
-class FakeSocket {
+class FakeSink implements PortSink {
   sentMessages = 0;
-  attachmentWrites = 0;
+  stateWrites = 0;
+  port: SwitchPort | null = null;
   private attachment: unknown = null;
 
-  send(_data: Uint8Array): void {
+  send(_bytes: Uint8Array): boolean {
     this.sentMessages++;
+    return true;
   }
 
-  serializeAttachment(value: unknown): void {
-    this.attachmentWrites++;
-    this.attachment = CLONE ? structuredClone(value) : value;
+  changed(change: PortChange): void {
+    if (change !== "state" || this.port === null) return;
+    this.stateWrites++;
+    const state = this.port.snapshot();
+    this.attachment = CLONE ? structuredClone(state) : state;
   }
-
-  deserializeAttachment(): unknown {
-    return this.attachment;
-  }
-
-  close(): void {}
 }
 
-function message(build: (encoder: MessageEncoder) => void): ArrayBuffer {
+function message(build: (encoder: MessageEncoder) => void): Uint8Array {
   const encoder = new MessageEncoder(1 << 20);
   build(encoder);
-  const bytes = encoder.finish();
-  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  return encoder.finish();
 }
 
 const MAC_A = 0x02_00_00_00_00_01;
 const MAC_B = 0x02_00_00_00_00_02;
-const config = { ...DEFAULT_SEGMENT_CONFIG, rxQueueFrames: 65536, rxQueueBytes: 64 << 20, segmentQueueBytes: 64 << 20, openJoin: true, createdAt: "" };
-const relay = new SegmentRelay(config, null);
-const sender = new FakeSocket();
-const receiver = new FakeSocket();
-const asSocket = (socket: FakeSocket): WebSocket => socket as unknown as WebSocket;
-const grant = (portId: number): JoinGrant => ({ portId, mode: "descriptor", kind: "member", boundMacs: null, remote: "bench", auth: "none", tokenExp: null });
-const hello = (mac: number): ArrayBuffer => message((e) => e.add({
-  type: "hello", minVersion: 1, maxVersion: 1, features: Feature.CoalescedCompletions | Feature.RxQueue, portKind: "member", macs: [mac],
-  txWindow: 1024, rxQueue: 65536, clientName: "hotpath", clientVersion: "0",
-}));
+const config = DEFAULT_SEGMENT_CONFIG;
+const sw = new SegmentSwitch({
+  maxFrameSize: config.maxFrameSize, learnLimitPerPort: config.learnLimitPerPort, learnLimitPerSegment: config.learnLimitPerSegment,
+  agingMs: config.agingSeconds * 1000, rxQueueFrames: 65536, rxQueueBytes: 64 << 20, segmentQueueBytes: 64 << 20,
+}, Date.now);
 
-relay.accept(asSocket(sender), grant(1));
-relay.accept(asSocket(receiver), grant(2));
-relay.onMessage(asSocket(sender), hello(MAC_A));
-relay.onMessage(asSocket(receiver), hello(MAC_B));
-relay.onMessage(asSocket(receiver), message((e) => e.addRxPost(65536, 2048)));
+function join(id: number, macAddress: number, sink: FakeSink): SwitchPort {
+  const port = sw.attach(id, "descriptor", {
+    kind: "member", macs: [macAddress], filter: { promiscuous: false, allMulticast: false, multicast: [] },
+    features: Feature.CoalescedCompletions | Feature.RxQueue, txWindow: 1024, credits: null, counters: newPortCounters(), heldCompletions: [],
+  }, sink);
+  sink.port = port;
+  if (!sw.open(port, 65536).ok) throw new Error("open failed");
+  return port;
+}
+
+const senderSink = new FakeSink();
+const receiverSink = new FakeSink();
+const sender = join(1, MAC_A, senderSink);
+const receiver = join(2, MAC_B, receiverSink);
+
+/** What durable/relay.ts does with one message from an open descriptor port. */
+function onMessage(port: SwitchPort, bytes: Uint8Array): void {
+  const batch = sw.beginTx(port);
+  let hadTx = false;
+  const visitor: RecordVisitor = {
+    tx: (id, flags, frame) => {
+      hadTx = true;
+      batch.addTx(id, flags, frame);
+    },
+    rxPost: (count, bufferSize) => {
+      sw.postCredits(port, count, bufferSize);
+    },
+  };
+  if (!forEachRecord(bytes, visitor).ok) throw new Error("bad message");
+  if (!sw.transmit(port).ok) throw new Error("overrun");
+  sw.endMessage(port, hadTx);
+  sw.flush();
+}
+
+onMessage(receiver, message((e) => e.addRxPost(65536, 2048)));
 
 const frame = new Uint8Array(SIZE);
 for (let i = 0; i < 6; i++) {
@@ -76,9 +102,9 @@ const repost = message((e) => e.addRxPost(BATCH * 32, 2048));
 
 let sent = 0;
 function step(): void {
-  relay.onMessage(asSocket(sender), txMessages[sent & 15] as ArrayBuffer);
+  onMessage(sender, txMessages[sent & 15] as Uint8Array);
   sent++;
-  if (sent % 32 === 0) relay.onMessage(asSocket(receiver), repost);
+  if (sent % 32 === 0) onMessage(receiver, repost);
 }
 
 for (let i = 0; i < 2000; i++) step();
@@ -91,5 +117,5 @@ const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 const messages = sent - first;
 console.log(
   `relay JS alone (batch ${BATCH}, ${SIZE} B frames, clone ${CLONE}): ${((1e6 * cpuSeconds) / messages).toFixed(1)} µs CPU per TX message, ` +
-  `${((messages * BATCH) / cpuSeconds / 1e6).toFixed(3)} M frames per CPU-second; attachment writes: sender ${sender.attachmentWrites}, receiver ${receiver.attachmentWrites} for ${sent} messages`,
+  `${((messages * BATCH) / cpuSeconds / 1e6).toFixed(3)} M frames per CPU-second; state writes: sender ${senderSink.stateWrites}, receiver ${receiverSink.stateWrites} for ${sent} messages`,
 );

@@ -1,8 +1,10 @@
 // `edgelan`: join TAP devices, QEMU guests and VDE cables to segments; manage
 // segments and tokens; ping across a segment. Errors say what to do next.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { formatMac, parseMac, type MacKey } from "../datapath/mac.ts";
-import type { PortKind } from "../datapath/tunnel/constants.ts";
+import { MIN_CONFIGURABLE_FRAME_SIZE } from "../datapath/ethernet.ts";
+import { formatMac, parseMac, randomLocalMac, type MacKey } from "../datapath/mac.ts";
+import { MAX_FRAME_BYTES, type PortKind } from "../datapath/tunnel/constants.ts";
+import { EDGELAN_VERSION } from "../datapath/version.ts";
 import { attachBackend } from "./attach.ts";
 import { isBackendError, openBackend, serveBackend } from "./backend.ts";
 import { nodeSocketFactory } from "./node-socket.ts";
@@ -173,7 +175,7 @@ async function segments(args: string[], values: Values): Promise<number> {
   if (action === "delete") return printJson(await adminCall(values, "DELETE", path));
   const config: Record<string, unknown> = {};
   if (values["open-join"] === true) config.openJoin = true;
-  if (values["max-frame-size"] !== undefined) config.maxFrameSize = intOption("--max-frame-size", values["max-frame-size"], 64, 65535);
+  if (values["max-frame-size"] !== undefined) config.maxFrameSize = intOption("--max-frame-size", values["max-frame-size"], MIN_CONFIGURABLE_FRAME_SIZE, MAX_FRAME_BYTES);
   if (values["max-ports"] !== undefined) config.maxPorts = intOption("--max-ports", values["max-ports"], 1, 1024);
   if (values.ttl !== undefined) config.ttlSeconds = intOption("--ttl", values.ttl, 1, 31_536_000);
   return printJson(await adminCall(values, "PUT", path, config));
@@ -197,7 +199,7 @@ async function token(args: string[], values: Values): Promise<number> {
 function sessionOptions(url: string, values: Values, extra: Partial<SessionOptions>): SessionOptions {
   return {
     url, token: values.token ?? process.env.EDGELAN_TOKEN, socketFactory: nodeSocketFactory,
-    clientName: "edgelan-cli", clientVersion: "0.1.0",
+    clientName: "edgelan-cli", clientVersion: EDGELAN_VERSION,
     // A relay that cannot be reached at all is a mistake to report (exit 4); once joined, outages are retried forever.
     reconnect: { beforeOpen: false },
     ...extra,
@@ -329,12 +331,6 @@ function defaultSourceIp(target: string): string {
   const octets = target.split(".");
   if (octets.length !== 4) throw new CliError(ExitCode.Usage, `"${target}" is not an IPv4 address`);
   return `${octets.slice(0, 3).join(".")}.250`;
-}
-
-function randomLocalMac(): MacKey {
-  const bytes = crypto.getRandomValues(new Uint8Array(6));
-  bytes[0] = ((bytes[0] as number) & 0xfc) | 0x02;
-  return bytes.reduce((key, byte) => key * 256 + byte, 0);
 }
 
 function printJson(value: unknown): number {

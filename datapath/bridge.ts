@@ -1,7 +1,10 @@
-import { countDrop, DropReason, newPortCounters, type PortCountersData } from "./counters.ts";
-import { ETH_DESTINATION, ETH_HEADER_LEN, ETH_SOURCE, ETH_TYPE, TPID_8021Q, VLAN_HEADER_LEN, VLAN_TAG_LEN, VLAN_TCI } from "./ethernet.ts";
-import { ForwardingTable, LearnOutcome, type FdbSummary } from "./fdb.ts";
+import { DropReason } from "./counters.ts";
+import {
+  DEFAULT_MAX_FRAME_SIZE, ETH_DESTINATION, ETH_HEADER_LEN, ETH_SOURCE, ETH_TYPE, TPID_8021Q, VLAN_HEADER_LEN, VLAN_TAG_LEN, VLAN_TCI,
+} from "./ethernet.ts";
+import { DEFAULT_FDB_CONFIG, ForwardingTable, LearnOutcome, type FdbSummary } from "./fdb.ts";
 import { BROADCAST_MAC, formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "./mac.ts";
+import type { PortKind } from "./port-kind.ts";
 import { fail, ok, type Result } from "./result.ts";
 
 /*
@@ -9,23 +12,24 @@ import { fail, ok, type Result } from "./result.ts";
  * ingress port (Linux br_input.c ingress checks + br_forward.c delivery).
  *
  *   ingress checks, in order (first failing check is the one counted):
+ *     marked by the caller    → that DropReason (decided before switching, e.g. Malformed)
  *     monitor port            → MonitorPort   (a monitor only listens)
  *     < 14 bytes, or tagged < 18 → Runt
- *     > max (+4 if tagged)    → Oversize
+ *     tagged, port without VLANs → Malformed
+ *     > the port's max (+4 if tagged; GSO super-frames exempt) → Oversize
  *     group-bit source        → MulticastSource
  *     member port, source not registered on it; or all-zero source → SpoofedSource
  *     bridge port, new source, port or segment learn limit reached → LearnLimit
  *   decision:
  *     unicast, known, owner = ingress  → Local
  *     unicast, known                   → the owner only
+ *     broadcast offered to the interceptor, taken → Suppressed (forwarded to nobody, verdict 0)
  *     broadcast / multicast / unknown  → every other port whose filter accepts
  *     accepted by no port              → NoReceiver
  *   a forwarded frame is also copied to every monitor port.
+ *
+ * The bridge decides and counts nothing: the segment switch owns the counters.
  */
-
-/** The kinds of port (the tunnel's u8 code is the index): member, bridge or monitor. */
-export const PORT_KINDS = ["member", "bridge", "monitor"] as const;
-export type PortKind = (typeof PORT_KINDS)[number];
 
 /** Which flooded frames a port wants (lguest's promiscuous flag + NetKVM's packet filter). */
 export interface ReceiveFilter {
@@ -42,12 +46,7 @@ export interface BridgeConfig {
   agingMs: number;
 }
 
-export const DEFAULT_BRIDGE_CONFIG: Readonly<BridgeConfig> = {
-  maxFrameSize: 1514,
-  learnLimitPerPort: 64,
-  learnLimitPerSegment: 4096,
-  agingMs: 300_000,
-};
+export const DEFAULT_BRIDGE_CONFIG: Readonly<BridgeConfig> = { maxFrameSize: DEFAULT_MAX_FRAME_SIZE, ...DEFAULT_FDB_CONFIG };
 
 export interface PortSpec {
   kind: PortKind;
@@ -56,57 +55,79 @@ export interface PortSpec {
   filter: ReceiveFilter;
   /** Learned-entry limit for a bridge port; defaults to the segment's learnLimitPerPort. */
   learnLimit?: number;
+  /** The port's own untagged frame limit (no LargeFrames: 1514); the segment's maxFrameSize applies too. Default: none. */
+  maxFrameSize?: number;
+  /** Whether the port may send 802.1Q-tagged frames (feature Vlan). Default: true. */
+  vlan?: boolean;
 }
 
-/** Checks a configuration: frame size 60..65535, non-negative integer limits, a positive aging time. */
-export function checkBridgeConfig(config: BridgeConfig): Result<BridgeConfig, "invalid-config"> {
-  const { maxFrameSize, learnLimitPerPort, learnLimitPerSegment, agingMs } = config;
-  if (!Number.isInteger(maxFrameSize) || maxFrameSize < 60 || maxFrameSize > 65535) {
-    return fail("invalid-config", `maxFrameSize ${maxFrameSize} must be an integer from 60 to 65535`);
-  }
-  if (!isCount(learnLimitPerPort) || !isCount(learnLimitPerSegment)) {
-    return fail("invalid-config", `learn limits (${learnLimitPerPort}, ${learnLimitPerSegment}) must be non-negative integers`);
-  }
-  if (!Number.isFinite(agingMs) || agingMs <= 0) {
-    return fail("invalid-config", `agingMs ${agingMs} must be a positive number of milliseconds`);
-  }
-  return ok(config);
+/**
+ * Per-frame marks a caller may pass with a batch: 0 is a plain frame, FRAME_SUPER a GSO super-frame
+ * (validated and capped by the caller, so exempt from maxFrameSize), and a positive number is a
+ * DropReason the caller already decided (the frame is not looked at).
+ */
+export const FRAME_SUPER = -1;
+
+/** How a frame reached a port, packed with its batch index in each delivery (see ForwardOutcome). */
+export const DeliveryFlag = {
+  /** Known unicast to the port's own MAC. */
+  Unicast: 0,
+  /** Flooded: broadcast, multicast or unknown unicast. */
+  Flooded: 1,
+  /** A monitor's copy. */
+  Mirrored: 2,
+} as const;
+
+/** The batch index of a packed delivery. */
+export function deliveryIndex(delivery: number): number {
+  return delivery >>> 2;
 }
 
-function isCount(value: number): boolean {
-  return Number.isInteger(value) && value >= 0;
+/** The DeliveryFlag of a packed delivery. */
+export function deliveryFlag(delivery: number): number {
+  return delivery & 3;
 }
+
+/**
+ * Offered every broadcast frame that passed the ingress checks, before it is flooded; true takes it
+ * (it is then forwarded to nobody, counted in `ForwardOutcome.suppressed`, and its verdict is 0).
+ */
+export type BroadcastInterceptor = (frame: Uint8Array, ingress: number) => boolean;
 
 /** Epochs are unique across every ForwardOutcome, so a port's cached batch can never be mistaken for another call's. */
 let nextEpoch = 1;
-const NO_FRAMES: readonly Uint8Array[] = [];
+const NO_DELIVERIES: readonly number[] = [];
 
 /**
  * The result of one `forward` call, reused across calls so the hot path
  * allocates nothing: `verdicts[i]` is 0 if frame i was forwarded, else its
- * DropReason; each egress port has one batch of frames in ingress order. The
- * frames are the caller's own views (no copy). Everything here is valid until
- * the next `forward` (or `clear`) on this outcome.
+ * DropReason; each egress port has one list of deliveries in ingress order,
+ * each a number packing the frame's batch index and its DeliveryFlag
+ * (`index << 2 | flag`; read with deliveryIndex / deliveryFlag), so the
+ * caller finds the frame and its metadata by index. Everything here is valid
+ * until the next `forward` (or `clear`) on this outcome.
  */
 export class ForwardOutcome {
   /** Per input frame: 0 = forwarded to at least one port, else the DropReason code. */
   readonly verdicts: number[] = [];
   forwarded = 0;
   dropped = 0;
+  /** Broadcast frames the interceptor took (included in `forwarded`). */
+  suppressed = 0;
   /** Identifies the current call; bridge ports compare it to reuse their batch without a Map lookup. */
   epoch = 0;
   private readonly ports: number[] = [];
-  private readonly batches = new Map<number, Uint8Array[]>();
+  private readonly batches = new Map<number, number[]>();
 
   /** Port ids that received frames in the last call, in order of first delivery. */
   egressPorts(): readonly number[] {
     return this.ports;
   }
 
-  /** Frames for `port` from the last call, in ingress order; empty if none. */
-  framesFor(port: number): readonly Uint8Array[] {
+  /** Packed deliveries to `port` from the last call, in ingress order; empty if none. */
+  deliveriesFor(port: number): readonly number[] {
     const batch = this.batches.get(port);
-    return batch === undefined ? NO_FRAMES : batch;
+    return batch === undefined ? NO_DELIVERIES : batch;
   }
 
   /** Starts a new call: clears the previous batches (keeping their arrays) and verdicts. */
@@ -126,10 +147,11 @@ export class ForwardOutcome {
     empty(this.verdicts);
     this.forwarded = 0;
     this.dropped = 0;
+    this.suppressed = 0;
   }
 
   /** Opens `port`'s batch for the current call (once per port per call); used by Bridge. */
-  openBatch(port: number): Uint8Array[] {
+  openBatch(port: number): number[] {
     let batch = this.batches.get(port);
     if (batch === undefined) {
       batch = [];
@@ -155,15 +177,16 @@ class BridgePort {
   promiscuous = false;
   allMulticast = false;
   multicast = new Set<MacKey>();
-  readonly counters = newPortCounters();
   /** The batch in `batch` belongs to the ForwardOutcome call with this epoch. */
   epoch = 0;
-  batch: Uint8Array[] = [];
+  batch: number[] = [];
 
   constructor(
     readonly id: number,
     readonly kind: number,
-    readonly learnLimit: number | undefined,
+    /** The port's own untagged frame limit (Infinity: only the segment's). */
+    readonly frameCap: number,
+    readonly vlan: boolean,
   ) {}
 
   /** Unpacks a filter into flags and a Set (once per change, not per frame). */
@@ -192,8 +215,9 @@ export class Bridge {
   private memoDestination = -1;
   private memoVlan = -1;
   private memoOwner: number | undefined = undefined;
-  /** GSO super-frames of the current forward() call: exempt from maxFrameSize (the caller capped them). */
-  private superFrames: ReadonlySet<Uint8Array> | null = null;
+  /** The marks of the current forward() call (see FRAME_SUPER), or null. */
+  private marks: readonly number[] | null = null;
+  private interceptor: BroadcastInterceptor | null = null;
 
   /** Creates an empty segment; `clock` returns ms and is read once per batch (never Date.now() here). */
   constructor(
@@ -210,7 +234,7 @@ export class Bridge {
     if (spec.kind === "monitor" && spec.macs.length > 0) return monitorMacError(id);
     const invalid = this.firstUnregistrable(id, spec.macs);
     if (invalid !== undefined) return invalid;
-    const port = new BridgePort(id, KIND_CODES[spec.kind], spec.learnLimit);
+    const port = new BridgePort(id, KIND_CODES[spec.kind], spec.maxFrameSize ?? Infinity, spec.vlan ?? true);
     port.setFilter(spec.filter);
     for (const mac of spec.macs) this.fdb.addStatic(mac, id);
     if (spec.learnLimit !== undefined) this.fdb.setPortLimit(id, spec.learnLimit);
@@ -249,6 +273,11 @@ export class Bridge {
     this.ports.get(id)?.setFilter(filter);
   }
 
+  /** Sets (or with null removes) the hook offered broadcast frames before they are flooded. */
+  setBroadcastInterceptor(interceptor: BroadcastInterceptor | null): void {
+    this.interceptor = interceptor;
+  }
+
   /** Applies a new configuration; existing learned entries are kept even above lowered limits. */
   reconfigure(config: BridgeConfig): void {
     this.config = { ...config };
@@ -257,15 +286,15 @@ export class Bridge {
 
   /**
    * Decides the fate of a batch from `ingress`: fills `out` (reset first) with a
-   * verdict per frame and one batch per egress port. An unknown ingress port
-   * (already removed) gets every frame answered with DropReason.Reset and
-   * counts nothing, since there is no port to count on. Frames in `superFrames`
-   * (GSO super-frames, already validated and capped by the caller) skip the
-   * maxFrameSize check.
+   * verdict per frame and one list of deliveries per egress port. An unknown
+   * ingress port (already removed) gets every frame answered with
+   * DropReason.Reset. `marks` (parallel to `frames`, or null for all plain)
+   * flags GSO super-frames (FRAME_SUPER: exempt from maxFrameSize) and frames
+   * the caller already dropped (a DropReason).
    */
-  forward(ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, superFrames: ReadonlySet<Uint8Array> | null = null): void {
+  forward(ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, marks: readonly number[] | null = null): void {
     out.reset();
-    this.superFrames = superFrames;
+    this.marks = marks;
     const port = this.ports.get(ingress);
     if (port === undefined) {
       for (let i = 0; i < frames.length; i++) out.verdicts.push(DropReason.Reset);
@@ -278,16 +307,14 @@ export class Bridge {
     // Age on traffic too, so a busy segment never needs its alarm to stay bounded; one comparison per batch.
     if (now >= (this.fdb.nextExpiry() ?? Infinity)) this.fdb.ageOut(now);
     for (let i = 0; i < frames.length; i++) {
-      const verdict = this.forwardOne(port, frames[i] as Uint8Array, out, now);
+      const mark = marks === null ? 0 : (marks[i] as number);
+      const verdict = mark > 0 ? mark : this.forwardOne(port, frames[i] as Uint8Array, i, out, now);
       // push, not index assignment, keeps the array packed (no holes) for V8.
       out.verdicts.push(verdict);
-      if (verdict === 0) {
-        out.forwarded++;
-      } else {
-        out.dropped++;
-        countDrop(port.counters, verdict as DropReason);
-      }
+      if (verdict === 0) out.forwarded++;
+      else out.dropped++;
     }
+    this.marks = null;
   }
 
   /** Removes learned entries past their aging time (call from the alarm); returns how many. */
@@ -300,49 +327,42 @@ export class Bridge {
     return this.fdb.nextExpiry();
   }
 
-  /** The live counters of a port (the caller may add egress-side drops to them), or undefined. */
-  counters(id: number): PortCountersData | undefined {
-    return this.ports.get(id)?.counters;
-  }
-
   /** Forwarding table counts and entries for APIs. */
   fdbSummary(): FdbSummary {
     return this.fdb.summary(this.clock());
   }
 
-  /** One frame: counts it received, runs the ingress checks, learns, and delivers; returns 0 or a DropReason. */
-  private forwardOne(port: BridgePort, frame: Uint8Array, out: ForwardOutcome, now: number): number {
-    const length = frame.length;
-    port.counters.rxFrames++;
-    port.counters.rxBytes += length;
-    const vlan = this.ingressVlan(port, frame);
+  /** One frame (index `index` of the batch): runs the ingress checks, learns, and delivers; returns 0 or a DropReason. */
+  private forwardOne(port: BridgePort, frame: Uint8Array, index: number, out: ForwardOutcome, now: number): number {
+    const vlan = this.ingressVlan(port, frame, index);
     if (vlan < 0) return -vlan;
     const refused = this.checkSource(port, frame, vlan, now);
     if (refused !== 0) return refused;
     const destination = macKeyAt(frame, ETH_DESTINATION);
     if (((frame[ETH_DESTINATION] as number) & 1) === 0) {
       const owner = this.ownerOf(port, destination, vlan);
-      if (owner !== undefined) return this.forwardKnown(port, owner, frame, out);
+      if (owner !== undefined) return this.forwardKnown(port, owner, frame, index, out);
     }
-    return this.flood(port, destination, frame, out);
+    return this.flood(port, destination, frame, index, out);
   }
 
   /**
    * Length and kind checks that need only the bytes: returns the VLAN id
    * (0 untagged) or a negated DropReason, so the hot path returns one number.
    */
-  private ingressVlan(port: BridgePort, frame: Uint8Array): number {
+  private ingressVlan(port: BridgePort, frame: Uint8Array, index: number): number {
     if (port.kind === KIND_MONITOR) return -DropReason.MonitorPort;
     const length = frame.length;
     if (length < ETH_HEADER_LEN) return -DropReason.Runt;
-    let max = this.config.maxFrameSize;
+    let max = Math.min(this.config.maxFrameSize, port.frameCap);
     let vlan = 0;
     if (frame[ETH_TYPE] === TPID_8021Q >> 8 && frame[ETH_TYPE + 1] === (TPID_8021Q & 0xff)) {
       if (length < VLAN_HEADER_LEN) return -DropReason.Runt;
+      if (!port.vlan) return -DropReason.Malformed;
       max += VLAN_TAG_LEN;
       vlan = (((frame[VLAN_TCI] as number) & 0x0f) << 8) | (frame[VLAN_TCI + 1] as number);
     }
-    return length > max && this.superFrames?.has(frame) !== true ? -DropReason.Oversize : vlan;
+    return length > max && (this.marks === null || this.marks[index] !== FRAME_SUPER) ? -DropReason.Oversize : vlan;
   }
 
   /** Source rules: no group source; a member only sends from its registered MACs; a bridge port learns within limits. */
@@ -373,37 +393,43 @@ export class Bridge {
   }
 
   /** Known unicast: the owner only (it accepts its own MAC by definition), then the monitors. */
-  private forwardKnown(port: BridgePort, owner: number, frame: Uint8Array, out: ForwardOutcome): number {
+  private forwardKnown(port: BridgePort, owner: number, frame: Uint8Array, index: number, out: ForwardOutcome): number {
     if (owner === port.id) return DropReason.Local;
     const target = this.ports.get(owner);
     // The table only holds entries of attached ports; a missing one would be a bug, so treat it as unknown.
-    if (target === undefined) return this.flood(port, macKeyAt(frame, ETH_DESTINATION), frame, out);
-    deliver(target, frame, out);
-    this.mirror(frame, out);
+    if (target === undefined) return this.flood(port, macKeyAt(frame, ETH_DESTINATION), frame, index, out);
+    deliver(target, index << 2, out);
+    this.mirror(index, out);
     return 0;
   }
 
   /** Broadcast, multicast and unknown unicast: every other port whose filter accepts, then the monitors. */
-  private flood(port: BridgePort, destination: MacKey, frame: Uint8Array, out: ForwardOutcome): number {
+  private flood(port: BridgePort, destination: MacKey, frame: Uint8Array, index: number, out: ForwardOutcome): number {
     const group = ((frame[ETH_DESTINATION] as number) & 1) === 1;
     const broadcast = destination === BROADCAST_MAC;
+    if (broadcast && this.interceptor !== null && this.interceptor(frame, port.id)) {
+      out.suppressed++;
+      return 0;
+    }
     const receivers = this.receivers;
+    const delivery = (index << 2) | DeliveryFlag.Flooded;
     let delivered = 0;
     for (let i = 0; i < receivers.length; i++) {
       const target = receivers[i] as BridgePort;
       if (target === port || !accepts(target, destination, group, broadcast)) continue;
-      deliver(target, frame, out);
+      deliver(target, delivery, out);
       delivered++;
     }
     if (delivered === 0) return DropReason.NoReceiver;
-    this.mirror(frame, out);
+    this.mirror(index, out);
     return 0;
   }
 
   /** Copies a forwarded frame to every monitor port. */
-  private mirror(frame: Uint8Array, out: ForwardOutcome): void {
+  private mirror(index: number, out: ForwardOutcome): void {
     const monitors = this.monitors;
-    for (let i = 0; i < monitors.length; i++) deliver(monitors[i] as BridgePort, frame, out);
+    const delivery = (index << 2) | DeliveryFlag.Mirrored;
+    for (let i = 0; i < monitors.length; i++) deliver(monitors[i] as BridgePort, delivery, out);
   }
 
   /** Returns the first reason `macs` cannot all be registered to port `id`, or undefined. */
@@ -442,13 +468,11 @@ function accepts(port: BridgePort, destination: MacKey, group: boolean, broadcas
   return port.kind === KIND_BRIDGE;
 }
 
-/** The one delivery function for unicast, flood and mirror: appends to the port's batch and counts tx. */
-function deliver(port: BridgePort, frame: Uint8Array, out: ForwardOutcome): void {
+/** The one delivery function for unicast, flood and mirror: appends a packed delivery to the port's batch. */
+function deliver(port: BridgePort, delivery: number, out: ForwardOutcome): void {
   if (port.epoch !== out.epoch) {
     port.batch = out.openBatch(port.id);
     port.epoch = out.epoch;
   }
-  port.batch.push(frame);
-  port.counters.txFrames++;
-  port.counters.txBytes += frame.length;
+  port.batch.push(delivery);
 }

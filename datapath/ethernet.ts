@@ -1,3 +1,4 @@
+import { readU16BE } from "./bytes.ts";
 import { macKeyAt, type MacKey } from "./mac.ts";
 import { fail, ok, type Result } from "./result.ts";
 
@@ -80,7 +81,7 @@ export class EthernetFrame {
 
   /** The EtherType of the payload: the inner type of a tagged frame, else the outer type. */
   payloadEtherType(): number {
-    return this.isTagged() ? readU16(this.bytes, VLAN_INNER_TYPE) : this.etherType();
+    return this.isTagged() ? readU16BE(this.bytes, VLAN_INNER_TYPE) : this.etherType();
   }
 
   /** Bytes after the header (and tag, if any). A view, not a copy. */
@@ -105,17 +106,6 @@ export function maxFrameSizeFor(untaggedMax: number = DEFAULT_MAX_FRAME_SIZE, ta
   return tagged ? untaggedMax + VLAN_TAG_LEN : untaggedMax;
 }
 
-/** Checks a configured untagged maximum frame size: an integer in 60..65535. */
-export function checkMaxFrameSize(size: number): Result<number, "invalid-max-frame-size"> {
-  if (!Number.isInteger(size) || size < MIN_CONFIGURABLE_FRAME_SIZE || size > MAX_CONFIGURABLE_FRAME_SIZE) {
-    return fail(
-      "invalid-max-frame-size",
-      `maximum frame size ${size} must be an integer from ${MIN_CONFIGURABLE_FRAME_SIZE} to ${MAX_CONFIGURABLE_FRAME_SIZE}`,
-    );
-  }
-  return ok(size);
-}
-
 // Plain functions for the hot path: no view object per frame. Each assumes the
 // length was checked (≥ 14, and ≥ 18 before reading tag fields).
 
@@ -131,7 +121,7 @@ export function frameSource(bytes: Uint8Array): MacKey {
 
 /** Outer EtherType of a checked frame. */
 export function frameEtherType(bytes: Uint8Array): number {
-  return readU16(bytes, ETH_TYPE);
+  return readU16BE(bytes, ETH_TYPE);
 }
 
 /** True if the outer EtherType is the 802.1Q TPID. */
@@ -150,7 +140,3 @@ export function frameHeaderLength(bytes: Uint8Array): number {
   return frameIsTagged(bytes) ? VLAN_HEADER_LEN : ETH_HEADER_LEN;
 }
 
-/** Big-endian 16-bit read at a checked offset. */
-function readU16(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset] as number) << 8) | (bytes[offset + 1] as number);
-}

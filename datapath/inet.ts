@@ -1,3 +1,4 @@
+import { readU16BE, readU32BE, writeU16BE, writeU32BE } from "./bytes.ts";
 import { ETH_DESTINATION, ETH_HEADER_LEN, ETH_SOURCE, ETH_TYPE, MIN_CONFIGURABLE_FRAME_SIZE } from "./ethernet.ts";
 import { macKeyAt, writeMac, type MacKey } from "./mac.ts";
 import { fail, ok, type Result } from "./result.ts";
@@ -47,12 +48,12 @@ export function formatIpv4(address: Ipv4Address): string {
 
 /** Reads 4 bytes at a checked `offset` as an unsigned address. */
 export function ipv4At(bytes: Uint8Array, offset: number): Ipv4Address {
-  return readU32(bytes, offset);
+  return readU32BE(bytes, offset);
 }
 
 /** Writes an address as 4 bytes at `offset`. */
 export function writeIpv4(address: Ipv4Address, bytes: Uint8Array, offset: number): void {
-  writeU32(bytes, offset, address);
+  writeU32BE(bytes, offset, address);
 }
 
 // ---------------------------------------------------------------------------
@@ -115,7 +116,7 @@ export class ArpPacket {
   }
 
   operation(): ArpOperation {
-    return readU16(this.bytes, ARP_OPER) as ArpOperation;
+    return readU16BE(this.bytes, ARP_OPER) as ArpOperation;
   }
 
   senderMac(): MacKey {
@@ -164,15 +165,15 @@ export function checkArpPacket(bytes: Uint8Array): Result<ArpPacket, ArpError> {
   if (bytes.length < ARP_PACKET_LEN) {
     return fail("truncated", `ARP packet of ${bytes.length} bytes is shorter than the ${ARP_PACKET_LEN} bytes of Ethernet/IPv4 ARP`);
   }
-  const htype = readU16(bytes, ARP_HTYPE);
+  const htype = readU16BE(bytes, ARP_HTYPE);
   if (htype !== ARP_HTYPE_ETHERNET || bytes[ARP_HLEN] !== 6) {
     return fail("unsupported-hardware", `ARP hardware type ${htype} with ${bytes[ARP_HLEN]}-byte addresses is not Ethernet (type 1, 6 bytes)`);
   }
-  const ptype = readU16(bytes, ARP_PTYPE);
+  const ptype = readU16BE(bytes, ARP_PTYPE);
   if (ptype !== ETHERTYPE_IPV4 || bytes[ARP_PLEN] !== 4) {
     return fail("unsupported-protocol", `ARP protocol type 0x${hex16(ptype)} with ${bytes[ARP_PLEN]}-byte addresses is not IPv4 (0x0800, 4 bytes)`);
   }
-  const oper = readU16(bytes, ARP_OPER);
+  const oper = readU16BE(bytes, ARP_OPER);
   if (oper !== ArpOperation.Request && oper !== ArpOperation.Reply) {
     return fail("unsupported-operation", `ARP operation ${oper} is neither request (1) nor reply (2)`);
   }
@@ -181,11 +182,11 @@ export function checkArpPacket(bytes: Uint8Array): Result<ArpPacket, ArpError> {
 
 /** Writes `repr` as a 28-byte ARP packet at `bytes[offset..]`; the caller provides the room. */
 export function emitArp(repr: ArpRepr, bytes: Uint8Array, offset = 0): void {
-  writeU16(bytes, offset + ARP_HTYPE, ARP_HTYPE_ETHERNET);
-  writeU16(bytes, offset + ARP_PTYPE, ETHERTYPE_IPV4);
+  writeU16BE(bytes, offset + ARP_HTYPE, ARP_HTYPE_ETHERNET);
+  writeU16BE(bytes, offset + ARP_PTYPE, ETHERTYPE_IPV4);
   bytes[offset + ARP_HLEN] = 6;
   bytes[offset + ARP_PLEN] = 4;
-  writeU16(bytes, offset + ARP_OPER, repr.operation);
+  writeU16BE(bytes, offset + ARP_OPER, repr.operation);
   writeMac(repr.senderMac, bytes, offset + ARP_SHA);
   writeIpv4(repr.senderIp, bytes, offset + ARP_SPA);
   writeMac(repr.targetMac, bytes, offset + ARP_THA);
@@ -236,24 +237,24 @@ export class Ipv4Packet {
   }
 
   totalLength(): number {
-    return readU16(this.bytes, IPV4_TOTAL_LENGTH);
+    return readU16BE(this.bytes, IPV4_TOTAL_LENGTH);
   }
 
   identification(): number {
-    return readU16(this.bytes, IPV4_IDENTIFICATION);
+    return readU16BE(this.bytes, IPV4_IDENTIFICATION);
   }
 
   dontFragment(): boolean {
-    return (readU16(this.bytes, IPV4_FLAGS_FRAGMENT) & IPV4_FLAG_DONT_FRAGMENT) !== 0;
+    return (readU16BE(this.bytes, IPV4_FLAGS_FRAGMENT) & IPV4_FLAG_DONT_FRAGMENT) !== 0;
   }
 
   moreFragments(): boolean {
-    return (readU16(this.bytes, IPV4_FLAGS_FRAGMENT) & IPV4_FLAG_MORE_FRAGMENTS) !== 0;
+    return (readU16BE(this.bytes, IPV4_FLAGS_FRAGMENT) & IPV4_FLAG_MORE_FRAGMENTS) !== 0;
   }
 
   /** Fragment offset in bytes. */
   fragmentOffset(): number {
-    return (readU16(this.bytes, IPV4_FLAGS_FRAGMENT) & IPV4_FRAGMENT_OFFSET_MASK) * 8;
+    return (readU16BE(this.bytes, IPV4_FLAGS_FRAGMENT) & IPV4_FRAGMENT_OFFSET_MASK) * 8;
   }
 
   /** True for a fragment of a larger datagram (MF set or a non-zero offset). */
@@ -270,7 +271,7 @@ export class Ipv4Packet {
   }
 
   checksum(): number {
-    return readU16(this.bytes, IPV4_CHECKSUM);
+    return readU16BE(this.bytes, IPV4_CHECKSUM);
   }
 
   source(): Ipv4Address {
@@ -318,7 +319,7 @@ export function checkIpv4Packet(bytes: Uint8Array): Result<Ipv4Packet, Ipv4Error
   if (headerLength > bytes.length) {
     return fail("truncated", `IPv4 header of ${headerLength} bytes does not fit in ${bytes.length} bytes`);
   }
-  const totalLength = readU16(bytes, IPV4_TOTAL_LENGTH);
+  const totalLength = readU16BE(bytes, IPV4_TOTAL_LENGTH);
   if (totalLength < headerLength || totalLength > bytes.length) {
     return fail(
       "bad-total-length",
@@ -326,7 +327,7 @@ export function checkIpv4Packet(bytes: Uint8Array): Result<Ipv4Packet, Ipv4Error
     );
   }
   if (internetChecksum(bytes.subarray(0, headerLength)) !== 0) {
-    return fail("bad-checksum", `IPv4 header checksum 0x${hex16(readU16(bytes, IPV4_CHECKSUM))} does not verify`);
+    return fail("bad-checksum", `IPv4 header checksum 0x${hex16(readU16BE(bytes, IPV4_CHECKSUM))} does not verify`);
   }
   return ok(Ipv4Packet.unchecked(bytes));
 }
@@ -335,16 +336,16 @@ export function checkIpv4Packet(bytes: Uint8Array): Result<Ipv4Packet, Ipv4Error
 export function emitIpv4Header(repr: Ipv4Repr, bytes: Uint8Array, offset = 0): void {
   bytes[offset + IPV4_VERSION_IHL] = 0x45;
   bytes[offset + IPV4_TOS] = 0;
-  writeU16(bytes, offset + IPV4_TOTAL_LENGTH, IPV4_MIN_HEADER_LEN + repr.payloadLength);
-  writeU16(bytes, offset + IPV4_IDENTIFICATION, repr.identification ?? 0);
-  writeU16(bytes, offset + IPV4_FLAGS_FRAGMENT, repr.dontFragment === true ? IPV4_FLAG_DONT_FRAGMENT : 0);
+  writeU16BE(bytes, offset + IPV4_TOTAL_LENGTH, IPV4_MIN_HEADER_LEN + repr.payloadLength);
+  writeU16BE(bytes, offset + IPV4_IDENTIFICATION, repr.identification ?? 0);
+  writeU16BE(bytes, offset + IPV4_FLAGS_FRAGMENT, repr.dontFragment === true ? IPV4_FLAG_DONT_FRAGMENT : 0);
   bytes[offset + IPV4_TTL] = repr.ttl ?? IPV4_DEFAULT_TTL;
   bytes[offset + IPV4_PROTOCOL] = repr.protocol;
-  writeU16(bytes, offset + IPV4_CHECKSUM, 0);
+  writeU16BE(bytes, offset + IPV4_CHECKSUM, 0);
   writeIpv4(repr.source, bytes, offset + IPV4_SOURCE);
   writeIpv4(repr.destination, bytes, offset + IPV4_DESTINATION);
   const header = bytes.subarray(offset, offset + IPV4_MIN_HEADER_LEN);
-  writeU16(bytes, offset + IPV4_CHECKSUM, internetChecksum(header));
+  writeU16BE(bytes, offset + IPV4_CHECKSUM, internetChecksum(header));
 }
 
 // ---------------------------------------------------------------------------
@@ -379,15 +380,15 @@ export class IcmpEcho {
   }
 
   checksum(): number {
-    return readU16(this.bytes, ICMP_CHECKSUM);
+    return readU16BE(this.bytes, ICMP_CHECKSUM);
   }
 
   identifier(): number {
-    return readU16(this.bytes, ICMP_ECHO_IDENTIFIER);
+    return readU16BE(this.bytes, ICMP_ECHO_IDENTIFIER);
   }
 
   sequence(): number {
-    return readU16(this.bytes, ICMP_ECHO_SEQUENCE);
+    return readU16BE(this.bytes, ICMP_ECHO_SEQUENCE);
   }
 
   /** The echo data. A view, not a copy. */
@@ -414,7 +415,7 @@ export function checkIcmpEcho(bytes: Uint8Array): Result<IcmpEcho, IcmpError> {
     return fail("truncated", `ICMP message of ${bytes.length} bytes is shorter than the ${ICMP_ECHO_HEADER_LEN}-byte echo header`);
   }
   if (internetChecksum(bytes) !== 0) {
-    return fail("bad-checksum", `ICMP checksum 0x${hex16(readU16(bytes, ICMP_CHECKSUM))} does not verify`);
+    return fail("bad-checksum", `ICMP checksum 0x${hex16(readU16BE(bytes, ICMP_CHECKSUM))} does not verify`);
   }
   const type = bytes[ICMP_TYPE] as number;
   const code = bytes[ICMP_CODE] as number;
@@ -433,12 +434,12 @@ export function icmpEchoLength(repr: IcmpEchoRepr): number {
 export function emitIcmpEcho(repr: IcmpEchoRepr, bytes: Uint8Array, offset = 0): void {
   bytes[offset + ICMP_TYPE] = repr.type;
   bytes[offset + ICMP_CODE] = 0;
-  writeU16(bytes, offset + ICMP_CHECKSUM, 0);
-  writeU16(bytes, offset + ICMP_ECHO_IDENTIFIER, repr.identifier);
-  writeU16(bytes, offset + ICMP_ECHO_SEQUENCE, repr.sequence);
+  writeU16BE(bytes, offset + ICMP_CHECKSUM, 0);
+  writeU16BE(bytes, offset + ICMP_ECHO_IDENTIFIER, repr.identifier);
+  writeU16BE(bytes, offset + ICMP_ECHO_SEQUENCE, repr.sequence);
   bytes.set(repr.data, offset + ICMP_ECHO_HEADER_LEN);
   const message = bytes.subarray(offset, offset + icmpEchoLength(repr));
-  writeU16(bytes, offset + ICMP_CHECKSUM, internetChecksum(message));
+  writeU16BE(bytes, offset + ICMP_CHECKSUM, internetChecksum(message));
 }
 
 // ---------------------------------------------------------------------------
@@ -478,34 +479,8 @@ function newFrame(link: EthernetAddresses, etherType: number, payloadLength: num
   const bytes = new Uint8Array(Math.max(MIN_ETHERNET_FRAME, ETH_HEADER_LEN + payloadLength));
   writeMac(link.destination, bytes, ETH_DESTINATION);
   writeMac(link.source, bytes, ETH_SOURCE);
-  writeU16(bytes, ETH_TYPE, etherType);
+  writeU16BE(bytes, ETH_TYPE, etherType);
   return bytes;
-}
-
-// ---------------------------------------------------------------------------
-// Big-endian helpers over checked offsets
-
-function readU16(bytes: Uint8Array, offset: number): number {
-  return ((bytes[offset] as number) << 8) | (bytes[offset + 1] as number);
-}
-
-function writeU16(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = (value >>> 8) & 0xff;
-  bytes[offset + 1] = value & 0xff;
-}
-
-function readU32(bytes: Uint8Array, offset: number): number {
-  return (
-    (((bytes[offset] as number) << 24) >>> 0) +
-    (((bytes[offset + 1] as number) << 16) | ((bytes[offset + 2] as number) << 8) | (bytes[offset + 3] as number))
-  );
-}
-
-function writeU32(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = (value >>> 24) & 0xff;
-  bytes[offset + 1] = (value >>> 16) & 0xff;
-  bytes[offset + 2] = (value >>> 8) & 0xff;
-  bytes[offset + 3] = value & 0xff;
 }
 
 function hex16(value: number): string {

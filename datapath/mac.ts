@@ -68,3 +68,10 @@ export function isUsableUnicastMac(key: MacKey): boolean {
 export function isLocallyAdministeredMac(key: MacKey): boolean {
   return Math.floor(key / TWO_POW_40) % 4 >= 2;
 }
+
+/** A random locally administered unicast MAC (02:xx:… style), for a member that asked for none. */
+export function randomLocalMac(): MacKey {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  bytes[0] = ((bytes[0] as number) & 0xfc) | 0x02;
+  return bytes.reduce((key, byte) => key * 256 + byte, 0);
+}

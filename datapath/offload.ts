@@ -8,15 +8,14 @@
  * semantics of a little-endian host):
  *   0 flags u8 · 1 gso_type u8 · 2 hdr_len u16 · 4 gso_size u16 · 6 csum_start u16 · 8 csum_offset u16
  */
+import { readU16BE, readU16LE, writeU16BE } from "./bytes.ts";
 import { ETH_HEADER_LEN, ETH_TYPE, TPID_8021Q, VLAN_HEADER_LEN, VLAN_INNER_TYPE } from "./ethernet.ts";
 import { ETHERTYPE_IPV4, onesComplementSum } from "./inet.ts";
 import { fail, ok, type Result } from "./result.ts";
-import { VNET_HEADER_BYTES } from "./tunnel/constants.ts";
+import { MAX_FRAME_BYTES, VNET_HEADER_BYTES } from "./tunnel/constants.ts";
 
 /** Bytes of the virtio-net header this project uses (no num_buffers field). */
 export const VNET_HDR_LEN = VNET_HEADER_BYTES;
-/** Largest super-frame (without the header) a GSO record may carry. */
-export const MAX_GSO_FRAME_BYTES = 65_535;
 
 /** virtio-net header flag bits. */
 export const VnetFlag = {
@@ -60,21 +59,6 @@ export type OffloadError =
   | "bad-l4-header"
   | "oversize";
 
-/** Reads a little-endian u16. */
-function le16(bytes: Uint8Array, at: number): number {
-  return (bytes[at] as number) | ((bytes[at + 1] as number) << 8);
-}
-
-/** Reads a big-endian u16. */
-function be16(bytes: Uint8Array, at: number): number {
-  return ((bytes[at] as number) << 8) | (bytes[at + 1] as number);
-}
-
-/** Writes a big-endian u16. */
-function put16(bytes: Uint8Array, at: number, value: number): void {
-  bytes[at] = (value >>> 8) & 0xff;
-  bytes[at + 1] = value & 0xff;
-}
 
 /** Parses the header at the start of `bytes`; unknown flag bits or gso types are errors. */
 export function parseVnetHeader(bytes: Uint8Array): Result<VnetHeader, OffloadError> {
@@ -86,7 +70,7 @@ export function parseVnetHeader(bytes: Uint8Array): Result<VnetHeader, OffloadEr
   if (base !== VnetGso.None && base !== VnetGso.TcpV4 && base !== VnetGso.TcpV6 && base !== VnetGso.UdpL4) {
     return fail("unsupported-gso", `gso_type 0x${gsoType.toString(16)} is not supported`);
   }
-  return ok({ flags, gsoType, hdrLen: le16(bytes, 2), gsoSize: le16(bytes, 4), csumStart: le16(bytes, 6), csumOffset: le16(bytes, 8) });
+  return ok({ flags, gsoType, hdrLen: readU16LE(bytes, 2), gsoSize: readU16LE(bytes, 4), csumStart: readU16LE(bytes, 6), csumOffset: readU16LE(bytes, 8) });
 }
 
 /** Writes `header` as 10 bytes at `bytes[offset..]`. */
@@ -127,10 +111,10 @@ interface Layout {
 /** Finds the L3 offset and EtherType (one 802.1Q tag allowed). */
 function l3Of(frame: Uint8Array): Result<{ l3: number; type: number }, OffloadError> {
   if (frame.length < ETH_HEADER_LEN) return fail("truncated", "shorter than an Ethernet header");
-  const outer = be16(frame, ETH_TYPE);
+  const outer = readU16BE(frame, ETH_TYPE);
   if (outer !== TPID_8021Q) return ok({ l3: ETH_HEADER_LEN, type: outer });
   if (frame.length < VLAN_HEADER_LEN) return fail("truncated", "truncated 802.1Q tag");
-  return ok({ l3: VLAN_HEADER_LEN, type: be16(frame, VLAN_INNER_TYPE) });
+  return ok({ l3: VLAN_HEADER_LEN, type: readU16BE(frame, VLAN_INNER_TYPE) });
 }
 
 /** Parses the IP header at `l3`: L4 offset, protocol and end of the packet. */
@@ -138,13 +122,13 @@ function ipOf(frame: Uint8Array, l3: number, type: number): Result<Omit<Layout, 
   if (type === ETHERTYPE_IPV4) {
     if (frame.length < l3 + 20 || ((frame[l3] as number) >>> 4) !== 4) return fail("bad-ip-header", "truncated or not IPv4");
     const ihl = ((frame[l3] as number) & 0x0f) * 4;
-    const total = be16(frame, l3 + 2);
+    const total = readU16BE(frame, l3 + 2);
     if (ihl < 20 || total < ihl || l3 + total > frame.length) return fail("bad-ip-header", `IPv4 ihl ${ihl}, total length ${total}`);
     return ok({ l3, ipv4: true, l4: l3 + ihl, protocol: frame[l3 + 9] as number, end: l3 + total });
   }
   if (type === ETHERTYPE_IPV6) {
     if (frame.length < l3 + 40 || ((frame[l3] as number) >>> 4) !== 6) return fail("bad-ip-header", "truncated or not IPv6");
-    const end = l3 + 40 + be16(frame, l3 + 4);
+    const end = l3 + 40 + readU16BE(frame, l3 + 4);
     if (end > frame.length) return fail("bad-ip-header", "IPv6 payload length past the frame");
     const next = frame[l3 + 6] as number;
     if (next !== IP_PROTO_TCP && next !== IP_PROTO_UDP) return fail("unsupported-ip-extension", `IPv6 next header ${next}`);
@@ -183,17 +167,17 @@ function pseudoSum(frame: Uint8Array, layout: Layout, l4Length: number): number 
 /** Recomputes the L4 checksum of `frame` (headers and data through `end`) from scratch, pseudo-header included. */
 function fillL4Checksum(frame: Uint8Array, layout: Layout, end: number): void {
   const field = layout.l4 + (layout.protocol === IP_PROTO_TCP ? 16 : 6);
-  put16(frame, field, 0);
+  writeU16BE(frame, field, 0);
   const sum = onesComplementSum(frame.subarray(layout.l4, end), pseudoSum(frame, layout, end - layout.l4));
   let checksum = ~sum & 0xffff;
   if (checksum === 0 && layout.protocol === IP_PROTO_UDP) checksum = 0xffff;
-  put16(frame, field, checksum);
+  writeU16BE(frame, field, checksum);
 }
 
 /** Sets an IPv4 header's checksum. */
 function fillIpv4Checksum(frame: Uint8Array, l3: number, l4: number): void {
-  put16(frame, l3 + 10, 0);
-  put16(frame, l3 + 10, ~onesComplementSum(frame.subarray(l3, l4)) & 0xffff);
+  writeU16BE(frame, l3 + 10, 0);
+  writeU16BE(frame, l3 + 10, ~onesComplementSum(frame.subarray(l3, l4)) & 0xffff);
 }
 
 /**
@@ -210,7 +194,7 @@ export function completeChecksum(header: VnetHeader, frame: Uint8Array): Result<
   const end = layout.ok ? layout.value.end : frame.length;
   let checksum = ~onesComplementSum(out.subarray(header.csumStart, end)) & 0xffff;
   if (checksum === 0 && layout.ok && layout.value.protocol === IP_PROTO_UDP) checksum = 0xffff;
-  put16(out, header.csumStart + header.csumOffset, checksum);
+  writeU16BE(out, header.csumStart + header.csumOffset, checksum);
   return ok(out);
 }
 
@@ -221,22 +205,22 @@ function buildSegment(frame: Uint8Array, layout: Layout, from: number, to: numbe
   out.set(frame.subarray(0, headers));
   out.set(frame.subarray(from, to), headers);
   if (ipv4) {
-    put16(out, l3 + 2, out.length - l3);
-    put16(out, l3 + 4, (be16(frame, l3 + 4) + index) & 0xffff);
+    writeU16BE(out, l3 + 2, out.length - l3);
+    writeU16BE(out, l3 + 4, (readU16BE(frame, l3 + 4) + index) & 0xffff);
     fillIpv4Checksum(out, l3, l4);
   } else {
-    put16(out, l3 + 4, out.length - l3 - 40);
+    writeU16BE(out, l3 + 4, out.length - l3 - 40);
   }
   if (protocol === IP_PROTO_TCP) {
-    const seq = ((frame[l4 + 4] as number) * 0x1000000 + (frame[l4 + 5] as number) * 0x10000 + be16(frame, l4 + 6) + (from - headers)) >>> 0;
-    put16(out, l4 + 4, seq >>> 16);
-    put16(out, l4 + 6, seq & 0xffff);
+    const seq = ((frame[l4 + 4] as number) * 0x1000000 + (frame[l4 + 5] as number) * 0x10000 + readU16BE(frame, l4 + 6) + (from - headers)) >>> 0;
+    writeU16BE(out, l4 + 4, seq >>> 16);
+    writeU16BE(out, l4 + 6, seq & 0xffff);
     let flags = frame[l4 + 13] as number;
     if (!last) flags &= ~(TCP_FIN | TCP_PSH);
     if (index > 0) flags &= ~TCP_CWR;
     out[l4 + 13] = flags;
   } else {
-    put16(out, l4 + 4, out.length - l4);
+    writeU16BE(out, l4 + 4, out.length - l4);
   }
   fillL4Checksum(out, layout, out.length);
   return out;
@@ -260,7 +244,7 @@ function checkGsoType(header: VnetHeader, layout: Layout): Result<true, OffloadE
  * neither → the frame as is (a copy).
  */
 export function segmentFrame(header: VnetHeader, frame: Uint8Array): Result<Uint8Array[], OffloadError> {
-  if (frame.length > MAX_GSO_FRAME_BYTES) return fail("oversize", `super-frame of ${frame.length} bytes`);
+  if (frame.length > MAX_FRAME_BYTES) return fail("oversize", `super-frame of ${frame.length} bytes`);
   if ((header.gsoType & ~VnetGso.Ecn) === VnetGso.None) {
     const done = completeChecksum(header, frame);
     return done.ok ? ok([done.value]) : done;
@@ -291,7 +275,7 @@ export function segmentWithHeader(bytes: Uint8Array): Result<Uint8Array[], Offlo
  * a relay can accept a super-frame at ingress and segment it later per receiver.
  */
 export function checkOffload(header: VnetHeader, frame: Uint8Array): Result<true, OffloadError> {
-  if (frame.length > MAX_GSO_FRAME_BYTES) return fail("oversize", `super-frame of ${frame.length} bytes`);
+  if (frame.length > MAX_FRAME_BYTES) return fail("oversize", `super-frame of ${frame.length} bytes`);
   const gso = (header.gsoType & ~VnetGso.Ecn) !== VnetGso.None;
   if (!gso) {
     const field = header.csumStart + header.csumOffset;

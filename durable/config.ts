@@ -1,59 +1,25 @@
+import type { ConfigErrorCode, SegmentConfig } from "../contract/segment-api.ts";
+import { DEFAULT_BRIDGE_CONFIG } from "../datapath/bridge.ts";
+import { MIN_CONFIGURABLE_FRAME_SIZE, VLAN_TAG_LEN } from "../datapath/ethernet.ts";
 import { fail, ok, type Result } from "../datapath/result.ts";
 import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
-import { PORT_KINDS, type PortKind } from "../datapath/bridge.ts";
-
-export { PORT_KINDS, type PortKind };
-
-/** Whether `value` names a port kind. */
-export function isPortKind(value: unknown): value is PortKind {
-  return typeof value === "string" && (PORT_KINDS as readonly string[]).includes(value);
-}
-
-/** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
-export interface SegmentConfig {
-  /** Largest untagged frame in bytes (Ethernet header + payload, no FCS); an 802.1Q-tagged frame may be 4 bytes longer. */
-  maxFrameSize: number;
-  /** Ports that may be connected at once; the next connect gets 503 `segment-full`. */
-  maxPorts: number;
-  /** MAC addresses the forwarding table learns behind one port. */
-  learnLimitPerPort: number;
-  /** MAC addresses the forwarding table holds for the whole segment. */
-  learnLimitPerSegment: number;
-  /** A learned MAC not seen as a source for this long is forgotten. */
-  agingSeconds: number;
-  /** Frames queued towards one port while it has no RX credit. */
-  rxQueueFrames: number;
-  /** Bytes queued towards one port while it has no RX credit. */
-  rxQueueBytes: number;
-  /** Bytes queued towards all ports together; bounded well below the 128 MB a Durable Object isolate has. */
-  segmentQueueBytes: number;
-  /** Kind a port gets when its descriptor-mode HELLO (or raw-mode connect) does not name one. */
-  defaultPortKind: PortKind;
-  /** Whether a guest may connect without a join token. */
-  openJoin: boolean;
-  /** null: the segment lives until deleted. Otherwise, with no port connected for this long, it deletes itself. */
-  ttlSeconds: number | null;
-  /** When the segment was created (ISO 8601); read-only. */
-  createdAt: string;
-}
-
-/** An 802.1Q tag: what a tagged frame may add on top of `maxFrameSize`. */
-export const VLAN_TAG_BYTES = 4;
+export type { ConfigErrorCode, SegmentConfig };
 
 const MIB = 1024 * 1024;
+/** The smallest tagged frame: what a queue must at least be able to hold. */
+const MIN_TAGGED_FRAME = MIN_CONFIGURABLE_FRAME_SIZE + VLAN_TAG_LEN;
 
-/** Settings of a new segment, apart from `createdAt`. */
+/** Settings of a new segment, apart from `createdAt`: the switch's defaults, and the relay's own. */
 export const DEFAULT_SEGMENT_CONFIG: Readonly<Omit<SegmentConfig, "createdAt">> = Object.freeze({
-  maxFrameSize: 1514,
+  maxFrameSize: DEFAULT_BRIDGE_CONFIG.maxFrameSize,
   maxPorts: 64,
-  learnLimitPerPort: 64,
-  learnLimitPerSegment: 4096,
-  agingSeconds: 300,
+  learnLimitPerPort: DEFAULT_BRIDGE_CONFIG.learnLimitPerPort,
+  learnLimitPerSegment: DEFAULT_BRIDGE_CONFIG.learnLimitPerSegment,
+  agingSeconds: DEFAULT_BRIDGE_CONFIG.agingMs / 1000,
   rxQueueFrames: 256,
   rxQueueBytes: 1 * MIB,
   segmentQueueBytes: 32 * MIB,
-  defaultPortKind: "member",
   openJoin: false,
   ttlSeconds: null,
 });
@@ -70,18 +36,17 @@ type IntegerField = {
 
 /** Allowed ranges, also quoted in error messages and docs/api.md. */
 export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { readonly ttlSeconds: IntegerRange } = {
-  maxFrameSize: { min: 64, max: MAX_FRAME_BYTES },
+  maxFrameSize: { min: MIN_CONFIGURABLE_FRAME_SIZE, max: MAX_FRAME_BYTES },
   maxPorts: { min: 1, max: 1024 },
   learnLimitPerPort: { min: 1, max: 65536 },
   learnLimitPerSegment: { min: 1, max: 65536 },
   agingSeconds: { min: 10, max: 86400 },
   rxQueueFrames: { min: 1, max: 65536 },
-  rxQueueBytes: { min: 64 + VLAN_TAG_BYTES, max: 64 * MIB },
-  segmentQueueBytes: { min: 64 + VLAN_TAG_BYTES, max: 64 * MIB },
+  rxQueueBytes: { min: MIN_TAGGED_FRAME, max: 64 * MIB },
+  segmentQueueBytes: { min: MIN_TAGGED_FRAME, max: 64 * MIB },
   ttlSeconds: { min: 10, max: 365 * 86400 },
 };
 
-export type ConfigErrorCode = "invalid-config" | "unknown-config-field" | "invalid-config-field";
 
 const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => key !== "ttlSeconds") as IntegerField[];
 const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG)]);
@@ -131,10 +96,6 @@ export function applyConfigPatch(
     if (typeof fields.openJoin !== "boolean") return invalidField("openJoin", fields.openJoin, "true or false");
     next.openJoin = fields.openJoin;
   }
-  if ("defaultPortKind" in fields) {
-    if (!isPortKind(fields.defaultPortKind)) return invalidField("defaultPortKind", fields.defaultPortKind, `one of ${PORT_KINDS.join(", ")}`);
-    next.defaultPortKind = fields.defaultPortKind;
-  }
   return checkConsistency(next);
 }
 
@@ -146,11 +107,11 @@ function checkConsistency(config: SegmentConfig): Result<SegmentConfig, ConfigEr
       `learnLimitPerPort (${config.learnLimitPerPort}) must not exceed learnLimitPerSegment (${config.learnLimitPerSegment})`,
     );
   }
-  const largestFrame = config.maxFrameSize + VLAN_TAG_BYTES;
+  const largestFrame = config.maxFrameSize + VLAN_TAG_LEN;
   if (config.rxQueueBytes < largestFrame) {
     return fail(
       "invalid-config-field",
-      `rxQueueBytes (${config.rxQueueBytes}) must hold at least one tagged frame of maxFrameSize + ${VLAN_TAG_BYTES} = ${largestFrame} bytes`,
+      `rxQueueBytes (${config.rxQueueBytes}) must hold at least one tagged frame of maxFrameSize + ${VLAN_TAG_LEN} = ${largestFrame} bytes`,
     );
   }
   if (config.segmentQueueBytes < config.rxQueueBytes) {
@@ -182,9 +143,15 @@ export interface StoredSegment {
 
 const SEGMENT_KEY = "segment";
 
-/** Reads the segment record; undefined when the segment was never created (or was deleted). */
+/**
+ * Reads the segment record; undefined when the segment was never created (or was deleted). Settings
+ * this version no longer has (`defaultPortKind`) are dropped, so a stored record always patches cleanly.
+ */
 export async function loadSegment(storage: DurableObjectStorage): Promise<StoredSegment | undefined> {
-  return storage.get<StoredSegment>(SEGMENT_KEY);
+  const stored = await storage.get<StoredSegment>(SEGMENT_KEY);
+  if (stored === undefined) return undefined;
+  const known = Object.entries(stored.config).filter(([key]) => PATCHABLE_FIELDS.has(key) || key === "createdAt");
+  return { name: stored.name, config: Object.fromEntries(known) as unknown as SegmentConfig };
 }
 
 /** Writes the segment record. */

@@ -1,76 +1,13 @@
 import { DurableObject } from "cloudflare:workers";
-import type { Failure } from "../datapath/result.ts";
-import type { describeCounters } from "../datapath/counters.ts";
-import type { FdbSummary } from "../datapath/fdb.ts";
+import { errorResponse, httpError } from "../contract/http-error.ts";
+import { readPortRequestHeaders } from "../contract/port-request.ts";
+import type { ConfigureOutcome, Env, PortStats, SegmentApi, SegmentCounters, SegmentDescription } from "../contract/segment-api.ts";
 import { parseMac, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
-import type { Env } from "../worker/env.ts";
-import { errorResponse, httpError } from "../worker/http.ts";
-import { readPortRequestHeaders } from "../worker/port-request.ts";
-import { SegmentRelay, type SegmentCounters as RelayCounters } from "./relay.ts";
+import { applyConfigPatch, loadSegment, saveSegment, type StoredSegment } from "./config.ts";
+import { SegmentRelay, type SegmentCounters as RelayAndSwitchCounters } from "./relay.ts";
 import { SessionStore } from "./sessions.ts";
-import {
-  applyConfigPatch,
-  loadSegment,
-  saveSegment,
-  type ConfigErrorCode,
-  type PortKind,
-  type SegmentConfig,
-  type StoredSegment,
-} from "./config.ts";
-
-/** A connected port, as the admin API shows it. */
-export interface PortInfo {
-  portId: number;
-  kind: PortKind;
-  mode: "descriptor" | "raw";
-  /** "hello" while a descriptor port negotiates, then "open". */
-  phase: "hello" | "open";
-  macs: string[];
-  remote: string;
-  /** ISO 8601. */
-  connectedSince: string;
-}
-
-export type NamedCounters = ReturnType<typeof describeCounters>;
-
-/** One port's counters, as `GET /v1/segments/:name/ports` shows them. */
-export interface PortStats {
-  portId: number;
-  kind: PortKind;
-  mode: "descriptor" | "raw";
-  counters: NamedCounters;
-  /** RX credits posted and not yet used (descriptor ports; null for raw ports). */
-  credits: number | null;
-  queuedFrames: number;
-  queuedBytes: number;
-}
-
-/** Segment-wide counters: the sum over connected ports, plus what only the segment sees. */
-export interface SegmentCounters extends RelayCounters {
-  /** Times the object was (re)constructed: creation, wakes from hibernation, restarts. */
-  instanceStarts: number;
-  rxFrames: number;
-  rxBytes: number;
-  txFrames: number;
-  txBytes: number;
-  dropped: number;
-}
-
-/** What `GET /v1/segments/:name` shows. */
-export interface SegmentDescription {
-  name: string;
-  config: SegmentConfig;
-  ports: PortInfo[];
-  forwardingTable: FdbSummary;
-  counters: SegmentCounters;
-  queuedBytes: number;
-}
-
-export type ConfigureOutcome =
-  | { ok: true; created: boolean; config: SegmentConfig }
-  | { ok: false; error: Failure<ConfigErrorCode | "segment-name-mismatch"> };
 
 const NEXT_PORT_ID_KEY = "next-port-id";
 /** When an idle segment with a TTL deletes itself (ms since epoch); absent while ports are connected. */
@@ -87,7 +24,7 @@ const INSTANCE_STARTS_KEY = "instance-starts";
  * upgrades and live on as hibernatable sockets whose attachments carry their
  * state. The relay (durable/relay.ts) owns the copy/completion path.
  */
-export class Segment extends DurableObject<Env> {
+export class Segment extends DurableObject<Env> implements SegmentApi {
   /** Built once the stored config is known; null while the segment does not exist. */
   private relay: SegmentRelay | null = null;
   private readonly sessions: SessionStore;
@@ -126,6 +63,8 @@ export class Segment extends DurableObject<Env> {
     const next = applyConfigPatch(stored?.config, patch);
     if (!next.ok) return { ok: false, error: next.error };
     await this.store({ name, config: next.value });
+    // The constructor counted nothing (there was no segment yet): this instance is the segment's first start.
+    if (stored === null) this.ctx.storage.kv.put(INSTANCE_STARTS_KEY, 1);
     await this.armIdleTimer();
     return { ok: true, created: stored === null, config: next.value };
   }
@@ -277,7 +216,7 @@ export class Segment extends DurableObject<Env> {
   /** The relay for an existing segment, built (and restored from the sockets) on first use. */
   private relayFor(stored: StoredSegment): SegmentRelay {
     if (this.relay === null) {
-      this.relay = new SegmentRelay(stored.config, this.sessions, Date.now, this.ctx.storage.kv.get<RelayCounters>(RELAY_COUNTERS_KEY));
+      this.relay = new SegmentRelay(stored.config, this.sessions, Date.now, this.ctx.storage.kv.get<RelayAndSwitchCounters>(RELAY_COUNTERS_KEY));
       this.relay.restore(this.ctx.getWebSockets());
     }
     return this.relay;
@@ -298,7 +237,7 @@ export class Segment extends DurableObject<Env> {
   /** Stores the segment-level counters when they changed (rarely: connects, closes, errors). */
   private saveCounters(): void {
     if (this.relay === null || !this.relay.countersChanged) return;
-    this.relay.countersChanged = false;
+    this.relay.countersSaved();
     this.ctx.storage.kv.put(RELAY_COUNTERS_KEY, this.relay.counters);
   }
 
@@ -379,7 +318,7 @@ function boundMacsOf(macs: readonly string[]): MacKey[] | null {
   return keys;
 }
 
-function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayCounters | "instanceStarts"> {
+function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayAndSwitchCounters | "instanceStarts"> {
   const sum = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, dropped: 0 };
   for (const { counters } of stats) {
     sum.rxFrames += counters.rxFrames;

@@ -1,5 +1,8 @@
-import type { PortKind } from "../datapath/bridge.ts";
+import { constantTimeEqual } from "../contract/secrets.ts";
+import type { ReceiveFilter } from "../datapath/bridge.ts";
+import type { PortCountersData } from "../datapath/counters.ts";
 import type { MacKey } from "../datapath/mac.ts";
+import type { PortKind } from "../datapath/port-kind.ts";
 
 /** What a resumable session keeps in storage between connections. */
 export interface StoredSession {
@@ -7,6 +10,9 @@ export interface StoredSession {
   portId: number;
   kind: PortKind;
   macs: MacKey[];
+  /** The receive filter and counters as the port left them; a resume keeps both (protocol.md §11.3). */
+  filter?: ReceiveFilter;
+  counters?: PortCountersData;
   expiresAt: number;
 }
 
@@ -26,7 +32,7 @@ export class SessionStore {
   async verify(sessionId: string, token: string, now: number): Promise<StoredSession | undefined> {
     const stored = await this.storage.get<StoredSession>(PREFIX + sessionId);
     if (stored === undefined || stored.expiresAt < now) return undefined;
-    return constantTimeEqual(stored.token, token) ? stored : undefined;
+    return (await constantTimeEqual(stored.token, token)) ? stored : undefined;
   }
 
   /** Records (or refreshes) a session; the write is not awaited, the output gate orders it before replies. */
@@ -46,12 +52,4 @@ export class SessionStore {
     if (expired.length > 0) await this.storage.delete(expired);
     return expired.length;
   }
-}
-
-/** Compares two strings in time independent of where they differ. */
-function constantTimeEqual(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let difference = 0;
-  for (let i = 0; i < a.length; i++) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return difference === 0;
 }

@@ -1,7 +1,8 @@
+import { constantTimeEqual } from "../contract/secrets.ts";
 import { fail, ok, type Result } from "../datapath/result.ts";
 import { formatMac, isUsableUnicastMac, parseMac } from "../datapath/mac.ts";
 import { MAX_MACS_PER_PORT } from "../datapath/tunnel/constants.ts";
-import { isPortKind, type PortKind } from "../durable/config.ts";
+import { isPortKind, type PortKind } from "../datapath/port-kind.ts";
 import { configuredSecret, isDevMode, type Env } from "./env.ts";
 import { httpFail, type HttpResult } from "./http.ts";
 import { validateSegmentName } from "./segment-name.ts";
@@ -44,16 +45,6 @@ export function bearerToken(request: Request): string | null {
   if (header === null) return null;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return match === null ? null : (match[1] as string);
-}
-
-/** Compares two secrets without leaking where they differ: both are hashed to equal length first. */
-async function constantTimeEqual(a: string, b: string): Promise<boolean> {
-  const [digestA, digestB] = await Promise.all([sha256(a), sha256(b)]);
-  return crypto.subtle.timingSafeEqual(digestA, digestB);
-}
-
-async function sha256(text: string): Promise<ArrayBuffer> {
-  return crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
 }
 
 // ---------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-import { isPortKind, type PortKind } from "../durable/config.ts";
+import { isPortKind, type PortKind } from "../datapath/port-kind.ts";
 import { bearerToken, checkJoinScope, joinTokenSecret, verifyJoinToken } from "./auth.ts";
 import { isDevMode, type Env } from "./env.ts";
 import { errorResponse, httpError, httpFail, type HttpResult } from "./http.ts";
-import { writePortRequestHeaders, type PortAuth } from "./port-request.ts";
+import { writePortRequestHeaders, type PortAuth } from "../contract/port-request.ts";
 import type { RouteContext } from "./router.ts";
 
 /**

@@ -1,17 +1,6 @@
-import type { Segment } from "../durable/segment.ts";
+import type { Env } from "../contract/segment-api.ts";
 
-/** The Worker's bindings, typed once. */
-export interface Env {
-  SEGMENTS: DurableObjectNamespace<Segment>;
-  /** Version string reported by /healthz. */
-  EDGELAN_VERSION: string;
-  /** Admin bearer token for the management API (`wrangler secret put`, or `.dev.vars` locally). */
-  EDGELAN_ADMIN_TOKEN?: string;
-  /** HMAC key for join tokens; falls back to the admin token when unset. */
-  EDGELAN_TOKEN_SECRET?: string;
-  /** "1" only when started by `npm start` without an admin token: explicit open development mode. */
-  EDGELAN_DEV_MODE?: string;
-}
+export type { Env };
 
 /** Whether the relay runs in explicit open development mode. */
 export function isDevMode(env: Env): boolean {

@@ -1,3 +1,4 @@
+import { EDGELAN_VERSION } from "../datapath/version.ts";
 import { isDevMode } from "./env.ts";
 import { jsonResponse } from "./http.ts";
 import type { RouteContext } from "./router.ts";
@@ -9,5 +10,5 @@ export const DEV_MODE_WARNING =
 /** `GET /healthz`: liveness, version, and whether the relay is open. */
 export function healthz({ env }: RouteContext): Response {
   const devMode = isDevMode(env);
-  return jsonResponse(devMode ? { ok: true, version: env.EDGELAN_VERSION, devMode, message: DEV_MODE_WARNING } : { ok: true, version: env.EDGELAN_VERSION, devMode });
+  return jsonResponse(devMode ? { ok: true, version: EDGELAN_VERSION, devMode, message: DEV_MODE_WARNING } : { ok: true, version: EDGELAN_VERSION, devMode });
 }

@@ -1,5 +1,5 @@
 import { fail, ok, type Result } from "../datapath/result.ts";
-import { isPortKind, type PortKind } from "../durable/config.ts";
+import { isPortKind, type PortKind } from "../datapath/port-kind.ts";
 import {
   DEFAULT_TOKEN_TTL_SECONDS,
   MAX_TOKEN_TTL_SECONDS,

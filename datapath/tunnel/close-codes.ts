@@ -18,8 +18,6 @@ export const CloseCode = {
   HandshakeTimeout: 4002,
   /** The client had more TX descriptors outstanding than its granted window. */
   WindowOverrun: 4003,
-  /** Alias of WindowOverrun. */
-  TxWindowOverrun: 4003,
   /** A message exceeded MAX_MESSAGE_BYTES. */
   MessageTooLarge: 4004,
   /** A message carried more than MAX_RECORDS_PER_MESSAGE records. */
@@ -30,8 +28,6 @@ export const CloseCode = {
   RxPostInvalid: 4007,
   /** The segment refused the HELLO by policy (port kind, feature, auth scope, …). */
   Policy: 4008,
-  /** Alias of Policy. */
-  Refused: 4008,
   /** A requested MAC is owned by another port. */
   MacTaken: 4009,
   /** The segment was deleted; do not reconnect. */

@@ -5,6 +5,7 @@
  * accepted whole or not at all. Encoding throws TunnelEncodeError only when a
  * caller hands it a field outside its wire range (a bug, not bad input).
  */
+import { readU16LE, readU32LE, writeU16LE, writeU32LE } from "../bytes.ts";
 import { macKeyAt, writeMac, type MacKey } from "../mac.ts";
 import { fail, ok, type Failure, type Result } from "../result.ts";
 import {
@@ -48,18 +49,6 @@ export const RECORD_TYPE_CODES: Readonly<Record<TunnelRecordType, number>> = Obj
   Object.entries(TYPE_NAMES).map(([code, name]) => [name, Number(code)]),
 ) as Record<TunnelRecordType, number>;
 
-// ---------------------------------------------------------------------------
-// Little-endian reads; callers have checked bounds.
-
-function readU16(bytes: Uint8Array, at: number): number {
-  return (bytes[at] as number) | ((bytes[at + 1] as number) << 8);
-}
-
-function readU32(bytes: Uint8Array, at: number): number {
-  // The top byte is multiplied, not shifted, so the result stays an unsigned u32.
-  return ((bytes[at] as number) | ((bytes[at + 1] as number) << 8) | ((bytes[at + 2] as number) << 16)) +
-    (bytes[at + 3] as number) * 0x100_0000;
-}
 
 // ---------------------------------------------------------------------------
 // Decoding
@@ -120,14 +109,14 @@ class BodyReader {
 
   u16(field: string): number {
     if (!this.take(2, field)) return 0;
-    const value = readU16(this.bytes, this.pos);
+    const value = readU16LE(this.bytes, this.pos);
     this.pos += 2;
     return value;
   }
 
   u32(field: string): number {
     if (!this.take(4, field)) return 0;
-    const value = readU32(this.bytes, this.pos);
+    const value = readU32LE(this.bytes, this.pos);
     this.pos += 4;
     return value;
   }
@@ -289,7 +278,12 @@ const CONTROL_READERS: Readonly<Record<number, (r: BodyReader) => TunnelRecord>>
   [RecordType.StatsReply]: readStatsReply,
   [RecordType.Ping]: (r) => ({ type: "ping", seq: r.u32("seq"), timestamp: r.f64("timestamp") }),
   [RecordType.Pong]: (r) => ({ type: "pong", seq: r.u32("seq"), timestamp: r.f64("timestamp") }),
-  [RecordType.Link]: (r) => ({ type: "link", up: r.bool("up"), reason: r.string("reason") }),
+  // protocol.md §8.6: up at 0, byte 1 reserved (sent as 0, ignored), the reason at 2.
+  [RecordType.Link]: (r) => {
+    const up = r.bool("up");
+    r.u8("reserved");
+    return { type: "link", up, reason: r.string("reason") };
+  },
 };
 
 /** Checks the message header; returns the record count. */
@@ -300,12 +294,12 @@ function checkHeader(bytes: Uint8Array): Result<number, DecodeErrorCode> {
   if (bytes.length < MESSAGE_HEADER_BYTES) {
     return fail("truncated-header", `message is ${bytes.length} bytes, the header alone is ${MESSAGE_HEADER_BYTES}`);
   }
-  const magic = readU16(bytes, 0);
+  const magic = readU16LE(bytes, 0);
   if (magic !== MESSAGE_MAGIC) return fail("bad-magic", `magic is 0x${magic.toString(16).padStart(4, "0")}, expected 0x4c45 ("EL")`);
   const version = bytes[2] as number;
   if (version !== FRAMING_VERSION) return fail("unsupported-version", `framing version ${version}, only ${FRAMING_VERSION} is supported`);
-  if (bytes[3] !== 0 || readU16(bytes, 6) !== 0) return fail("reserved-nonzero", "header flags (byte 3) and reserved (bytes 6-7) must be zero");
-  const count = readU16(bytes, 4);
+  if (bytes[3] !== 0 || readU16LE(bytes, 6) !== 0) return fail("reserved-nonzero", "header flags (byte 3) and reserved (bytes 6-7) must be zero");
+  const count = readU16LE(bytes, 4);
   if (count > MAX_RECORDS_PER_MESSAGE) return fail("too-many-records", `${count} records, at most ${MAX_RECORDS_PER_MESSAGE} allowed`);
   return ok(count);
 }
@@ -341,7 +335,7 @@ function walkRecord(walk: Walk): number {
   }
   const code = bytes[offset] as number;
   const flags = bytes[offset + 1] as number;
-  const length = readU32(bytes, offset + 2);
+  const length = readU32LE(bytes, offset + 2);
   const start = offset + RECORD_HEADER_BYTES;
   const end = start + length;
   if (TYPE_NAMES[code] === undefined) return failRecord(walk, "unknown-record-type", `unknown type 0x${code.toString(16).padStart(2, "0")}`);
@@ -367,7 +361,7 @@ function walkTx(walk: Walk, start: number, end: number, flags: number): number {
   if (frameLength > maxTx) return failRecord(walk, "oversize-frame", `frame is ${frameLength} bytes, at most ${maxTx}`);
   const sink = walk.sink;
   if (sink !== null) {
-    const id = readU16(walk.bytes, start);
+    const id = readU16LE(walk.bytes, start);
     const frame = walk.bytes.subarray(start + TX_BODY_PREFIX, end);
     if (sink.tx !== undefined) sink.tx(id, flags, frame);
     else sink.record?.({ type: "tx", id, flags, frame });
@@ -390,12 +384,12 @@ function walkRx(walk: Walk, start: number, end: number, flags: number): number {
 function walkTxComplete(walk: Walk, start: number, end: number, flags: number): number {
   if (!checkFixedBody(walk, end - start, 6, flags)) return -1;
   const bytes = walk.bytes;
-  const count = readU16(bytes, start + 2);
+  const count = readU16LE(bytes, start + 2);
   if (count === 0) return failRecord(walk, "zero-count", "a completion run must cover at least one id");
   const sink = walk.sink;
   if (sink !== null) {
-    const firstId = readU16(bytes, start);
-    const status = readU16(bytes, start + 4);
+    const firstId = readU16LE(bytes, start);
+    const status = readU16LE(bytes, start + 4);
     if (sink.txComplete !== undefined) sink.txComplete(firstId, count, status);
     else sink.record?.({ type: "tx-complete", firstId, count, status });
   }
@@ -406,8 +400,8 @@ function walkRxPost(walk: Walk, start: number, end: number, flags: number): numb
   if (!checkFixedBody(walk, end - start, 8, flags)) return -1;
   const sink = walk.sink;
   if (sink !== null) {
-    const count = readU32(walk.bytes, start);
-    const bufferSize = readU32(walk.bytes, start + 4);
+    const count = readU32LE(walk.bytes, start);
+    const bufferSize = readU32LE(walk.bytes, start + 4);
     if (sink.rxPost !== undefined) sink.rxPost(count, bufferSize);
     else sink.record?.({ type: "rx-post", count, bufferSize });
   }
@@ -657,16 +651,12 @@ export class MessageEncoder {
   }
 
   private putU16(at: number, value: number): number {
-    this.buffer[at] = value & 0xff;
-    this.buffer[at + 1] = value >>> 8;
+    writeU16LE(this.buffer, at, value);
     return at + 2;
   }
 
   private putU32(at: number, value: number): number {
-    this.buffer[at] = value & 0xff;
-    this.buffer[at + 1] = (value >>> 8) & 0xff;
-    this.buffer[at + 2] = (value >>> 16) & 0xff;
-    this.buffer[at + 3] = (value >>> 24) & 0xff;
+    writeU32LE(this.buffer, at, value);
     return at + 4;
   }
 
@@ -828,7 +818,7 @@ function writeControlBody(w: BodyWriter, r: Exclude<TunnelRecord, { type: "tx" |
     case "stats-reply": return writeStatsReply(w, r);
     case "ping":
     case "pong": w.u32(r.seq, "seq"); return w.f64(r.timestamp);
-    case "link": w.bool(r.up); return w.string(r.reason, "reason");
+    case "link": w.bool(r.up); w.u8(0, "reserved"); return w.string(r.reason, "reason");
   }
 }
 

@@ -14,7 +14,7 @@ export class CompletionCoalescer {
   private readonly firstIds: number[] = [];
   private readonly counts: number[] = [];
   private readonly statuses: number[] = [];
-  private runs = 0;
+  private runTotal = 0;
   private ids = 0;
 
   /**
@@ -24,7 +24,7 @@ export class CompletionCoalescer {
 
   /** Runs collected since the last flush. */
   get runCount(): number {
-    return this.runs;
+    return this.runTotal;
   }
 
   /** Ids collected since the last flush. */
@@ -39,7 +39,7 @@ export class CompletionCoalescer {
    */
   push(id: number, status: number): void {
     this.ids++;
-    const last = this.runs - 1;
+    const last = this.runTotal - 1;
     if (last >= 0 && this.statuses[last] === status) {
       const count = this.counts[last] as number;
       if (count < this.maxRun && (((this.firstIds[last] as number) + count) & ID_MASK) === id) {
@@ -47,10 +47,10 @@ export class CompletionCoalescer {
         return;
       }
     }
-    this.firstIds[this.runs] = id & ID_MASK;
-    this.counts[this.runs] = 1;
-    this.statuses[this.runs] = status;
-    this.runs++;
+    this.firstIds[this.runTotal] = id & ID_MASK;
+    this.counts[this.runTotal] = 1;
+    this.statuses[this.runTotal] = status;
+    this.runTotal++;
   }
 
   /**
@@ -59,7 +59,7 @@ export class CompletionCoalescer {
    * @returns the number of records appended
    */
   flushInto(encoder: MessageEncoder): number {
-    const written = this.runs;
+    const written = this.runTotal;
     for (let i = 0; i < written; i++) {
       encoder.addTxComplete(this.firstIds[i] as number, this.counts[i] as number, this.statuses[i] as number);
     }
@@ -67,18 +67,21 @@ export class CompletionCoalescer {
     return written;
   }
 
-  /** Runs collected so far as plain records (for tests and logs). */
-  peek(): Array<{ firstId: number; count: number; status: number }> {
-    const out: Array<{ firstId: number; count: number; status: number }> = [];
-    for (let i = 0; i < this.runs; i++) {
-      out.push({ firstId: this.firstIds[i] as number, count: this.counts[i] as number, status: this.statuses[i] as number });
-    }
+  /** Runs collected so far as flat [firstId, count, status, …] triples (persisted for held lazy completions). */
+  runs(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.runCount; i++) out.push(this.firstIds[i] as number, this.counts[i] as number, this.statuses[i] as number);
     return out;
+  }
+
+  /** Adds a whole run back (from runs()), merging with the last one where push() would. */
+  pushRun(firstId: number, count: number, status: number): void {
+    for (let i = 0; i < count; i++) this.push((firstId + i) & ID_MASK, status);
   }
 
   /** Forgets collected runs without emitting them. */
   reset(): void {
-    this.runs = 0;
+    this.runTotal = 0;
     this.ids = 0;
   }
 }

@@ -4,6 +4,8 @@
  * codec, the rings, the Durable Object and the clients agree by construction.
  */
 
+import { MAX_CONFIGURABLE_FRAME_SIZE, MIN_CONFIGURABLE_FRAME_SIZE } from "../ethernet.ts";
+
 /** WebSocket subprotocol that selects descriptor mode; no subprotocol selects raw mode. */
 export const SUBPROTOCOL_V1 = "edgelan.v1";
 
@@ -15,8 +17,6 @@ export const FRAMING_VERSION = 1;
 export const PROTOCOL_VERSION_MIN = 1;
 /** Highest protocol version this implementation speaks. */
 export const PROTOCOL_VERSION_MAX = 1;
-/** The one protocol version of this implementation (v1). */
-export const PROTOCOL_VERSION = 1;
 
 /** Bytes in the message header: magic u16, version u8, flags u8, record count u16, reserved u16. */
 export const MESSAGE_HEADER_BYTES = 8;
@@ -26,10 +26,10 @@ export const RECORD_HEADER_BYTES = 6;
 export const MAX_MESSAGE_BYTES = 1_048_576;
 /** Most records one message may carry. */
 export const MAX_RECORDS_PER_MESSAGE = 4096;
-/** Largest Ethernet frame (no FCS) the protocol can carry; a segment may grant less. */
-export const MAX_FRAME_BYTES = 65_535;
+/** Largest Ethernet frame (no FCS) the protocol can carry: the largest a segment can be configured for; it may grant less. */
+export const MAX_FRAME_BYTES = MAX_CONFIGURABLE_FRAME_SIZE;
 /** Smallest RX buffer a client may post: the minimum Ethernet frame without FCS. */
-export const MIN_RX_BUFFER_BYTES = 60;
+export const MIN_RX_BUFFER_BYTES = MIN_CONFIGURABLE_FRAME_SIZE;
 /** Most RX credits a port may have outstanding (posted and not yet filled). */
 export const MAX_RX_CREDITS = 65_536;
 /** Largest TX window a segment grants; ids are u16 and a window must be a power of two dividing 2^16. */
@@ -105,8 +105,6 @@ export const Feature = {
 
 /** Every feature bit this implementation knows. */
 export const KNOWN_FEATURES = Object.values(Feature).reduce((all, bit) => all | bit, 0) >>> 0;
-/** Features this implementation can grant (all it knows); a segment may grant fewer by policy. */
-export const SUPPORTED_FEATURES = KNOWN_FEATURES;
 
 /** TX record flag bits valid without any feature: none, so a segment completes a TX with unknown flag bits as Malformed. */
 export const TX_FLAGS_KNOWN = 0x00;
@@ -131,7 +129,7 @@ export const RxFlag = {
 } as const;
 
 /** Port kinds a HELLO may ask for; the u8 code on the wire is the index. */
-export { PORT_KINDS, type PortKind } from "../bridge.ts";
+export { PORT_KINDS, type PortKind } from "../port-kind.ts";
 
 /** Status of an ack record (control request result); 0 is success. */
 export const AckStatus = {

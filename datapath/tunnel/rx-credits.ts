@@ -11,7 +11,6 @@
  */
 import { DropReason } from "../counters.ts";
 import { fail, ok, type Result } from "../result.ts";
-import { DROP_REASON_COUNT } from "../counters.ts";
 import { MAX_RX_CREDITS, MIN_RX_BUFFER_BYTES } from "./constants.ts";
 
 /** Bytes queued for credit-less ports across the whole segment, shared by every ledger. */
@@ -70,15 +69,12 @@ export type RxPostErrorCode = "credit-overflow" | "invalid-buffer-size";
 const COMPACT_AT = 1024;
 
 /**
- * Segment side RX accounting for one port. It returns verdicts and also tallies
- * its drops in `drops` (by reason code) for inspection; the caller counts them
- * into the port's PortCountersData (the ledger never touches those).
+ * Segment side RX accounting for one port. It returns verdicts; the segment switch counts them on the
+ * port's counters (the ledger counts nothing itself).
  */
 export class RxCreditLedger {
   readonly maxQueueFrames: number;
   readonly maxQueueBytes: number;
-  /** Drops this ledger decided, indexed by DropReason code. */
-  readonly drops: number[] = new Array<number>(DROP_REASON_COUNT).fill(0);
   private credits = 0;
   private size = 0;
   private readonly queue: Uint8Array[] = [];
@@ -142,15 +138,15 @@ export class RxCreditLedger {
    * @returns "delivered-now" (a credit was consumed: send it in an RX record), "queued", or the drop reason
    */
   offer(frame: Uint8Array, flags = 0): RxOffer {
-    if (this.size > 0 && frame.length > this.size) return this.drop(DropReason.RxBufferTooSmall);
+    if (this.size > 0 && frame.length > this.size) return DropReason.RxBufferTooSmall;
     if (this.credits > 0 && this.head === this.queue.length) {
       this.credits--;
       return "delivered-now";
     }
     if (this.queuedFrames >= this.maxQueueFrames || this.bytesQueued + frame.length > this.maxQueueBytes) {
-      return this.drop(DropReason.RxQueueFull);
+      return DropReason.RxQueueFull;
     }
-    if (!this.budget.fits(frame.length)) return this.drop(DropReason.SegmentBudget);
+    if (!this.budget.fits(frame.length)) return DropReason.SegmentBudget;
     this.queue.push(frame.slice());
     this.queueFlags.push(flags);
     this.bytesQueued += frame.length;
@@ -169,7 +165,7 @@ export class RxCreditLedger {
       const flags = this.queueFlags[this.head] as number;
       const frame = this.dequeue();
       if (frame.length > this.size) {
-        result.dropped.push(this.drop(DropReason.RxBufferTooSmall));
+        result.dropped.push(DropReason.RxBufferTooSmall);
         continue;
       }
       this.credits--;
@@ -192,7 +188,6 @@ export class RxCreditLedger {
       flushed++;
     }
     this.compact();
-    this.drops[DropReason.Flushed] = (this.drops[DropReason.Flushed] ?? 0) + flushed;
     return flushed;
   }
 
@@ -216,11 +211,6 @@ export class RxCreditLedger {
     ledger.size = state.bufferSize;
     ledger.lostOnRestore = state.queuedFrames;
     return ledger;
-  }
-
-  private drop(reason: RxDropReason): RxDropReason {
-    this.drops[reason] = (this.drops[reason] ?? 0) + 1;
-    return reason;
   }
 
   private dequeue(): Uint8Array {

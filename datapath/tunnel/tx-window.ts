@@ -28,22 +28,6 @@ export interface CompletedIds {
 /** Why a completion run was rejected: an id never acquired, or one already completed. */
 export type TxCompletionErrorCode = "unknown-id" | "duplicate-completion";
 
-/** Plain-data form of a TxWindow for persistence (structured clone or JSON). */
-export interface TxWindowState {
-  size: number;
-  /** Free-running u32 counters. */
-  producer: number;
-  consumer: number;
-  /** The free-id ring, `size` entries; positions producer … consumer+size-1 (masked) hold free ids. */
-  ring: number[];
-  /** Per slot: the outstanding id, or -1. */
-  inUse: number[];
-  /** Per slot: the producer count when its id was acquired (orders failAll oldest first). */
-  acquiredAt: number[];
-  /** Per slot: the last id completed there, or -1 (tells a duplicate from an unknown id). */
-  lastCompleted: number[];
-}
-
 /** True for a valid window size: a power of two from 1 to MAX_TX_WINDOW. */
 export function isValidTxWindowSize(size: number): boolean {
   return Number.isInteger(size) && size >= 1 && size <= MAX_TX_WINDOW && (size & (size - 1)) === 0;
@@ -164,49 +148,6 @@ export class TxWindow {
     this.ring[this.consumer & this.mask] = (id + this.size) & ID_MASK;
     this.consumer = (this.consumer + 1) >>> 0;
   }
-
-  /** Plain-data snapshot. */
-  toJSON(): TxWindowState {
-    return {
-      size: this.size, producer: this.producer, consumer: this.consumer, ring: Array.from(this.ring),
-      inUse: Array.from(this.inUse), acquiredAt: Array.from(this.acquiredAt), lastCompleted: Array.from(this.lastCompleted),
-    };
-  }
-
-  /**
-   * Rebuilds a window from toJSON(), checking that it is consistent.
-   * @param state a snapshot
-   * @returns the window, or invalid-state naming the problem
-   */
-  static fromJSON(state: TxWindowState): Result<TxWindow, "invalid-state"> {
-    const problem = stateProblem(state);
-    if (problem !== null) return fail("invalid-state", `TX window state: ${problem}`);
-    const window = new TxWindow(state.size);
-    window.producer = state.producer;
-    window.consumer = state.consumer;
-    window.ring.set(state.ring);
-    window.inUse.set(state.inUse);
-    window.acquiredAt.set(state.acquiredAt);
-    window.lastCompleted.set(state.lastCompleted);
-    return ok(window);
-  }
-}
-
-/** Why a snapshot cannot be a window, or null. */
-function stateProblem(state: TxWindowState): string | null {
-  const { size } = state;
-  if (!isValidTxWindowSize(size)) return `size ${size} is not a power of two in 1..${MAX_TX_WINDOW}`;
-  if (![state.producer, state.consumer].every((n) => Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff)) return "counters must be u32";
-  const outstanding = (state.producer - state.consumer) >>> 0;
-  if (outstanding > size) return `producer - consumer = ${outstanding} exceeds size ${size}`;
-  if ([state.ring, state.inUse, state.acquiredAt, state.lastCompleted].some((list) => list.length !== size)) return `arrays must have ${size} entries`;
-  const inUse = state.inUse.filter((id, slot) => id !== FREE && (id & (size - 1)) === slot && id >= 0 && id <= ID_MASK).length;
-  if (inUse !== outstanding || state.inUse.some((id) => id !== FREE && (id < 0 || id > ID_MASK))) return "in-use ids do not match the counters";
-  if (state.ring.some((id) => !Number.isInteger(id) || id < 0 || id > ID_MASK)) return "ring ids must be u16";
-  const free = new Set<number>();
-  for (let i = 0; i < size - outstanding; i++) free.add((state.ring[(state.producer + i) & (size - 1)] as number) & (size - 1));
-  for (let slot = 0; slot < size; slot++) if (free.has(slot) === (state.inUse[slot] !== FREE)) return `slot ${slot} is both free and in use, or neither`;
-  return null;
 }
 
 /** Why one message's TX records overrun the window (the segment closes with 4003). */

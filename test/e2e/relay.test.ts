@@ -260,7 +260,7 @@ describe("bad input is refused with a specific code and harms no one else", () =
     const { client } = await WireClient.join(url, { macs: [mac("02:00:00:00:12:02")], txWindow: 8 });
     const tx = { type: "tx" as const, id: 3, flags: 0, frame: frame("ff:ff:ff:ff:ff:ff", "02:00:00:00:12:02") };
     client.send([tx, tx]);
-    expect(await client.closed()).toMatchObject({ code: CloseCode.TxWindowOverrun, reason: expect.stringContaining("twice") });
+    expect(await client.closed()).toMatchObject({ code: CloseCode.WindowOverrun, reason: expect.stringContaining("twice") });
   });
 
   it("closes a client that exceeds its TX window with 4003", async () => {
@@ -268,7 +268,7 @@ describe("bad input is refused with a specific code and harms no one else", () =
     const { client, welcome } = await WireClient.join(url, { macs: [mac("02:00:00:00:12:01")], txWindow: 4 });
     expect(welcome.txWindow).toBe(4);
     client.send(Array.from({ length: 5 }, (_, id) => ({ type: "tx" as const, id, flags: 0, frame: frame("ff:ff:ff:ff:ff:ff", "02:00:00:00:12:01") })));
-    expect((await client.closed()).code).toBe(CloseCode.TxWindowOverrun);
+    expect((await client.closed()).code).toBe(CloseCode.WindowOverrun);
   });
 
   it("closes a client whose first message is not HELLO with 4002", async () => {

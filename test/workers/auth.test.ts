@@ -236,7 +236,8 @@ describe("what the Worker tells the segment", () => {
     response.webSocket?.accept();
     const [attachment] = await attachments("bound");
     expect(attachment).toMatchObject({
-      kind: "bridge",
+      authorizedKind: "bridge",
+      port: { kind: "bridge" },
       mode: "descriptor",
       auth: "token",
       boundMacs: [0x02000000000a, 0x02000000000b],
@@ -258,7 +259,7 @@ describe("what the Worker tells the segment", () => {
     expect(admitted.status).toBe(101);
     admitted.webSocket?.accept();
     const [attachment] = await attachments("forged");
-    expect(attachment).toMatchObject({ kind: "member", auth: "token", boundMacs: [0x020000000001] });
+    expect(attachment).toMatchObject({ authorizedKind: "member", auth: "token", boundMacs: [0x020000000001] });
     admitted.webSocket?.close(1000, "done");
   });
 

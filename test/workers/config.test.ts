@@ -37,7 +37,6 @@ describe("DEFAULT_SEGMENT_CONFIG", () => {
       rxQueueFrames: 256,
       rxQueueBytes: 1024 * 1024,
       segmentQueueBytes: 32 * 1024 * 1024,
-      defaultPortKind: "member",
       openJoin: false,
       ttlSeconds: null,
     });
@@ -54,8 +53,8 @@ describe("applyConfigPatch", () => {
   });
 
   it("changes only the fields in the patch and keeps createdAt", () => {
-    const result = applyConfigPatch(created(), { maxPorts: 2, openJoin: true, defaultPortKind: "monitor" }, new Date(0));
-    expect(result).toEqual({ ok: true, value: { ...created(), maxPorts: 2, openJoin: true, defaultPortKind: "monitor" } });
+    const result = applyConfigPatch(created(), { maxPorts: 2, openJoin: true }, new Date(0));
+    expect(result).toEqual({ ok: true, value: { ...created(), maxPorts: 2, openJoin: true } });
   });
 
   it("does not change the current settings object", () => {
@@ -66,7 +65,7 @@ describe("applyConfigPatch", () => {
 
   it("accepts both ends of every range", () => {
     // A base where every cross-field rule holds at both ends of every range.
-    const roomy = { learnLimitPerPort: 1, learnLimitPerSegment: 65536, maxFrameSize: 64, rxQueueBytes: 65539, segmentQueueBytes: 64 * 1024 * 1024 };
+    const roomy = { learnLimitPerPort: 1, learnLimitPerSegment: 65536, maxFrameSize: 60, rxQueueBytes: 65539, segmentQueueBytes: 64 * 1024 * 1024 };
     for (const [field, range] of Object.entries(CONFIG_RANGES)) {
       for (const value of [range.min, range.max]) {
         const patch: Record<string, number> = { ...roomy, [field]: value };
@@ -78,8 +77,8 @@ describe("applyConfigPatch", () => {
   });
 
   it.each([
-    ["maxFrameSize", 63, "64..65535"],
-    ["maxFrameSize", 65536, "64..65535"],
+    ["maxFrameSize", 59, "60..65535"],
+    ["maxFrameSize", 65536, "60..65535"],
     ["maxFrameSize", 1500.5, "an integer"],
     ["maxFrameSize", "1514", "an integer"],
     ["maxPorts", 0, "1..1024"],
@@ -92,12 +91,15 @@ describe("applyConfigPatch", () => {
     ["ttlSeconds", "never", "or null"],
     ["openJoin", "yes", "true or false"],
     ["openJoin", null, "true or false"],
-    ["defaultPortKind", "router", "member, bridge, monitor"],
   ])("refuses %s = %j, naming the field and %s", (field, value, allowed) => {
     const error = failure(created(), { [field]: value });
     expect(error.code).toBe("invalid-config-field");
     expect(error.message).toContain(field);
     expect(error.message).toContain(allowed);
+  });
+
+  it("no longer knows defaultPortKind (a HELLO always names its kind; a connect's kind is ?kind=, default member)", () => {
+    expect(failure(created(), { defaultPortKind: "member" }).code).toBe("unknown-config-field");
   });
 
   it("names every unknown key and lists the known ones", () => {

@@ -6,128 +6,12 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { DropReason } from "../../datapath/counters.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
-import { decodeMessage, encodeMessage } from "../../datapath/tunnel/codec.ts";
-import { Feature, RxFlag, SUBPROTOCOL_V1 } from "../../datapath/tunnel/constants.ts";
+import { encodeMessage } from "../../datapath/tunnel/codec.ts";
+import { Feature, RxFlag } from "../../datapath/tunnel/constants.ts";
 import { internetChecksum, onesComplementSum } from "../../datapath/inet.ts";
-import type { HelloRecord, TunnelRecord } from "../../datapath/tunnel/records.ts";
 import type { PortAttachment } from "../../durable/port.ts";
 import { Segment } from "../../durable/segment.ts";
-
-const ADMIN = { authorization: "Bearer test-admin-token" };
-
-async function createSegment(name: string, config: Record<string, unknown> = {}): Promise<void> {
-  const response = await exports.default.fetch(`http://edgelan.test/v1/segments/${name}`, {
-    method: "PUT", headers: ADMIN, body: JSON.stringify({ openJoin: true, ...config }),
-  });
-  expect(response.status).toBe(201);
-}
-
-async function describeSegment(name: string): Promise<{ counters: Record<string, number>; queuedBytes: number; ports: unknown[] }> {
-  return (await (await exports.default.fetch(`http://edgelan.test/v1/segments/${name}`, { headers: ADMIN })).json()) as never;
-}
-
-/** A port as seen from the guest side of the socket pair. */
-class Port {
-  readonly records: TunnelRecord[] = [];
-  readonly raw: Uint8Array[] = [];
-  closed: { code: number; reason: string } | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(readonly ws: WebSocket, readonly descriptor: boolean) {
-    // Binary messages arrive as Blobs by default at this compatibility date.
-    ws.binaryType = "arraybuffer";
-    ws.accept();
-    ws.addEventListener("message", (event) => {
-      if (typeof event.data === "string") return;
-      const bytes = new Uint8Array(event.data as ArrayBuffer);
-      if (descriptor) {
-        const decoded = decodeMessage(bytes);
-        if (!decoded.ok) throw new Error(decoded.error.message);
-        this.records.push(...decoded.value);
-      } else {
-        this.raw.push(bytes);
-      }
-      this.wake?.();
-    });
-    ws.addEventListener("close", (event) => {
-      this.closed = { code: event.code, reason: event.reason };
-      this.wake?.();
-    });
-  }
-
-  static async open(segment: string, descriptor = true, query = ""): Promise<Port> {
-    const headers: Record<string, string> = { Upgrade: "websocket" };
-    if (descriptor) headers["Sec-WebSocket-Protocol"] = SUBPROTOCOL_V1;
-    const response = await exports.default.fetch(`http://edgelan.test/v1/segments/${segment}/connect${query}`, { headers });
-    expect(response.status).toBe(101);
-    return new Port(response.webSocket as WebSocket, descriptor);
-  }
-
-  /** Opens a descriptor port, says HELLO and posts credits. */
-  static async join(segment: string, mac: number, credits = 64, hello: Partial<HelloRecord> = {}): Promise<Port> {
-    const port = await Port.open(segment);
-    port.send([hello_(mac, hello)]);
-    await port.next("welcome");
-    if (credits > 0) port.send([{ type: "rx-post", count: credits, bufferSize: 2048 }]);
-    return port;
-  }
-
-  send(records: readonly TunnelRecord[]): void {
-    this.ws.send(encodeMessage(records));
-  }
-
-  async until<T>(probe: () => T | undefined, what: string): Promise<T> {
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const value = probe();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        setTimeout(resolve, 50);
-      });
-    }
-  }
-
-  async next<K extends TunnelRecord["type"]>(type: K): Promise<Extract<TunnelRecord, { type: K }>> {
-    const record = await this.until(() => this.records.find((r) => r.type === type), `a ${type} record`);
-    this.records.splice(this.records.indexOf(record), 1);
-    return record as Extract<TunnelRecord, { type: K }>;
-  }
-
-  async rx(count: number): Promise<Uint8Array[]> {
-    await this.until(() => (this.records.filter((r) => r.type === "rx").length >= count ? true : undefined), `${count} rx records`);
-    const taken = this.records.filter((r): r is Extract<TunnelRecord, { type: "rx" }> => r.type === "rx");
-    for (const r of taken) this.records.splice(this.records.indexOf(r), 1);
-    return taken.map((r) => r.frame);
-  }
-
-  async closedWith(): Promise<{ code: number; reason: string }> {
-    return this.until(() => this.closed, "the socket to close");
-  }
-}
-
-function hello_(mac: number, overrides: Partial<HelloRecord> = {}): HelloRecord {
-  return {
-    type: "hello", minVersion: 1, maxVersion: 1, features: 0x7f, portKind: "member", macs: mac === 0 ? [] : [mac],
-    txWindow: 16, rxQueue: 16, clientName: "workers-test", clientVersion: "0", ...overrides,
-  };
-}
-
-/** A 64-byte (or `size`) frame from `src` to `dst`, marked with `marker`. */
-function frame(dst: number, src: number, marker = 0, size = 64): Uint8Array {
-  const bytes = new Uint8Array(size);
-  for (let i = 0; i < 6; i++) {
-    bytes[i] = Math.floor(dst / 2 ** (8 * (5 - i))) % 256;
-    bytes[6 + i] = Math.floor(src / 2 ** (8 * (5 - i))) % 256;
-  }
-  bytes[12] = 0x88;
-  bytes[13] = 0xb5;
-  bytes[14] = marker;
-  return bytes;
-}
-
-const BROADCAST = 0xffff_ffff_ffff;
+import { ADMIN, BROADCAST, createSegment, describeSegment, frame, hello_, Port } from "./ports.ts";
 
 describe("both modes", () => {
   it("switches between a descriptor port and a raw port", async () => {
@@ -150,13 +34,13 @@ describe("bad input: a specific close code, a counter, and no harm to others", (
     { name: "a record count above 4096", act: (p) => p.ws.send(new Uint8Array([0x45, 0x4c, 1, 0, 0x01, 0x10, 0, 0])), code: CloseCode.TooManyRecords, counter: "malformedMessages" },
     { name: "data before HELLO", act: (p) => p.send([{ type: "rx-post", count: 1, bufferSize: 2048 }]), code: CloseCode.HandshakeTimeout, counter: "protocolErrors", helloFirst: false },
     { name: "an unsupported version", act: (p) => p.send([hello_(0x020000000201, { minVersion: 7, maxVersion: 9 })]), code: CloseCode.UnsupportedVersion, counter: "hellosRefused", helloFirst: false },
-    { name: "a HELLO for a kind the join was not authorized for", act: (p) => p.send([hello_(0, { portKind: "monitor" })]), code: CloseCode.Refused, counter: "hellosRefused", helloFirst: false },
+    { name: "a HELLO for a kind the join was not authorized for", act: (p) => p.send([hello_(0, { portKind: "monitor" })]), code: CloseCode.Policy, counter: "hellosRefused", helloFirst: false },
     { name: "a multicast MAC", act: (p) => p.send([hello_(0x010000000001)]), code: CloseCode.InvalidMac, counter: "hellosRefused", helloFirst: false },
     { name: "a second HELLO", act: (p) => p.send([hello_(0x020000000202)]), code: CloseCode.UnexpectedRecord, counter: "protocolErrors" },
     { name: "a record only the segment may send", act: (p) => p.send([{ type: "tx-complete", firstId: 0, count: 1, status: 0 }]), code: CloseCode.UnexpectedRecord, counter: "protocolErrors" },
     { name: "an rx-post with a buffer below 60 bytes", act: (p) => p.send([{ type: "rx-post", count: 4, bufferSize: 10 }]), code: CloseCode.RxPostInvalid, counter: "protocolErrors" },
     {
-      name: "more TX than the window", code: CloseCode.TxWindowOverrun, counter: "windowOverruns",
+      name: "more TX than the window", code: CloseCode.WindowOverrun, counter: "windowOverruns",
       act: (p) => p.send(Array.from({ length: 17 }, (_, id) => ({ type: "tx" as const, id, flags: 0, frame: frame(BROADCAST, 0x020000000203) }))),
     },
   ];
@@ -251,15 +135,17 @@ describe("memory bounds", () => {
     expect(segment.queuedBytes).toBeLessThanOrEqual(6000);
     expect(segment.queuedBytes).toBe(6000);
     const stats = (await (await exports.default.fetch("http://edgelan.test/v1/segments/budget/ports", { headers: ADMIN })).json()) as {
-      ports: Array<{ portId: number; queuedBytes: number; counters: { txFrames: number; drops: Record<string, number> } }>;
+      ports: Array<{ portId: number; queuedBytes: number; counters: { rxFrames: number; txFrames: number; drops: Record<string, number> } }>;
     };
-    const sinkStats = stats.ports.filter((p) => p.counters.txFrames > 0);
+    const sinkStats = stats.ports.filter((p) => p.counters.rxFrames === 0);
     expect(sinkStats).toHaveLength(2);
     for (const port of sinkStats) {
       expect(port.queuedBytes).toBeLessThanOrEqual(4000);
-      // Every frame forwarded to the port is queued or dropped with a reason: nothing is lost silently.
+      // Every one of the 200 frames switched to the port is queued or dropped with a reason: nothing is lost
+      // silently. None was delivered (no credit), so tx stays 0: tx counts frames handed to the port.
       const dropped = port.counters.drops["rx-queue-full"]! + port.counters.drops["segment-budget"]!;
-      expect(port.queuedBytes / 1000 + dropped).toBe(port.counters.txFrames);
+      expect(port.queuedBytes / 1000 + dropped).toBe(200);
+      expect(port.counters.txFrames).toBe(0);
     }
     expect(sinkStats.reduce((sum, p) => sum + p.counters.drops["segment-budget"]!, 0)).toBeGreaterThan(0);
     // The flood costs the credit-less ports nothing but drops: their sockets stay open.
@@ -280,7 +166,7 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
       // A fresh object over the same storage and sockets: its constructor runs again, nothing in memory survives.
       const fresh = new Segment(state, env);
       const sockets = state.getWebSockets();
-      const senderWs = sockets.find((ws) => (ws.deserializeAttachment() as PortAttachment).macs.includes(0x020000000501)) as WebSocket;
+      const senderWs = sockets.find((ws) => (ws.deserializeAttachment() as PortAttachment).port.macs.includes(0x020000000501)) as WebSocket;
       const description = await fresh.describe();
       expect(description?.ports).toHaveLength(2);
       expect(description?.forwardingTable.static).toBe(2);
@@ -293,7 +179,8 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
       const after = await fresh.portStats();
       const receiverAfter = after?.find((p) => p.portId === receiver?.portId);
       expect(receiverAfter).toMatchObject({ credits: 0, queuedFrames: 2 });
-      expect(receiverAfter?.counters.txFrames).toBe(7);
+      // tx counts frames handed to the port (protocol.md §8.4), not the 2 still queued.
+      expect(receiverAfter?.counters.txFrames).toBe(5);
     });
     const delivered = await b.rx(2);
     expect(delivered.map((f) => f[14])).toEqual([3, 4]);
@@ -312,7 +199,8 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
     await runInDurableObject(env.SEGMENTS.getByName("evicted"), async (_instance, state) => {
       const fresh = new Segment(state, env);
       const stats = await fresh.portStats();
-      const sink = stats?.find((p) => p.counters.txFrames === 3);
+      const sink = stats?.find((p) => p.counters.rxFrames === 0);
+      expect(sink?.counters.txFrames).toBe(0);
       expect(sink?.queuedFrames).toBe(0);
       expect(sink?.counters.drops.flushed).toBe(3);
       expect((await fresh.describe())?.counters.flushedOnEviction).toBe(3);

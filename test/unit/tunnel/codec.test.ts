@@ -104,7 +104,7 @@ const CASES: WireCase[] = [
   },
   { name: "ping", record: { type: "ping", seq: 1, timestamp: 1.5 }, bytes: `${ONE_RECORD} 26 00 0c 00 00 00  01 00 00 00  00 00 00 00 00 00 f8 3f` },
   { name: "pong", record: { type: "pong", seq: 1, timestamp: 1.5 }, bytes: `${ONE_RECORD} 27 00 0c 00 00 00  01 00 00 00  00 00 00 00 00 00 f8 3f` },
-  { name: "link", record: { type: "link", up: false, reason: "down" }, bytes: `${ONE_RECORD} 28 00 06 00 00 00  00 04 64 6f 77 6e` },
+  { name: "link", record: { type: "link", up: false, reason: "down" }, bytes: `${ONE_RECORD} 28 00 07 00 00 00  00 00 04 64 6f 77 6e` },
 ];
 
 function decodeOk(bytes: Uint8Array): TunnelRecord[] {
@@ -196,14 +196,14 @@ describe("tunnel codec: malformed input yields a typed error naming the problem"
     { name: "oversize tx frame", bytes: () => oversize(0x10, 2), code: "oversize-frame", mentions: "65536 bytes" },
     { name: "oversize rx frame", bytes: () => oversize(0x13, 0), code: "oversize-frame", mentions: "record 0 (rx)" },
     { name: "reason not UTF-8", bytes: () => hex(`${ONE_RECORD} 03 00 05 00 00 00 a9 0f 02 ff fe`), code: "invalid-utf8", mentions: "reason" },
-    { name: "truncated UTF-8 sequence", bytes: () => hex(`${ONE_RECORD} 28 00 03 00 00 00 01 01 c3`), code: "invalid-utf8", mentions: "record 0 (link)" },
-    { name: "overlong UTF-8", bytes: () => hex(`${ONE_RECORD} 28 00 04 00 00 00 01 02 c0 af`), code: "invalid-utf8", mentions: "reason" },
+    { name: "truncated UTF-8 sequence", bytes: () => hex(`${ONE_RECORD} 28 00 04 00 00 00 01 00 01 c3`), code: "invalid-utf8", mentions: "record 0 (link)" },
+    { name: "overlong UTF-8", bytes: () => hex(`${ONE_RECORD} 28 00 05 00 00 00 01 00 02 c0 af`), code: "invalid-utf8", mentions: "reason" },
     { name: "string length past the body", bytes: () => hex(`${ONE_RECORD} 28 00 03 00 00 00 01 05 41`), code: "bad-record-length", mentions: "reason" },
     { name: "hello with 17 MACs", bytes: () => helloWithMacCount(17), code: "too-many-macs", mentions: "17 addresses" },
     { name: "set-filter with 65 MACs", bytes: () => setFilterWithCount(65), code: "too-many-macs", mentions: "65 addresses" },
     { name: "hello with port kind 3", bytes: () => withByte(hello(), 24, 3), code: "invalid-port-kind", mentions: "port kind 3" },
     { name: "hello resume flag 2", bytes: () => withByte(hello(), 40, 2), code: "invalid-boolean", mentions: "resume flag" },
-    { name: "link up = 2", bytes: () => hex(`${ONE_RECORD} 28 00 02 00 00 00 02 00`), code: "invalid-boolean", mentions: "up must be 0 or 1" },
+    { name: "link up = 2", bytes: () => hex(`${ONE_RECORD} 28 00 03 00 00 00 02 00 00`), code: "invalid-boolean", mentions: "up must be 0 or 1" },
     { name: "welcome token of 65 bytes", bytes: () => welcomeWithToken(65), code: "token-too-long", mentions: "65 bytes" },
     { name: "stats counter above 2^53", bytes: () => statsWithHighWord(0x0020_0000), code: "counter-out-of-range", mentions: "rxFrames" },
   ];

@@ -1,6 +1,6 @@
 import { fail, ok, type Result } from "../datapath/result.ts";
 import { formatMac, parseMac } from "../datapath/mac.ts";
-import { isPortKind, type PortKind } from "../durable/config.ts";
+import { isPortKind, type PortKind } from "../datapath/port-kind.ts";
 
 /**
  * The contract between the Worker and a segment's Durable Object for a connect:

@@ -1,0 +1,128 @@
+/**
+ * The contract between the Worker and a segment's Durable Object: the RPC methods the Worker calls
+ * (`SegmentApi`), what they answer, and the bindings (`Env`). Both sides import this module and
+ * neither imports the other (eslint enforces it); the Durable Object's class implements SegmentApi.
+ */
+import type { describeCounters } from "../datapath/counters.ts";
+import type { FdbSummary } from "../datapath/fdb.ts";
+import type { PortKind } from "../datapath/port-kind.ts";
+import type { Failure } from "../datapath/result.ts";
+import type { SwitchCounters } from "../datapath/segment-switch.ts";
+
+/** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
+export interface SegmentConfig {
+  /** Largest untagged frame in bytes (Ethernet header + payload, no FCS); an 802.1Q-tagged frame may be 4 bytes longer. */
+  maxFrameSize: number;
+  /** Ports that may be connected at once; the next connect gets 503 `segment-full`. */
+  maxPorts: number;
+  /** MAC addresses the forwarding table learns behind one port. */
+  learnLimitPerPort: number;
+  /** MAC addresses the forwarding table holds for the whole segment. */
+  learnLimitPerSegment: number;
+  /** A learned MAC not seen as a source for this long is forgotten. */
+  agingSeconds: number;
+  /** Frames queued towards one port while it has no RX credit. */
+  rxQueueFrames: number;
+  /** Bytes queued towards one port while it has no RX credit. */
+  rxQueueBytes: number;
+  /** Bytes queued towards all ports together; bounded well below the 128 MB a Durable Object isolate has. */
+  segmentQueueBytes: number;
+  /** Whether a guest may connect without a join token. */
+  openJoin: boolean;
+  /** null: the segment lives until deleted. Otherwise, with no port connected for this long, it deletes itself. */
+  ttlSeconds: number | null;
+  /** When the segment was created (ISO 8601); read-only. */
+  createdAt: string;
+}
+
+/** Why a configuration patch was refused. */
+export type ConfigErrorCode = "invalid-config" | "unknown-config-field" | "invalid-config-field";
+
+/** A connected port, as the admin API shows it. */
+export interface PortInfo {
+  portId: number;
+  kind: PortKind;
+  mode: "descriptor" | "raw";
+  /** "hello" while a descriptor port negotiates, then "open". */
+  phase: "hello" | "open";
+  macs: string[];
+  remote: string;
+  /** ISO 8601. */
+  connectedSince: string;
+}
+
+export type NamedCounters = ReturnType<typeof describeCounters>;
+
+/** One port's counters, as `GET /v1/segments/:name/ports` shows them. */
+export interface PortStats {
+  portId: number;
+  kind: PortKind;
+  mode: "descriptor" | "raw";
+  counters: NamedCounters;
+  /** RX credits posted and not yet used (descriptor ports; null for raw ports). */
+  credits: number | null;
+  queuedFrames: number;
+  queuedBytes: number;
+}
+
+/** Segment-wide counters the relay keeps (what is not one port's traffic). */
+export interface RelayCounters {
+  portsAccepted: number;
+  portsClosed: number;
+  hellosRefused: number;
+  sessionsResumed: number;
+  malformedMessages: number;
+  protocolErrors: number;
+  windowOverruns: number;
+}
+
+/** Segment-wide counters: the sum over connected ports, plus what only the segment sees. */
+export interface SegmentCounters extends RelayCounters, SwitchCounters {
+  /** Times the object was (re)constructed: creation, wakes from hibernation, restarts. */
+  instanceStarts: number;
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  dropped: number;
+}
+
+/** What `GET /v1/segments/:name` shows. */
+export interface SegmentDescription {
+  name: string;
+  config: SegmentConfig;
+  ports: PortInfo[];
+  forwardingTable: FdbSummary;
+  counters: SegmentCounters;
+  queuedBytes: number;
+}
+
+export type ConfigureOutcome =
+  | { ok: true; created: boolean; config: SegmentConfig }
+  | { ok: false; error: Failure<ConfigErrorCode | "segment-name-mismatch"> };
+
+/** The Durable Object's RPC surface, as the Worker calls it (besides `fetch` for a connect). */
+export interface SegmentApi extends Rpc.DurableObjectBranded {
+  /** Whether the segment has been created (and not deleted). */
+  exists(): Promise<boolean>;
+  /** Creates the segment (defaults + `patch`) or applies `patch`; `name` must match a stored name. */
+  configure(name: string, patch: unknown): Promise<ConfigureOutcome>;
+  /** Settings, ports, forwarding-table summary and counters; null when the segment does not exist. */
+  describe(): Promise<SegmentDescription | null>;
+  /** Per-port counters; null when the segment does not exist. */
+  portStats(): Promise<PortStats[] | null>;
+  /** Disconnects every port (close code 4010) and erases the segment; null when it does not exist. */
+  destroy(): Promise<{ portsClosed: number } | null>;
+  fetch(request: Request): Promise<Response>;
+}
+
+/** The Worker's bindings, typed once. */
+export interface Env {
+  SEGMENTS: DurableObjectNamespace<SegmentApi>;
+  /** Admin bearer token for the management API (`wrangler secret put`, or `.dev.vars` locally). */
+  EDGELAN_ADMIN_TOKEN?: string;
+  /** HMAC key for join tokens; falls back to the admin token when unset. */
+  EDGELAN_TOKEN_SECRET?: string;
+  /** "1" only when started by `npm start` without an admin token: explicit open development mode. */
+  EDGELAN_DEV_MODE?: string;
+}

@@ -1,0 +1,67 @@
+/**
+ * Egress: one frame to one port, through what the port negotiated and posted.
+ * A port whose limits are narrower than the segment's (no LargeFrames, no Vlan)
+ * does not get frames it could not have sent either, counted as it would be on
+ * ingress (`oversize`, `malformed`). A descriptor port takes the frame with a
+ * credit, queues it, or drops it with a counted reason; a raw port gets it as one
+ * message; a service gets a call. `tx` counts frames actually handed over.
+ */
+import { countDrop, DropReason } from "./counters.ts";
+import { ETH_TYPE, maxFrameSizeFor, TPID_8021Q } from "./ethernet.ts";
+import type { SwitchPort } from "./switch-port.ts";
+import { RxFlag, VNET_HEADER_BYTES } from "./tunnel/constants.ts";
+
+/** Delivers `frame` to `port` with RX `flags`; `exempt`: a super-frame passed as is (not bound by frame limits). */
+export function deliverFrame(port: SwitchPort, frame: Uint8Array, flags: number, segmentMax: number, exempt: boolean, services: ServiceCall): void {
+  if (port.restricted && !exempt) {
+    const refused = refusal(port, frame, segmentMax);
+    if (refused !== 0) {
+      countDrop(port.state.counters, refused);
+      port.touch("counters");
+      return;
+    }
+  }
+  if (port.mode === "descriptor") deliverDescriptor(port, frame, flags);
+  else if (port.mode === "raw") deliverRaw(port, frame);
+  else services.deliver(port, frame);
+}
+
+/** Calls into a service port (owned by the switch, which bounds what the service emits). */
+export interface ServiceCall {
+  deliver(port: SwitchPort, frame: Uint8Array): void;
+}
+
+/** Why a port that lacks LargeFrames or Vlan cannot take `frame`, or 0. */
+function refusal(port: SwitchPort, frame: Uint8Array, segmentMax: number): DropReason | 0 {
+  const tagged = frame.length >= ETH_TYPE + 2 && frame[ETH_TYPE] === TPID_8021Q >> 8 && frame[ETH_TYPE + 1] === (TPID_8021Q & 0xff);
+  if (tagged && !port.vlan) return DropReason.Malformed;
+  return frame.length > maxFrameSizeFor(port.maxFrameSize(segmentMax), tagged) ? DropReason.Oversize : 0;
+}
+
+/** Counts one frame handed to the port (its Ethernet bytes: a virtio-net header is never counted). */
+export function countTx(port: SwitchPort, frame: Uint8Array, flags: number): void {
+  const counters = port.state.counters;
+  counters.txFrames++;
+  counters.txBytes += (flags & RxFlag.VnetHeader) === 0 ? frame.length : frame.length - VNET_HEADER_BYTES;
+}
+
+/** A credit takes it now (an RX record), or it waits in the bounded queue, or it is dropped and counted. */
+function deliverDescriptor(port: SwitchPort, frame: Uint8Array, flags: number): void {
+  const ledger = port.ledger;
+  if (ledger === null) return;
+  const verdict = ledger.offer(frame, flags);
+  if (verdict === "delivered-now") {
+    (port.output as NonNullable<SwitchPort["output"]>).addRx(flags, frame);
+    countTx(port, frame, flags);
+  } else if (verdict !== "queued") {
+    countDrop(port.state.counters, verdict);
+  }
+  port.touch("state");
+}
+
+/** One frame per message, sent at once (the runtime's socket buffer is the queue); a refused send counts as flushed. */
+function deliverRaw(port: SwitchPort, frame: Uint8Array): void {
+  if (port.sink.send(frame)) countTx(port, frame, 0);
+  else countDrop(port.state.counters, DropReason.Flushed);
+  port.touch("counters");
+}

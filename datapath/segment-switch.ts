@@ -1,0 +1,520 @@
+/**
+ * The segment switch: the whole data plane of one segment, with no platform in
+ * it. A port's TX batch goes through the Bridge (ingress checks, learning, the
+ * forwarding decision), each copy to its destination through that port's
+ * limits, RX credits and queue (GSO super-frames cut in software for ports
+ * without Gso), and every TX id of the sender gets one completion. Services
+ * (DHCP, ARP proxy, DNS) are ports too: frames switched to them are calls, and
+ * what they emit is switched after the batch as if their port had sent it.
+ *
+ * Counters have one writer each: the switch counts every port's rx, tx and
+ * drops (`sent = delivered + dropped` per port: rxFrames = forwarded + ingress
+ * drops), and the segment-level `flushed` and `suppressed`.
+ *
+ * The switch reaches the platform only through each port's PortSink (outgoing
+ * bytes, "state changed"). `flush()` at the end of each platform event sends one
+ * message per touched descriptor port and reports the changes to persist.
+ */
+import { Bridge, deliveryFlag, deliveryIndex, ForwardOutcome, type BridgeConfig, type ReceiveFilter } from "./bridge.ts";
+import { countDrop, DropReason, newPortCounters } from "./counters.ts";
+import { countTx, deliverFrame, type ServiceCall } from "./egress.ts";
+import { ETH_SOURCE } from "./ethernet.ts";
+import type { FdbSummary } from "./fdb.ts";
+import { formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "./mac.ts";
+import { fail, ok, type Result } from "./result.ts";
+import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "./service-port.ts";
+import { SwitchPort, type PortSink, type SwitchPortMode, type SwitchPortState } from "./switch-port.ts";
+import { TxBatch } from "./tx-batch.ts";
+import { AckStatus, MAX_FILTER_MACS, MAX_MACS_PER_PORT, RxFlag } from "./tunnel/constants.ts";
+import type { TunnelRecord } from "./tunnel/records.ts";
+import { RxCreditLedger, SegmentQueueBudget, type RxPostErrorCode } from "./tunnel/rx-credits.ts";
+import { TxBatchGuard, type TxOverrunCode } from "./tunnel/tx-window.ts";
+
+/** A segment's switching settings. */
+export interface SwitchConfig extends BridgeConfig {
+  /** Frames queued towards one port without credit (the most a HELLO's rxQueue gets). */
+  rxQueueFrames: number;
+  /** Bytes queued towards one port without credit. */
+  rxQueueBytes: number;
+  /** Bytes queued towards all ports together. */
+  segmentQueueBytes: number;
+}
+
+/** Segment-level counters the switch owns. */
+export interface SwitchCounters {
+  /** Frames still queued for a port when it closed or the segment was evicted (also counted `flushed` on the port). */
+  flushed: number;
+  /** The part of `flushed` lost to an eviction (counted when the segment wakes). */
+  flushedOnEviction: number;
+  /** Broadcast frames a service answered in place of flooding them (ARP proxy). */
+  suppressed: number;
+}
+
+/** A control request's answer: an AckStatus and a reason. */
+export interface ControlAnswer {
+  status: number;
+  reason: string;
+}
+
+/** Rounds of service output switched after one batch: frames emitted in reply to emitted frames, at most this deep. */
+export const MAX_SERVICE_ROUNDS = 4;
+
+/** Bridge flags and RX flags agree bit for bit (Flooded 0x01, Mirrored 0x02), so a delivery flag is the RX flag. */
+const RX_FLAG_OF_DELIVERY = RxFlag.Flooded | RxFlag.Mirrored;
+
+/** A frame a service emitted, waiting to be switched after the current batch. */
+interface Emitted {
+  readonly port: SwitchPort;
+  readonly frame: Uint8Array;
+}
+
+export class SegmentSwitch {
+  readonly counters: SwitchCounters = { flushed: 0, flushedOnEviction: 0, suppressed: 0 };
+  /** Set when `counters` changed since the owner last stored them. */
+  countersChanged = false;
+  private config: SwitchConfig;
+  private readonly bridge: Bridge;
+  private readonly budget: SegmentQueueBudget;
+  private readonly ports = new Map<number, SwitchPort>();
+  private readonly outcome = new ForwardOutcome();
+  private readonly batch = new TxBatch();
+  private readonly serviceBatch = new TxBatch();
+  private readonly guard = new TxBatchGuard();
+  private readonly touched = new Set<SwitchPort>();
+  private emitted: Emitted[] = [];
+  private readonly services: SwitchPort[] = [];
+  private readonly serviceCall: ServiceCall = { deliver: (port, frame) => this.callService(port, frame) };
+
+  /** @param clock ms; read once per batch */
+  constructor(config: SwitchConfig, private readonly clock: () => number) {
+    this.config = { ...config };
+    this.bridge = new Bridge(config, clock);
+    this.budget = new SegmentQueueBudget(config.segmentQueueBytes);
+  }
+
+  /** Applies new settings; connected ports stay. */
+  reconfigure(config: SwitchConfig): void {
+    this.config = { ...config };
+    this.bridge.reconfigure(config);
+    this.budget.setLimit(config.segmentQueueBytes);
+  }
+
+  // ---- ports ------------------------------------------------------------------
+
+  /**
+   * Adds a port in its current state (not switching until `open`). A restored state with credits gets its
+   * ledger back, and frames that were queued when the segment was evicted are counted as flushed.
+   */
+  attach(id: number, mode: SwitchPortMode, state: SwitchPortState, sink: PortSink): SwitchPort {
+    const port = new SwitchPort(id, mode, state, sink);
+    if (state.credits !== null) {
+      port.ledger = RxCreditLedger.restore(state.credits, this.budget);
+      this.countFlushed(port, port.ledger.flush(), true);
+    }
+    port.output?.restoreHeld(state.heldCompletions);
+    this.ports.set(id, port);
+    return port;
+  }
+
+  /**
+   * Starts switching a port: registers its MACs with the bridge (all or nothing). A descriptor port
+   * gets its RX ledger (queue of `queueFrames`, 0 = drop at once) unless it was restored with one.
+   */
+  open(port: SwitchPort, queueFrames = 0): Result<void, "mac-taken" | "invalid-mac" | "port-exists"> {
+    const { state } = port;
+    port.applyFeatures();
+    const added = this.bridge.addPort(port.id, {
+      kind: state.kind, macs: state.macs, filter: state.filter, learnLimit: this.config.learnLimitPerPort,
+      maxFrameSize: port.frameCap === Infinity ? undefined : port.frameCap, vlan: port.vlan,
+    });
+    if (!added.ok) return added;
+    port.open = true;
+    if (port.mode === "descriptor" && port.ledger === null) {
+      port.ledger = new RxCreditLedger({ maxQueueFrames: queueFrames, maxQueueBytes: this.config.rxQueueBytes }, this.budget);
+    }
+    port.touch("state");
+    this.touched.add(port);
+    return ok(undefined);
+  }
+
+  /** Removes a port: frames still queued for it are counted flushed (on the port and the segment). Returns the port. */
+  detach(id: number): SwitchPort | undefined {
+    const port = this.ports.get(id);
+    if (port === undefined) return undefined;
+    this.ports.delete(id);
+    if (port.open) this.bridge.removePort(id);
+    port.open = false;
+    if (port.ledger !== null) this.countFlushed(port, port.ledger.flush(), false);
+    this.touched.delete(port);
+    const serviceIndex = this.services.indexOf(port);
+    if (serviceIndex >= 0) {
+      this.services.splice(serviceIndex, 1);
+      this.installInterceptor();
+    }
+    return port;
+  }
+
+  /** Adds a service as a port with static MACs (the service's own), switched like a member port. */
+  addService(id: number, service: ServicePort): Result<SwitchPort, "mac-taken" | "invalid-mac" | "port-exists"> {
+    if (this.ports.has(id)) return fail("port-exists", `port ${id} is already attached`);
+    const macs = service.macs.map((bytes) => macKeyAt(bytes, 0));
+    const state: SwitchPortState = {
+      kind: "member", macs, filter: { promiscuous: false, allMulticast: false, multicast: [] }, features: 0, txWindow: 0,
+      credits: null, counters: newPortCounters(), heldCompletions: [],
+    };
+    const port = new SwitchPort(id, "service", state, { send: () => false, changed: () => undefined }, service);
+    this.ports.set(id, port);
+    const opened = this.open(port);
+    if (!opened.ok) {
+      this.ports.delete(id);
+      return opened;
+    }
+    this.services.push(port);
+    this.installInterceptor();
+    return ok(port);
+  }
+
+  /** The port with this id, if attached. */
+  port(id: number): SwitchPort | undefined {
+    return this.ports.get(id);
+  }
+
+  /** Every attached port. */
+  allPorts(): IterableIterator<SwitchPort> {
+    return this.ports.values();
+  }
+
+  /** Bytes queued for ports without credit, segment-wide. */
+  get queuedBytes(): number {
+    return this.budget.usedBytes;
+  }
+
+  // ---- data ---------------------------------------------------------------------
+
+  /** Starts collecting a TX batch from `port`; add descriptors with `addTx` on the returned batch, then call `transmit`. */
+  beginTx(port: SwitchPort | null): TxBatch {
+    this.batch.begin(port?.gso ?? false);
+    return this.batch;
+  }
+
+  /**
+   * Switches the batch collected since `beginTx` and completes every id (the window check first: more
+   * TX than the granted window, or an id twice, is an overrun and nothing is switched).
+   */
+  transmit(port: SwitchPort): Result<void, TxOverrunCode> {
+    const batch = this.batch;
+    const guarded = this.guard.check(batch.ids, port.state.txWindow);
+    if (!guarded.ok) return guarded;
+    if (batch.length === 0) return ok(undefined);
+    this.switchBatch(port, batch);
+    const output = port.output;
+    if (output !== null) {
+      const verdicts = this.outcome.verdicts;
+      const ids = batch.ids;
+      for (let i = 0; i < ids.length; i++) output.completions.push(ids[i] as number, verdicts[i] as number);
+      output.endBatch();
+    }
+    this.touched.add(port);
+    this.runServices();
+    return ok(undefined);
+  }
+
+  /** One frame from a raw port: a member without MACs claims the source of its first frame (it cannot say HELLO). */
+  rawFrame(port: SwitchPort, frame: Uint8Array): void {
+    if (port.state.kind === "member" && port.state.macs.length === 0) this.claimSource(port, frame);
+    const batch = this.batch;
+    batch.begin(false);
+    batch.addFrame(frame);
+    this.switchBatch(port, batch);
+    this.touched.add(port);
+    this.runServices();
+  }
+
+  /** New credits: queued frames go out first, oldest first. A post the protocol forbids changes nothing. */
+  postCredits(port: SwitchPort, count: number, bufferSize: number): Result<void, RxPostErrorCode> {
+    const ledger = port.ledger as RxCreditLedger;
+    const posted = ledger.post(count, bufferSize);
+    if (!posted.ok) return posted;
+    const drained = ledger.drain();
+    const output = port.output as NonNullable<SwitchPort["output"]>;
+    for (let i = 0; i < drained.frames.length; i++) {
+      const frame = drained.frames[i] as Uint8Array;
+      const flags = drained.flags[i] as number;
+      output.addRx(flags, frame);
+      countTx(port, frame, flags);
+    }
+    for (const reason of drained.dropped) countDrop(port.state.counters, reason);
+    port.touch("state");
+    this.touched.add(port);
+    return ok(undefined);
+  }
+
+  /**
+   * A message from a descriptor port was applied. Under LazyCompletions, a message without TX records
+   * is answered with the completions held so far (protocol.md §6.3 rule 2a).
+   */
+  endMessage(port: SwitchPort, hadTx: boolean): void {
+    if (!hadTx && port.output !== null && port.output.heldIds > 0) {
+      port.output.releaseHeld();
+      this.touched.add(port);
+    }
+  }
+
+  /** Queues a control record for the port's next message (held completions go first). */
+  reply(port: SwitchPort, record: TunnelRecord): void {
+    port.output?.add(record);
+    this.touched.add(port);
+  }
+
+  /** Sends one message per touched descriptor port and reports each port's change to its sink. */
+  flush(): void {
+    for (const port of this.touched) {
+      port.output?.flush();
+      const change = port.takeChange();
+      if (change !== null) port.sink.changed(change);
+    }
+    this.touched.clear();
+  }
+
+  /** Sends what a port holds now, held completions included (before its socket is closed). */
+  flushPort(port: SwitchPort): void {
+    if (port.output === null) return;
+    port.output.releaseHeld();
+    port.output.flush();
+  }
+
+  // ---- control ------------------------------------------------------------------
+
+  /** Replaces a port's receive filter. */
+  setFilter(port: SwitchPort, filter: ReceiveFilter): ControlAnswer {
+    if (filter.multicast.length > MAX_FILTER_MACS) {
+      return { status: AckStatus.TooManyMacs, reason: `the multicast list holds at most ${MAX_FILTER_MACS} addresses` };
+    }
+    port.state.filter = { promiscuous: filter.promiscuous, allMulticast: filter.allMulticast, multicast: [...filter.multicast] };
+    this.bridge.setFilter(port.id, port.state.filter);
+    this.changed(port);
+    return { status: AckStatus.Ok, reason: "filter set" };
+  }
+
+  /** Registers another MAC on the port; `allowed` is the token binding (null: any). */
+  addMac(port: SwitchPort, mac: MacKey, allowed: readonly MacKey[] | null): ControlAnswer {
+    const { state } = port;
+    if (state.kind === "monitor") return { status: AckStatus.NotPermitted, reason: "a monitor port cannot own MACs" };
+    if (state.macs.includes(mac)) return { status: AckStatus.Ok, reason: `${formatMac(mac)} is already registered` };
+    if (state.macs.length >= MAX_MACS_PER_PORT) return { status: AckStatus.TooManyMacs, reason: `a port owns at most ${MAX_MACS_PER_PORT} MACs` };
+    const refusal = macRefusal(allowed, [mac]);
+    if (refusal !== null) return refusal;
+    const added = this.bridge.addMac(port.id, mac);
+    if (!added.ok) return { status: added.error.code === "mac-taken" ? AckStatus.MacTaken : AckStatus.InvalidMac, reason: added.error.message };
+    state.macs.push(mac);
+    this.changed(port);
+    return { status: AckStatus.Ok, reason: `${formatMac(mac)} registered` };
+  }
+
+  /** Unregisters a MAC from the port. */
+  removeMac(port: SwitchPort, mac: MacKey): ControlAnswer {
+    const index = port.state.macs.indexOf(mac);
+    if (index < 0) return { status: AckStatus.UnknownMac, reason: `${formatMac(mac)} is not registered on this port` };
+    this.bridge.removeMac(port.id, mac);
+    port.state.macs.splice(index, 1);
+    this.changed(port);
+    return { status: AckStatus.Ok, reason: `${formatMac(mac)} removed` };
+  }
+
+  // ---- maintenance and views ----------------------------------------------------
+
+  /** Ages the forwarding table (the alarm calls this). */
+  age(): void {
+    this.bridge.ageOut();
+  }
+
+  /** When the next learned entry expires, if any. */
+  nextAgingDeadline(): number | undefined {
+    return this.bridge.nextAgingDeadline();
+  }
+
+  /** The forwarding table summary. */
+  fdbSummary(): FdbSummary {
+    return this.bridge.fdbSummary();
+  }
+
+  /** Whether a MAC is registered on some port (for resume: only free MACs come back). */
+  macOwner(mac: MacKey): number | undefined {
+    for (const port of this.ports.values()) if (port.open && port.state.macs.includes(mac)) return port.id;
+    return undefined;
+  }
+
+  // ---- the switching pass -------------------------------------------------------
+
+  /** Forwards a batch from `port`, counts it, and delivers every copy. */
+  private switchBatch(port: SwitchPort, batch: TxBatch): void {
+    const out = this.outcome;
+    this.bridge.forward(port.id, batch.frames, out, batch.marked > 0 ? batch.marks : null);
+    this.countIngress(port, batch);
+    if (out.suppressed > 0) this.bump("suppressed", out.suppressed);
+    const egress = out.egressPorts();
+    for (let p = 0; p < egress.length; p++) {
+      const dest = this.ports.get(egress[p] as number);
+      if (dest !== undefined) this.deliverBatch(dest, out.deliveriesFor(dest.id), batch);
+    }
+  }
+
+  /** rx for every frame of the batch (dropped too), and each ingress drop by reason. */
+  private countIngress(port: SwitchPort, batch: TxBatch): void {
+    const counters = port.state.counters;
+    const frames = batch.frames;
+    let bytes = 0;
+    for (let i = 0; i < frames.length; i++) bytes += (frames[i] as Uint8Array).length;
+    counters.rxFrames += frames.length;
+    counters.rxBytes += bytes;
+    if (this.outcome.dropped > 0) {
+      const verdicts = this.outcome.verdicts;
+      for (let i = 0; i < verdicts.length; i++) {
+        const verdict = verdicts[i] as number;
+        if (verdict !== 0) countDrop(counters, verdict as DropReason);
+      }
+    }
+    port.touch("counters");
+  }
+
+  /** Every copy of the batch for one destination, in ingress order. */
+  private deliverBatch(dest: SwitchPort, deliveries: readonly number[], batch: TxBatch): void {
+    const frames = batch.frames;
+    const max = this.config.maxFrameSize;
+    this.touched.add(dest);
+    for (let d = 0; d < deliveries.length; d++) {
+      const delivery = deliveries[d] as number;
+      const index = deliveryIndex(delivery);
+      const flags = deliveryFlag(delivery) & RX_FLAG_OF_DELIVERY;
+      const header = batch.superHeader(index);
+      if (header === null) {
+        deliverFrame(dest, frames[index] as Uint8Array, flags, max, false, this.serviceCall);
+      } else if (dest.gso) {
+        deliverFrame(dest, concat(header, frames[index] as Uint8Array), flags | RxFlag.VnetHeader, max, true, this.serviceCall);
+      } else {
+        const segments = batch.segmentsOf(index);
+        // checkOffload accepted it at ingress, so it always cuts; count it as malformed if it ever does not.
+        if (segments.length === 0) countDrop(dest.state.counters, DropReason.Malformed);
+        for (const segment of segments) deliverFrame(dest, segment, flags, max, false, this.serviceCall);
+      }
+    }
+  }
+
+  /** A raw member registers the source MAC of its first frame (if usable and free) and is locked to it. */
+  private claimSource(port: SwitchPort, frame: Uint8Array): void {
+    if (frame.length < ETH_SOURCE + 6) return;
+    const source = macKeyAt(frame, ETH_SOURCE);
+    if (!isUsableUnicastMac(source) || !this.bridge.addMac(port.id, source).ok) return;
+    port.state.macs.push(source);
+    this.changed(port);
+  }
+
+  // ---- services -----------------------------------------------------------------
+
+  /** A frame switched to a service port: counted as tx, then handed to the service. */
+  private callService(port: SwitchPort, frame: Uint8Array): void {
+    countTx(port, frame, 0);
+    const service = port.service as ServicePort;
+    service.deliver(frame, this.clock(), this.emitterFor(port));
+  }
+
+  /** Hooks the services' intercept() into the bridge's flood path (or removes the hook when none has one). */
+  private installInterceptor(): void {
+    const intercepting = this.services.filter((port) => port.service?.intercept !== undefined);
+    if (intercepting.length === 0) {
+      this.bridge.setBroadcastInterceptor(null);
+      return;
+    }
+    this.bridge.setBroadcastInterceptor((frame, ingress) => {
+      for (const port of intercepting) {
+        if (port.id === ingress) continue;
+        const service = port.service as ServicePort;
+        if (service.intercept?.(frame, ingress, this.clock(), this.emitterFor(port)) === true) return true;
+      }
+      return false;
+    });
+  }
+
+  /**
+   * The EmitFrame for one call into a service: copies each frame for switching after the batch; past
+   * MAX_SERVICE_FRAMES_PER_CALL frames it counts them received and dropped (`rate-limited`) on the service's port.
+   */
+  private emitterFor(port: SwitchPort): EmitFrame {
+    let left = MAX_SERVICE_FRAMES_PER_CALL;
+    return (frame) => {
+      if (left-- > 0) {
+        this.emitted.push({ port, frame: frame.slice() });
+        return;
+      }
+      const counters = port.state.counters;
+      counters.rxFrames++;
+      counters.rxBytes += frame.length;
+      countDrop(counters, DropReason.RateLimited);
+    };
+  }
+
+  /**
+   * Switches what services emitted, each service's frames as one batch from its port, after the batch
+   * that caused them. What they emit in turn goes in the next round; after MAX_SERVICE_ROUNDS rounds the
+   * rest is dropped (counted `rate-limited` on the emitting port), so services can never loop.
+   */
+  private runServices(): void {
+    for (let round = 0; round < MAX_SERVICE_ROUNDS && this.emitted.length > 0; round++) {
+      const pending = this.emitted;
+      this.emitted = [];
+      for (const port of this.services) {
+        const batch = this.serviceBatch;
+        batch.begin(false);
+        for (const item of pending) if (item.port === port) batch.addFrame(item.frame);
+        if (batch.length > 0 && port.open) this.switchBatch(port, batch);
+      }
+    }
+    for (const { port, frame } of this.emitted) {
+      const counters = port.state.counters;
+      counters.rxFrames++;
+      counters.rxBytes += frame.length;
+      countDrop(counters, DropReason.RateLimited);
+    }
+    this.emitted = [];
+  }
+
+  // ---- counting -----------------------------------------------------------------
+
+  private countFlushed(port: SwitchPort, frames: number, eviction: boolean): void {
+    if (frames === 0) return;
+    const drops = port.state.counters.drops;
+    drops[DropReason.Flushed] = (drops[DropReason.Flushed] ?? 0) + frames;
+    this.bump("flushed", frames);
+    if (eviction) this.bump("flushedOnEviction", frames);
+    port.touch("state");
+    this.touched.add(port);
+  }
+
+  private bump(counter: keyof SwitchCounters, by: number): void {
+    this.counters[counter] += by;
+    this.countersChanged = true;
+  }
+
+  private changed(port: SwitchPort): void {
+    port.touch("state");
+    this.touched.add(port);
+  }
+}
+
+/** Why these MACs may not be registered under a token binding (`allowed`, null: any), or null. */
+export function macRefusal(allowed: readonly MacKey[] | null, macs: readonly MacKey[]): ControlAnswer | null {
+  if (macs.length > MAX_MACS_PER_PORT) return { status: AckStatus.TooManyMacs, reason: `a port owns at most ${MAX_MACS_PER_PORT} MACs` };
+  for (const mac of macs) {
+    if (!isUsableUnicastMac(mac)) return { status: AckStatus.InvalidMac, reason: `${formatMac(mac)} is not a usable unicast MAC` };
+    if (allowed !== null && !allowed.includes(mac)) return { status: AckStatus.Policy, reason: `${formatMac(mac)} is not among the MACs the join token allows` };
+  }
+  return null;
+}
+
+/** A new buffer holding `a` then `b`. */
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
