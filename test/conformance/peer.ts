@@ -56,6 +56,17 @@ export async function describeSegment(name: string): Promise<{ counters: Record<
   return (await (await exports.default.fetch(`${BASE}/v1/segments/${name}`, { headers: ADMIN })).json()) as never;
 }
 
+/** Reads `read()` until `done` holds for its value (or WAIT_MS passed); returns the last value read. */
+export async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + WAIT_MS;
+  let value = await read();
+  while (!done(value) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    value = await read();
+  }
+  return value;
+}
+
 /** One port as GET /v1/segments/:name/ports shows it. */
 export interface PortView {
   portId: number;
