@@ -1,27 +1,17 @@
 // docs/protocol.md §8 (control records: filters, MACs, acks, stats, ping/pong, link), against the real segment.
 import { describe, expect, it } from "vitest";
 import { exports } from "cloudflare:workers";
-import { Ack, ADMIN, BASE, BROADCAST, createSegment, F, frame, joinToken, mac, Peer, Status } from "./peer.ts";
+import { Ack, ADMIN, BASE, BROADCAST, freshSegment, F, frame, joinToken, mac, Peer, Status } from "./peer.ts";
 
-let segments = 0;
-async function freshSegment(config: Record<string, unknown> = {}): Promise<string> {
-  const name = `ctl-${++segments}`;
-  await createSegment(name, config);
-  return name;
-}
 
-async function settle(peer: Peer, seq = 99): Promise<void> {
-  peer.send([{ type: "ping", seq, timestamp: 0 }]);
-  await peer.next("pong");
-}
 
 /** Sender A (0x01) and receiver B (0x02, 16 credits, `features`) on a fresh segment. */
 async function pair(bFeatures = 0): Promise<{ segment: string; a: Peer; b: Peer }> {
   const segment = await freshSegment();
   const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: F.Coalesced });
   const { peer: b } = await Peer.join(segment, { macs: [mac(2)], features: bFeatures });
-  b.post(16);
-  await settle(b);
+  await b.post(16);
+  await b.settle();
   return { segment, a, b };
 }
 
@@ -29,7 +19,7 @@ async function pair(bFeatures = 0): Promise<{ segment: string; a: Peer; b: Peer 
 async function deliveredMarkers(a: Peer, b: Peer, frames: Uint8Array[]): Promise<number[]> {
   a.send(frames.map((f, i) => ({ type: "tx", id: i, flags: 0, frame: f })));
   await a.completions(frames.length);
-  await settle(b);
+  await b.settle();
   return b.take("rx").map((r) => r.frame[14] as number);
 }
 
@@ -138,7 +128,7 @@ describe("§8.4 stats", () => {
     const segment = await freshSegment();
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: F.Stats | F.Coalesced });
     const { peer: b } = await Peer.join(segment, { macs: [mac(2)] });
-    b.post(8);
+    await b.post(8);
     a.send([
       { type: "tx", id: 0, flags: 0, frame: frame(mac(2), mac(1)) },
       { type: "tx", id: 1, flags: 0, frame: frame(mac(2), mac(9)) },
@@ -165,7 +155,7 @@ describe("§8.4 stats", () => {
     b.send([{ type: "stats-request", seq: 1 }]);
     const queued = await b.next("stats-reply");
     expect([queued.queuedFrames, queued.counters.txFrames]).toEqual([3, 0]);
-    b.post(8);
+    await b.post(8);
     await b.collect("rx", 3);
     b.send([{ type: "stats-request", seq: 2 }]);
     const delivered = await b.next("stats-reply");

@@ -1,20 +1,10 @@
 // docs/protocol.md §10 (feature bits): what LargeFrames and Vlan change, against the real segment.
 import { describe, expect, it } from "vitest";
-import { BROADCAST, createSegment, F, frame, mac, Peer, portView, Status, taggedFrame } from "./peer.ts";
+import { BROADCAST, freshSegment, F, frame, mac, Peer, portView, Status, taggedFrame } from "./peer.ts";
 
-let segments = 0;
-async function freshSegment(config: Record<string, unknown>): Promise<string> {
-  const name = `feat-${++segments}`;
-  await createSegment(name, config);
-  return name;
-}
 
 const JUMBO = { maxFrameSize: 9000, rxQueueBytes: 1 << 20 };
 
-async function settle(peer: Peer): Promise<void> {
-  peer.send([{ type: "ping", seq: 3, timestamp: 0 }]);
-  await peer.next("pong");
-}
 
 /** Sends one frame from `sender` and returns its completion status. */
 async function statusOf(sender: Peer, f: Uint8Array, id = 0): Promise<number> {
@@ -38,7 +28,7 @@ describe("§10 LargeFrames", () => {
     const segment = await freshSegment(JUMBO);
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });
     const { peer: b } = await Peer.join(segment, { macs: [mac(2)], features: F.LargeFrames });
-    b.post(4, 9018);
+    await b.post(4, 9018);
     expect(await statusOf(a, frame(mac(2), mac(1), 0, 1515))).toBe(Status.Oversize);
     a.close();
     b.close();
@@ -49,12 +39,12 @@ describe("§10 LargeFrames", () => {
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: F.LargeFrames });
     const { peer: large } = await Peer.join(segment, { macs: [mac(2)], features: F.LargeFrames });
     const { peer: plain, welcome } = await Peer.join(segment, { macs: [mac(3)] });
-    large.post(4, 9018);
-    plain.post(4, 9018);
-    await settle(plain);
+    await large.post(4, 9018);
+    await plain.post(4, 9018);
+    await plain.settle();
     expect(await statusOf(a, frame(BROADCAST, mac(1), 7, 4000))).toBe(Status.Ok);
     expect((await large.next("rx")).frame.length).toBe(4000);
-    await settle(plain);
+    await plain.settle();
     expect(plain.take("rx")).toEqual([]);
     expect((await portView(segment, welcome.portId)).counters.drops["rx-buffer-too-small"]).toBe(1);
     for (const p of [a, large, plain]) p.close();
@@ -66,7 +56,7 @@ describe("§10 Vlan", () => {
     const segment = await freshSegment({});
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });
     const { peer: b } = await Peer.join(segment, { macs: [mac(2)], features: F.Vlan });
-    b.post(4);
+    await b.post(4);
     expect(await statusOf(a, taggedFrame(mac(2), mac(1), 10))).toBe(Status.Malformed);
     a.close();
     b.close();
@@ -77,13 +67,13 @@ describe("§10 Vlan", () => {
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: F.Vlan });
     const { peer: tagged } = await Peer.join(segment, { macs: [mac(2)], features: F.Vlan });
     const { peer: plain } = await Peer.join(segment, { macs: [mac(3)] });
-    tagged.post(4);
-    plain.post(4);
-    await settle(plain);
+    await tagged.post(4);
+    await plain.post(4);
+    await plain.settle();
     expect(await statusOf(a, taggedFrame(BROADCAST, mac(1), 10, 5, 1518))).toBe(Status.Ok);
     const rx = await tagged.next("rx");
     expect([rx.frame.length, rx.frame[12], rx.frame[13]]).toEqual([1518, 0x81, 0x00]);
-    await settle(plain);
+    await plain.settle();
     expect(plain.take("rx")).toEqual([]);
     // Untagged frames still reach both.
     expect(await statusOf(a, frame(BROADCAST, mac(1), 6), 1)).toBe(Status.Ok);

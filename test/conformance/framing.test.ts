@@ -8,10 +8,15 @@ import { BROADCAST, createSegment, frame, header, mac, Peer } from "./peer.ts";
 const SEGMENT = "framing";
 await createSegment(SEGMENT);
 
+/** The first 16 bytes of a HELLO body (§5.1): versions 1..1, no features, window 1, `kind`, `macCount`, rxQueue 0. */
+function helloFixed(kind: number, macCount: number): number[] {
+  return [1, 0, 1, 0, 0, 0, 0, 0, 1, 0, kind, macCount, 0, 0, 0, 0];
+}
+
 /** A fresh open port (after WELCOME, with credits) to send a bad message on. */
 async function openPort(n: number): Promise<Peer> {
   const { peer } = await Peer.join(SEGMENT, { macs: [mac(n)] });
-  peer.post(16);
+  await peer.post(16);
   return peer;
 }
 
@@ -63,6 +68,16 @@ describe("§4 message layout", () => {
     { name: "zero-count", bytes: () => Uint8Array.from([...header(1), 0x11, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0]), code: 4000 },
     // A hello record in an open session whose clientName is the lone byte 0xff (not UTF-8).
     { name: "invalid-utf8", bytes: () => Uint8Array.from([...header(1), 0x01, 0, 20, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0]), code: 4000 },
+    // A hello with macCount 17 (the field allows 16).
+    { name: "too-many-macs (a HELLO with 17 MACs)", bytes: () => Uint8Array.from([...header(1), 0x01, 0, 121, 0, 0, 0, ...helloFixed(0, 17), ...new Array(17 * 6).fill(2), 0, 0, 0]), code: 4000 },
+    { name: "too-many-macs (a set-filter with 65 groups)", bytes: () => Uint8Array.from([...header(1), 0x20, 0, 0x8d, 1, 0, 0, 1, 0, 0, 0, 0, 0, 65, ...new Array(65 * 6).fill(1)]), code: 4000 },
+    { name: "invalid-port-kind (3)", bytes: () => Uint8Array.from([...header(1), 0x01, 0, 19, 0, 0, 0, ...helloFixed(3, 0), 0, 0, 0]), code: 4000 },
+    // hasResume 1, a 16-byte session id, then a 65-byte token.
+    { name: "token-too-long (65 bytes)", bytes: () => Uint8Array.from([...header(1), 0x01, 0, 101, 0, 0, 0, ...helloFixed(0, 0), 0, 0, 1, ...new Array(16).fill(0xa0), 65, ...new Array(65).fill(0x5e)]), code: 4000 },
+    // A tx record of id 0 and a 65,536-byte frame: body 65,538 = 0x010002.
+    { name: "oversize-frame (a 65,536-byte TX frame)", bytes: () => Uint8Array.from([...header(1), 0x10, 0, 0x02, 0x00, 0x01, 0x00, 0, 0, ...new Array(65_536).fill(0)]), code: 4000 },
+    // A stats-reply (decoded before its direction is checked) whose rxFrames is 2^53.
+    { name: "counter-out-of-range (a u64 of 2^53)", bytes: () => Uint8Array.from([...header(1), 0x25, 0, 49, 0, 0, 0, ...new Array(16).fill(0), 0, 0, 0, 0, 0, 0, 0x20, 0, ...new Array(24).fill(0), 0]), code: 4000 },
     { name: "message-too-large (over 1 MiB)", bytes: () => new Uint8Array(1_048_577).fill(0), code: 4004 },
   ];
   for (const badCase of cases) {

@@ -149,7 +149,7 @@ describe("§11.1 negotiation", () => {
   it("§11.1 the same MAC twice in one HELLO is accepted and owned once: frames to it arrive once", async () => {
     const { peer, welcome } = await Peer.join(SEGMENT, { macs: [mac(0x125), mac(0x125)] });
     expect(new Set(welcome.macs)).toEqual(new Set([mac(0x125)]));
-    peer.post(4);
+    await peer.post(4);
     const { peer: sender } = await Peer.join(SEGMENT, { macs: [mac(0x126)] });
     sender.send([{ type: "tx", id: 0, flags: 0, frame: frame(mac(0x125), mac(0x126), 1) }, { type: "tx", id: 1, flags: 0, frame: frame(mac(0x125), mac(0x126), 2) }]);
     await sender.completions(2);
@@ -183,6 +183,14 @@ describe("§11.1 negotiation", () => {
     expect(refuse.code).toBe(4008);
   });
 
+  it("§11.1 a monitor that asks for a MAC is REFUSE 4008", async () => {
+    const token = await joinToken(SEGMENT, "monitor");
+    const peer = await Peer.open(SEGMENT, { token, query: "?kind=monitor" });
+    peer.send([hello({ portKind: "monitor", macs: [mac(0x150)] })]);
+    expect((await peer.next("refuse")).code).toBe(4008);
+    expect((await peer.closedWith()).code).toBe(4008);
+  });
+
   it("§5.2 a monitor port owns no MACs", async () => {
     const token = await joinToken(SEGMENT, "monitor");
     const { peer, welcome } = await Peer.join(SEGMENT, { portKind: "monitor" }, { token, query: "?kind=monitor" });
@@ -210,7 +218,7 @@ describe("§11.1 negotiation", () => {
   it("§5.1 a member may send only from its MACs: another source is spoofed-source", async () => {
     const { peer } = await Peer.join(SEGMENT, { macs: [mac(0x140)], features: F.Coalesced });
     const { peer: other } = await Peer.join(SEGMENT, { macs: [mac(0x141)] });
-    other.post(4);
+    await other.post(4);
     peer.send([{ type: "tx", id: 0, flags: 0, frame: frame(mac(0x141), mac(0x142)) }]);
     expect((await peer.completions(1))[0]?.status).toBe(Status.SpoofedSource);
     peer.close();

@@ -1,15 +1,9 @@
 // docs/protocol.md §11.3 (reset and resume) and §11.4 (close codes), against the real segment.
 import { describe, expect, it } from "vitest";
 import type { WelcomeRecord } from "../../datapath/tunnel/records.ts";
-import { ADMIN, BASE, BROADCAST, createSegment, F, frame, mac, Peer, portView } from "./peer.ts";
+import { ADMIN, BASE, BROADCAST, freshSegment, F, frame, mac, Peer, portView } from "./peer.ts";
 import { exports } from "cloudflare:workers";
 
-let segments = 0;
-async function freshSegment(config: Record<string, unknown> = {}): Promise<string> {
-  const name = `life-${++segments}`;
-  await createSegment(name, config);
-  return name;
-}
 
 const RESUMABLE = F.Resume | F.Stats | F.Coalesced;
 
@@ -26,10 +20,6 @@ async function drop(peer: Peer): Promise<void> {
 
 const hex = (bytes: Uint8Array): string => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
-async function settle(peer: Peer): Promise<void> {
-  peer.send([{ type: "ping", seq: 77, timestamp: 0 }]);
-  await peer.next("pong");
-}
 
 describe("§11.3 resume", () => {
   it("§11.3 a valid resume gives the same port id, MACs and session id, and a fresh token", async () => {
@@ -49,14 +39,14 @@ describe("§11.3 resume", () => {
     const segment = await freshSegment();
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: F.Coalesced });
     const first = await Peer.join(segment, { features: RESUMABLE, macs: [mac(2)] });
-    first.peer.post(8);
+    await first.peer.post(8);
     first.peer.send([{ type: "set-filter", seq: 1, promiscuous: false, allMulticast: true, multicast: [] }]);
     await first.peer.next("ack");
     first.peer.send([{ type: "tx", id: 0, flags: 0, frame: frame(mac(1), mac(2)) }, { type: "tx", id: 1, flags: 0, frame: frame(mac(1), mac(2)) }]);
     await first.peer.completions(2);
     await drop(first.peer);
     const second = await Peer.join(segment, { features: RESUMABLE, macs: [mac(2)], resume: credentials(first.welcome) });
-    second.peer.post(8);
+    await second.peer.post(8);
     second.peer.send([{ type: "stats-request", seq: 2 }]);
     expect((await second.peer.next("stats-reply")).counters.rxFrames).toBe(2);
     // allMulticast survived: a multicast frame arrives without a new set-filter.
@@ -70,8 +60,8 @@ describe("§11.3 resume", () => {
   it("§11.3 TX window and credits start fresh on the resumed connection", async () => {
     const segment = await freshSegment();
     const first = await Peer.join(segment, { features: RESUMABLE, macs: [mac(2)] });
-    first.peer.post(100);
-    await settle(first.peer);
+    await first.peer.post(100);
+    await first.peer.settle();
     expect((await portView(segment, first.welcome.portId)).credits).toBe(100);
     await drop(first.peer);
     const second = await Peer.join(segment, { features: RESUMABLE, macs: [mac(2)], resume: credentials(first.welcome) });

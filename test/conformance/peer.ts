@@ -51,6 +51,14 @@ export async function createSegment(name: string, config: Record<string, unknown
   expect(response.status).toBe(201);
 }
 
+let segmentsCreated = 0;
+/** A segment of its own for one test (storage is per test file, so names only need to differ within a file). */
+export async function freshSegment(config: Record<string, unknown> = {}): Promise<string> {
+  const name = `segment-${++segmentsCreated}`;
+  await createSegment(name, config);
+  return name;
+}
+
 /** GET /v1/segments/:name. */
 export async function describeSegment(name: string): Promise<{ counters: Record<string, number>; ports: Array<Record<string, unknown>> }> {
   return (await (await exports.default.fetch(`${BASE}/v1/segments/${name}`, { headers: ADMIN })).json()) as never;
@@ -179,9 +187,16 @@ export class Peer {
     this.ws.send(bytes);
   }
 
-  /** Posts `count` RX buffers of `bufferSize` bytes. */
-  post(count: number, bufferSize = 2048): void {
-    this.send([{ type: "rx-post", count, bufferSize }]);
+  /** Posts `count` RX buffers of `bufferSize` bytes, and waits until the segment has applied the post (a ping in the same message). */
+  async post(count: number, bufferSize = 2048): Promise<void> {
+    this.send([{ type: "rx-post", count, bufferSize }, { type: "ping", seq: 0x9057, timestamp: 0 }]);
+    await this.next("pong");
+  }
+
+  /** A ping round trip: everything the segment sent this port before the pong has arrived. */
+  async settle(): Promise<void> {
+    this.send([{ type: "ping", seq: 0x5e771e, timestamp: 0 }]);
+    await this.next("pong");
   }
 
   /** Waits for a record of `type` not yet taken, and takes it (with every record before it of other types left in place). */

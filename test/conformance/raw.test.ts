@@ -1,28 +1,18 @@
 // docs/protocol.md §12 (raw mode: one frame per message, no handshake), against the real segment.
 import { describe, expect, it } from "vitest";
-import { BROADCAST, createSegment, describeSegment, eventually, frame, mac, Peer, portView } from "./peer.ts";
+import { BROADCAST, freshSegment, describeSegment, eventually, frame, mac, Peer, portView } from "./peer.ts";
 
-let segments = 0;
-async function freshSegment(): Promise<string> {
-  const name = `raw-${++segments}`;
-  await createSegment(name);
-  return name;
-}
 
 /** A descriptor port 0x01 with credits and a raw port on a fresh segment; the raw port's id from the ports list. */
 async function rawAndDescriptor(): Promise<{ segment: string; d: Peer; raw: Peer; rawId: number }> {
   const segment = await freshSegment();
   const { peer: d, welcome } = await Peer.join(segment, { macs: [mac(1)], features: 0x01 });
-  d.post(32);
+  await d.post(32);
   const raw = await Peer.open(segment, { descriptor: false });
   const listed = (await describeSegment(segment)).ports.find((port) => port.mode === "raw" && port.portId !== welcome.portId);
   return { segment, d, raw, rawId: listed?.portId as number };
 }
 
-async function settle(peer: Peer): Promise<void> {
-  peer.send([{ type: "ping", seq: 5, timestamp: 0 }]);
-  await peer.next("pong");
-}
 
 describe("§12 raw mode", () => {
   it("§12 each binary message is one frame, both ways, from the first message on", async () => {
@@ -77,7 +67,7 @@ describe("§12 raw mode", () => {
     await d.next("rx");
     d.send([0, 1, 2].map((id) => ({ type: "tx" as const, id, flags: 0, frame: frame(mac(2), mac(1), id) })));
     await raw.rawFrames(3);
-    await settle(d);
+    await d.settle();
     const view = await eventually(() => portView(segment, rawId), (v) => v.counters.txFrames >= 3);
     expect([view.counters.txFrames, view.counters.txBytes]).toEqual([3, 3 * 64]);
     d.close();

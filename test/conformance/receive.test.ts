@@ -1,14 +1,8 @@
 // docs/protocol.md §7 (receive: credits, queues, RX flags), against the real segment.
 // Every test gets its own segment, so other ports cannot change what it sees.
 import { describe, expect, it } from "vitest";
-import { BROADCAST, createSegment, describeSegment, eventually, F, frame, joinToken, mac, Peer, portView, RX } from "./peer.ts";
+import { BROADCAST, freshSegment, describeSegment, eventually, F, frame, joinToken, mac, Peer, portView, RX } from "./peer.ts";
 
-let segments = 0;
-async function freshSegment(config: Record<string, unknown> = {}): Promise<string> {
-  const name = `rx-${++segments}`;
-  await createSegment(name, config);
-  return name;
-}
 
 /** Sends `frames` from `sender` in one message and waits for their completions. */
 async function sendAll(sender: Peer, frames: Uint8Array[], firstId = 0): Promise<void> {
@@ -16,20 +10,14 @@ async function sendAll(sender: Peer, frames: Uint8Array[], firstId = 0): Promise
   await sender.completions(frames.length);
 }
 
-/** A ping round trip: everything the segment sent the port before it has arrived. */
-async function settle(peer: Peer, seq = 99): Promise<void> {
-  peer.send([{ type: "ping", seq, timestamp: 0 }]);
-  await peer.next("pong");
-}
-
 describe("§7.3 credits", () => {
   it("§7.3 rule 1: the segment never sends more RX records than credits posted", async () => {
     const segment = await freshSegment();
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });
     const { peer: b, welcome } = await Peer.join(segment, { macs: [mac(2)] });
-    b.post(2);
+    await b.post(2);
     await sendAll(a, [1, 2, 3, 4, 5].map((n) => frame(mac(2), mac(1), n)));
-    await settle(b);
+    await b.settle();
     expect(b.take("rx").map((r) => r.frame[14])).toEqual([1, 2]);
     // Without RxQueue nothing is held: the other three were dropped and counted on B.
     expect((await portView(segment, welcome.portId)).counters.drops["rx-queue-full"]).toBe(3);
@@ -41,7 +29,7 @@ describe("§7.3 credits", () => {
     const segment = await freshSegment();
     const { peer } = await Peer.join(segment);
     peer.send([{ type: "rx-post", count: 65_536, bufferSize: 1518 }]);
-    await settle(peer);
+    await peer.settle();
     peer.send([{ type: "rx-post", count: 1, bufferSize: 1518 }]);
     expect((await peer.closedWith()).code).toBe(4007);
   });
@@ -58,8 +46,9 @@ describe("§7.3 credits", () => {
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });
     const { peer: b, welcome } = await Peer.join(segment, { macs: [mac(2)] });
     b.send([{ type: "rx-post", count: 4, bufferSize: 2048 }, { type: "rx-post", count: 0, bufferSize: 80 }]);
+    await b.settle();
     await sendAll(a, [frame(mac(2), mac(1), 1, 100), frame(mac(2), mac(1), 2, 80)]);
-    await settle(b);
+    await b.settle();
     expect(b.take("rx").map((r) => [r.frame[14], r.frame.length])).toEqual([[2, 80]]);
     const view = await portView(segment, welcome.portId);
     expect(view.counters.drops["rx-buffer-too-small"]).toBe(1);
@@ -77,8 +66,21 @@ describe("§7.3 credits", () => {
     const queued = await portView(segment, welcome.portId);
     expect(queued.queuedFrames).toBe(2);
     expect(queued.counters.drops["rx-queue-full"]).toBe(1);
-    b.post(8);
+    await b.post(8);
     expect((await b.collect("rx", 2)).map((r) => r.frame[14])).toEqual([1, 2]);
+    a.close();
+    b.close();
+  });
+
+  it("§7.3 rule 3: a frame queued before any post is checked against the bufferSize in force when it is delivered", async () => {
+    const segment = await freshSegment();
+    const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });
+    const { peer: b, welcome } = await Peer.join(segment, { macs: [mac(2)], features: F.RxQueue, rxQueue: 8 });
+    await sendAll(a, [frame(mac(2), mac(1), 1, 100), frame(mac(2), mac(1), 2, 64)]);
+    b.send([{ type: "rx-post", count: 4, bufferSize: 80 }]);
+    await b.settle();
+    expect(b.take("rx").map((r) => r.frame[14])).toEqual([2]);
+    expect((await portView(segment, welcome.portId)).counters.drops["rx-buffer-too-small"]).toBe(1);
     a.close();
     b.close();
   });
@@ -114,8 +116,8 @@ describe("§7.2 RX flags", () => {
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });
     const options = kind === "member" ? {} : { token: await joinToken(segment, kind), query: `?kind=${kind}` };
     const { peer: b } = await Peer.join(segment, { macs: kind === "member" ? [mac(2)] : [], portKind: kind }, options);
-    b.post(16);
-    await settle(b);
+    await b.post(16);
+    await b.settle();
     return { segment, a, b };
   }
 
@@ -156,7 +158,7 @@ describe("§7.2 RX flags", () => {
   it("§7.2 a monitor's copy arrives flagged Mirrored", async () => {
     const { segment, a, b: monitor } = await receiverOf("monitor");
     const { peer: c } = await Peer.join(segment, { macs: [mac(3)] });
-    c.post(4);
+    await c.post(4);
     await sendAll(a, [frame(mac(3), mac(1), 7)]);
     const copy = await monitor.next("rx");
     expect(copy.frame[14]).toBe(7);

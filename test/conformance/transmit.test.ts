@@ -1,22 +1,15 @@
 // docs/protocol.md §6 (transmit: descriptors, completions, the window, status codes, offloads),
 // against the real segment. Every test gets its own segment, so other ports cannot change what it sees.
 import { describe, expect, it } from "vitest";
-import { BROADCAST, completedIds, createSegment, F, frame, hexBytes, joinToken, mac, Peer, portView, Status } from "./peer.ts";
+import { BROADCAST, completedIds, freshSegment, describeSegment, F, frame, hexBytes, joinToken, mac, Peer, portView, Status } from "./peer.ts";
 
-let segments = 0;
-/** A fresh segment for one test. */
-async function freshSegment(config: Record<string, unknown> = {}): Promise<string> {
-  const name = `tx-${++segments}`;
-  await createSegment(name, config);
-  return name;
-}
 
 /** Two open ports A (0x01) and B (0x02) on a fresh segment, B with 64 credits. */
 async function pair(aFeatures = 0, bFeatures = 0, aWindow = 64): Promise<{ segment: string; a: Peer; b: Peer }> {
   const segment = await freshSegment();
   const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: aFeatures, txWindow: aWindow });
   const { peer: b } = await Peer.join(segment, { macs: [mac(2)], features: bFeatures });
-  b.post(64);
+  await b.post(64);
   return { segment, a, b };
 }
 
@@ -84,6 +77,7 @@ describe("§6.3 completions", () => {
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });
     const { peer: b, welcome } = await Peer.join(segment, { macs: [mac(2)] });
     b.send([{ type: "rx-post", count: 4, bufferSize: 60 }]);
+    await b.settle();
     a.send([{ type: "tx", id: 0, flags: 0, frame: frame(mac(2), mac(1), 0, 100) }]);
     expect((await a.completions(1))[0]?.status).toBe(Status.Ok);
     expect((await portView(segment, welcome.portId)).counters.drops["rx-buffer-too-small"]).toBe(1);
@@ -92,10 +86,27 @@ describe("§6.3 completions", () => {
   });
 });
 
+describe("§6.4 egress drops", () => {
+  it("§6.4 segment-budget (12): frames past the segment-wide queue budget are dropped on the receiving port", async () => {
+    // Each port may queue 2 frames of 64 bytes (136 bytes); the whole segment may queue no more than that.
+    const segment = await freshSegment({ maxFrameSize: 64, rxQueueBytes: 136, segmentQueueBytes: 136 });
+    const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: F.Coalesced });
+    const receivers = await Promise.all([2, 3].map((n) => Peer.join(segment, { macs: [mac(n)], features: F.RxQueue, rxQueue: 8 })));
+    a.send([0, 1].map((id) => ({ type: "tx", id, flags: 0, frame: frame(BROADCAST, mac(1), id) })));
+    expect(completedIds(await a.completions(2))).toEqual([[0, 0], [1, 0]]);
+    const views = await Promise.all(receivers.map(({ welcome }) => portView(segment, welcome.portId)));
+    // 4 copies: 2 fit the budget and are queued, 2 are dropped as segment-budget.
+    expect(views.reduce((n, v) => n + v.queuedFrames, 0)).toBe(2);
+    expect(views.reduce((n, v) => n + (v.counters.drops["segment-budget"] ?? 0), 0)).toBe(2);
+    a.close();
+    for (const { peer } of receivers) peer.close();
+  });
+});
+
 describe("§6.3 rule 2a: LazyCompletions", () => {
   it("§6.3 rule 2a a ping between two ports that both negotiated LazyCompletions costs 4 messages", async () => {
     const { a, b } = await pair(F.Lazy | F.Coalesced, F.Lazy | F.Coalesced);
-    a.post(64);
+    await a.post(64);
     // Both posts are answered (they carry no TX): a ping round trip on each settles what was sent before.
     for (const peer of [a, b]) {
       peer.send([{ type: "ping", seq: 0, timestamp: 0 }]);
@@ -190,7 +201,7 @@ describe("§6.4 status codes", () => {
     const token = await joinToken(segment, "monitor");
     const { peer: monitor } = await Peer.join(segment, { portKind: "monitor" }, { token, query: "?kind=monitor" });
     const { peer: b } = await Peer.join(segment, { macs: [mac(2)] });
-    b.post(4);
+    await b.post(4);
     monitor.send([{ type: "tx", id: 0, flags: 0, frame: frame(mac(2), mac(1)) }]);
     expect((await monitor.completions(1))[0]?.status).toBe(Status.MonitorPort);
     monitor.close();
@@ -202,7 +213,7 @@ describe("§6.4 status codes", () => {
     const token = await joinToken(segment, "bridge");
     const { peer: bridge } = await Peer.join(segment, { portKind: "bridge", features: F.Coalesced }, { token, query: "?kind=bridge" });
     const { peer: b } = await Peer.join(segment, { macs: [mac(2)] });
-    b.post(4);
+    await b.post(4);
     bridge.send([{ type: "tx", id: 0, flags: 0, frame: frame(mac(2), mac(0x51)) }, { type: "tx", id: 1, flags: 0, frame: frame(mac(2), mac(0x52)) }]);
     expect(completedIds(await bridge.completions(2))).toEqual([[0, 0], [1, Status.LearnLimit]]);
     bridge.close();
@@ -242,6 +253,34 @@ describe("§6.5 offloads", () => {
     const [rx] = await b.collect("rx", 1);
     expect(rx?.flags).toBe(0x04);
     expect(rx?.frame).toEqual(EXAMPLE);
+    a.close();
+    b.close();
+  });
+
+  it("§6.5 rule 5: a super-frame counts once on the sender and once per segment delivered; header bytes never count", async () => {
+    const { segment, a, b } = await pair(F.Gso);
+    a.send([{ type: "tx", id: 5, flags: 0x01, frame: EXAMPLE }]);
+    await a.completions(1);
+    await b.collect("rx", 2);
+    const ports = await Promise.all([1, 2].map(async (n) => {
+      const listed = (await describeSegment(segment)).ports.find((port) => (port.macs as string[]).includes(`02:00:00:00:00:0${n}`));
+      return portView(segment, listed?.portId as number);
+    }));
+    expect([ports[0]?.counters.rxFrames, ports[0]?.counters.rxBytes]).toEqual([1, 58]);
+    expect([ports[1]?.counters.txFrames, ports[1]?.counters.txBytes]).toEqual([2, 112]);
+    a.close();
+    b.close();
+  });
+
+  it("§6.5 rule 6: a super-frame larger than a Gso receiver's bufferSize is dropped as rx-buffer-too-small", async () => {
+    const segment = await freshSegment();
+    const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: F.Gso });
+    const { peer: b, welcome } = await Peer.join(segment, { macs: [mac(2)], features: F.Gso });
+    b.send([{ type: "rx-post", count: 4, bufferSize: 60 }]);
+    await b.settle();
+    a.send([{ type: "tx", id: 5, flags: 0x01, frame: EXAMPLE }]);
+    expect((await a.completions(1))[0]?.status).toBe(Status.Ok);
+    expect((await portView(segment, welcome.portId)).counters.drops["rx-buffer-too-small"]).toBe(1);
     a.close();
     b.close();
   });
