@@ -72,6 +72,17 @@ describe("§7.3 credits", () => {
     b.close();
   });
 
+  it("§7.3 rule 4: the RX queue is also bound in bytes (rxQueueBytes): past it, rx-queue-full", async () => {
+    const segment = await freshSegment({ maxFrameSize: 64, rxQueueBytes: 136, segmentQueueBytes: 1 << 20 });
+    const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });
+    const { peer: b, welcome } = await Peer.join(segment, { macs: [mac(2)], features: F.RxQueue, rxQueue: 8 });
+    await sendAll(a, [1, 2, 3].map((n) => frame(mac(2), mac(1), n)));
+    const view = await portView(segment, welcome.portId);
+    expect([view.queuedFrames, view.counters.drops["rx-queue-full"]]).toEqual([2, 1]);
+    a.close();
+    b.close();
+  });
+
   it("§7.3 rule 3: a frame queued before any post is checked against the bufferSize in force when it is delivered", async () => {
     const segment = await freshSegment();
     const { peer: a } = await Peer.join(segment, { macs: [mac(1)] });

@@ -285,6 +285,17 @@ describe("§6.5 offloads", () => {
     b.close();
   });
 
+  it("§6.5 rule 2: a header that asks for nothing is dropped and the frame switched as plain, even to a Gso receiver", async () => {
+    const { a, b } = await pair(F.Gso, F.Gso);
+    const plain = frame(mac(2), mac(1), 4);
+    a.send([{ type: "tx", id: 0, flags: 0x01, frame: Uint8Array.from([...new Array(10).fill(0), ...plain]) }]);
+    expect((await a.completions(1))[0]?.status).toBe(Status.Ok);
+    const rx = await b.next("rx");
+    expect([rx.flags, rx.frame]).toEqual([0, plain]);
+    a.close();
+    b.close();
+  });
+
   it("§6.5 rule 3: an unknown gsoType (3, UFO) completes as malformed", async () => {
     const { a, b } = await pair(F.Gso);
     const ufo = EXAMPLE.slice();
