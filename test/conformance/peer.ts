@@ -9,7 +9,9 @@ import { expect } from "vitest";
 import { decodeMessage, encodeMessage } from "../../datapath/tunnel/codec.ts";
 import type { HelloRecord, TunnelRecord, WelcomeRecord } from "../../datapath/tunnel/records.ts";
 import worker from "../../worker/index.ts";
-import type { Env } from "../../worker/env.ts";
+
+/** The Worker's environment, as its fetch handler takes it. */
+type Env = Parameters<typeof worker.fetch>[1];
 
 export const BASE = "http://edgelan.test";
 export const ADMIN = { authorization: "Bearer test-admin-token" };
