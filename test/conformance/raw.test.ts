@@ -1,6 +1,6 @@
 // docs/protocol.md §12 (raw mode: one frame per message, no handshake), against the real segment.
 import { describe, expect, it } from "vitest";
-import { BROADCAST, freshSegment, describeSegment, eventually, frame, mac, Peer, portView } from "./peer.ts";
+import { BROADCAST, describeSegment, eventually, freshSegment, frame, joinToken, mac, Peer, portView } from "./peer.ts";
 
 
 /** A descriptor port 0x01 with credits and a raw port on a fresh segment; the raw port's id from the ports list. */
@@ -33,6 +33,18 @@ describe("§12 raw mode", () => {
     raw.sendBytes(frame(BROADCAST, mac(2), 3));
     expect((await d.next("rx")).frame[14]).toBe(3);
     expect((await portView(segment, rawId)).counters.drops["spoofed-source"]).toBe(1);
+    d.close();
+    raw.close();
+  });
+
+  it("§12 a raw bridge port (joined with ?kind=bridge and a bridge token) may send from several sources", async () => {
+    const segment = await freshSegment();
+    const { peer: d } = await Peer.join(segment, { macs: [mac(1)] });
+    await d.post(8);
+    const raw = await Peer.open(segment, { descriptor: false, query: "?kind=bridge", token: await joinToken(segment, "bridge") });
+    raw.sendBytes(frame(mac(1), mac(0x21), 1));
+    raw.sendBytes(frame(mac(1), mac(0x22), 2));
+    expect((await d.collect("rx", 2)).map((r) => r.frame[14])).toEqual([1, 2]);
     d.close();
     raw.close();
   });

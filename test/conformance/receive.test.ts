@@ -113,9 +113,8 @@ describe("§7.3 credits", () => {
     await b.closedWith();
     // A segment-level counter named for flushed frames shows them once the port is gone.
     const flushedOnSegment = async (): Promise<number> =>
-      Object.entries((await describeSegment(segment)).counters).filter(([name]) => /flushed/i.test(name)).reduce((sum, [, value]) => sum + value, 0);
-    const total = await eventually(flushedOnSegment, (n) => n >= 3);
-    expect(total).toBe(3);
+      Math.max(0, ...Object.entries((await describeSegment(segment)).counters).filter(([name]) => /flushed/i.test(name)).map(([, value]) => value));
+    expect(await eventually(flushedOnSegment, (n) => n >= 3)).toBe(3);
     a.close();
   });
 });
