@@ -1,8 +1,15 @@
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 
-// Three projects: pure unit tests in Node, Durable Object tests inside workerd,
-// and end-to-end tests that start the real `wrangler dev` (and, as root, real TAP guests).
+// Four projects: pure unit tests in Node, Durable Object tests inside workerd, the conformance suite
+// (docs/protocol.md, one test per rule, against the real Worker and segment in workerd), and end-to-end
+// tests that start the real `wrangler dev` (and, as root, real TAP guests).
+const workerdWithTestSecrets = () =>
+  cloudflareTest({
+    wrangler: { configPath: "./wrangler.toml" },
+    miniflare: { bindings: { EDGELAN_ADMIN_TOKEN: "test-admin-token", EDGELAN_TOKEN_SECRET: "test-token-secret" } },
+  });
+
 export default defineConfig({
   test: {
     projects: [
@@ -10,13 +17,13 @@ export default defineConfig({
       {
         // Fixed test secrets: the admin API and join tokens are exercised as deployed (auth on, dev mode off);
         // dev mode and "not configured" are tested by calling the Worker with an overridden env.
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: { bindings: { EDGELAN_ADMIN_TOKEN: "test-admin-token", EDGELAN_TOKEN_SECRET: "test-token-secret" } },
-          }),
-        ],
+        plugins: [workerdWithTestSecrets()],
         test: { name: "workers", include: ["test/workers/**/*.test.ts"] },
+      },
+      {
+        // Waits are bounded (10 s per expectation, 40 s for the HELLO deadline); nothing asserts a tight time.
+        plugins: [workerdWithTestSecrets()],
+        test: { name: "conformance", include: ["test/conformance/**/*.test.ts"], testTimeout: 60_000 },
       },
       {
         test: {
