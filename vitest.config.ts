@@ -22,6 +22,8 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
+          // Tests run the CLI as users do (bin/edgelan.mjs → dist/): build it from the current sources first.
+          globalSetup: ["test/e2e/build-cli.setup.ts"],
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 120_000,

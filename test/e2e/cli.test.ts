@@ -3,7 +3,8 @@
 // admin calls, refused joins (401/403/MAC taken), an unreachable relay, missing
 // privileges — and `join` ending on fatal errors while riding out a restart.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startRelay, type RunningRelay } from "./relay-harness.ts";
@@ -11,7 +12,8 @@ import { guestSkipReason, Namespaces } from "./guests.ts";
 import { WireClient } from "./wire-client.ts";
 import { parseMac } from "../../datapath/mac.ts";
 
-const CLI = join(import.meta.dirname, "..", "..", "bin", "edgelan.mjs");
+const ROOT = join(import.meta.dirname, "..", "..");
+const CLI = join(ROOT, "bin", "edgelan.mjs");
 const ADMIN = "cli-e2e-admin-token";
 const running = new Set<ChildProcess>();
 let relay: RunningRelay;
@@ -32,10 +34,11 @@ interface RunOptions {
 }
 
 /** Runs the CLI to completion; a child still running after the timeout is killed (by PID) and reported with code null. */
-function cli(args: string[], options: RunOptions = {}): Promise<Outcome> {
+function cli(args: string[], options: RunOptions & { env?: NodeJS.ProcessEnv; bin?: string } = {}): Promise<Outcome> {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("EDGELAN_")) env[name] = value;
-  const child = spawn(process.execPath, [CLI, ...args], {
+  Object.assign(env, options.env);
+  const child = spawn(process.execPath, [options.bin ?? CLI, ...args], {
     detached: true, env, stdio: ["pipe", "pipe", "pipe"],
     ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
   });
@@ -129,6 +132,41 @@ describe("edgelan usage", () => {
     expect(result.stdout).toContain("Exit codes:");
   });
 
+  it("bare edgelan prints the overview on stderr and exits 2; --version prints package.json's version", async () => {
+    const bare = await cli([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("Commands:");
+    const version = await cli(["--version"]);
+    expect(version.code).toBe(0);
+    const { version: expected } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    expect(version.stdout.trim()).toBe(`edgelan ${expected}`);
+  });
+
+  it("<command> --help shows that command's options with defaults, and an example", async () => {
+    const join = await cli(["join", "--help"]);
+    expect(join.code).toBe(0);
+    expect(join.stdout).toContain("Usage: edgelan join <url> --tap NAME");
+    expect(join.stdout).toMatch(/--kind KIND .*\(default: member\)/);
+    expect(join.stdout).toMatch(/--token TOKEN .*env: EDGELAN_TOKEN/);
+    expect(join.stdout).toContain("Example");
+    expect(join.stdout).not.toContain("--role");
+    const token = await cli(["token", "--help"]);
+    expect(token.stdout).toMatch(/--role ROLE .*\(default: member\)/);
+    expect(token.stdout).toMatch(/--ttl S .*default: 3600/);
+    // `edgelan help ping` is the same as `edgelan ping --help`.
+    expect((await cli(["help", "ping"])).stdout).toBe((await cli(["ping", "--help"])).stdout);
+  });
+
+  it("validates options per command: another command's option is a usage error", async () => {
+    const result = await cli(["token", "x", "--tap", "foo"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("Unknown option '--tap'");
+    expect(result.stderr).toContain("Usage: edgelan token");
+    const misplaced = await cli(["segments", "show", "lab", "--max-ports", "3"]);
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toContain("--max-ports only applies to segments create");
+  });
+
   it("rejects a bad URL with exit 2 and the form it expects", async () => {
     const notUrl = await cli(["ping", "not a url", "10.0.0.1"]);
     expect(notUrl.code).toBe(2);
@@ -151,6 +189,31 @@ describe("edgelan usage", () => {
     const noTap = await cli(["join", connect("open")]);
     expect(noTap.code).toBe(2);
     expect(noTap.stderr).toContain("join needs --tap NAME");
+  });
+});
+
+describe("the CLI ships as JavaScript", () => {
+  it("runs from dist/ without tsx, which is no runtime dependency", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    expect(Object.keys(pkg.dependencies)).not.toContain("tsx");
+    for (const file of readdirSync(join(ROOT, "dist")).filter((name) => name.endsWith(".mjs"))) {
+      expect(readFileSync(join(ROOT, "dist", file), "utf8")).not.toMatch(/from "tsx|import\("tsx/);
+    }
+    expect(readFileSync(CLI, "utf8")).not.toContain("tsx");
+  });
+
+  it("says how to build it when dist/ is missing", async () => {
+    const copy = mkdtempSync(join(tmpdir(), "edgelan-bin-"));
+    try {
+      mkdirSync(join(copy, "bin"));
+      copyFileSync(CLI, join(copy, "bin", "edgelan.mjs"));
+      const result = await cli(["--help"], { bin: join(copy, "bin", "edgelan.mjs") });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain("the CLI is not built");
+      expect(result.stderr).toContain("npm run build");
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 });
 
