@@ -321,6 +321,66 @@ describe("edgelan joins that fail", () => {
   });
 });
 
+describe("edgelan ping never hangs", () => {
+  it("checks its arguments before it connects: a bad address or --count 0 exits 2 at once", async () => {
+    const badTarget = await cli(["ping", connect("open"), "10.10.0"], { timeoutMs: 10_000 });
+    expect(badTarget.code).toBe(2);
+    expect(badTarget.stderr).toContain('"10.10.0" is not an IPv4 address');
+    const zero = await cli(["ping", connect("open"), "10.10.0.1", "--count", "0"], { timeoutMs: 10_000 });
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toContain("--count must be an integer from 1 to 100000");
+    const badSource = await cli(["ping", connect("open"), "10.10.0.1", "--source-ip", "nope"], { timeoutMs: 10_000 });
+    expect(badSource.code).toBe(2);
+  });
+
+  it("says in one line that nobody answered ARP, and exits 1", async () => {
+    const result = await cli(["ping", connect("open"), "10.77.0.1", "--count", "1"], { timeoutMs: 20_000 });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toContain("no ARP reply from 10.77.0.1");
+    expect(result.stderr).not.toMatch(/DiagError|\n\s+at /);
+  });
+});
+
+describe("errors speak CLI", () => {
+  it("a missing join token names --token, EDGELAN_TOKEN and `edgelan token`", async () => {
+    const result = await cli(["pipe", connect("closed"), "--mac", "02:00:00:00:c3:01"], { holdStdin: true });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain("--token TOKEN (or set EDGELAN_TOKEN)");
+    expect(result.stderr).toContain(`edgelan token closed --role member --relay ${relay.baseUrl}`);
+  });
+
+  it("an unknown segment exits 3 and says how to create it", async () => {
+    const result = await cli(["pipe", connect("nowhere"), "--mac", "02:00:00:00:c3:02"], { holdStdin: true });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain("HTTP 404");
+    expect(result.stderr).toContain("edgelan segments create nowhere");
+  });
+
+  it("a MAC-bound token without a matching --mac says which MACs it allows, before connecting (exit 2)", async () => {
+    const response = await admin("POST", "/v1/segments/closed/tokens", { role: "member", macs: ["02:00:00:00:c3:03", "02:00:00:00:c3:04"] });
+    const { token } = (await response.json()) as { token: string };
+    const noMac = await cli(["join", connect("closed"), "--tap", "elcli9", "--token", token]);
+    expect(noMac.code).toBe(2);
+    expect(noMac.stderr).toContain("the join token admits only MAC 02:00:00:00:c3:03, 02:00:00:00:c3:04; pass --mac 02:00:00:00:c3:03");
+    const otherMac = await cli(["join", connect("closed"), "--tap", "elcli9", "--mac", "02:00:00:00:c3:09"], { env: { EDGELAN_TOKEN: token } });
+    expect(otherMac.code).toBe(2);
+    expect(otherMac.stderr).toContain("admits only MAC 02:00:00:00:c3:03");
+  });
+
+  it("usage errors exit 2: a too-long TAP name, a missing netns, join --kind monitor", async () => {
+    const longName = await cli(["join", connect("open"), "--tap", "a-very-long-tap-name"]);
+    expect(longName.code).toBe(2);
+    expect(longName.stderr).toContain("Linux allows at most 15");
+    const netns = await cli(["join", connect("open"), "--tap", "elcli8", "--netns", "edgelan-no-such-ns"]);
+    expect(netns.code).toBe(2);
+    expect(netns.stderr).toContain("network namespace edgelan-no-such-ns does not exist");
+    const monitor = await cli(["join", connect("open"), "--tap", "elcli8", "--kind", "monitor"]);
+    expect(monitor.code).toBe(2);
+    expect(monitor.stderr).toContain("edgelan capture");
+  });
+});
+
 const skip = guestSkipReason();
 
 describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === null ? "" : ` (skipped: ${skip})`}`, () => {
@@ -351,6 +411,40 @@ describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === nu
     expect(() => execFileSync("ip", ["-n", ns, "link", "show", "elcli1"], { stdio: "ignore" })).toThrow();
   });
 
+  it("keeps its MAC across rejoins, says which in the join line, sizes the MTU from the segment, and logs its exit", async () => {
+    expect((await admin("PUT", "/v1/segments/stable", { openJoin: true, maxFrameSize: 9014 })).status).toBe(201);
+    const ns = namespaces.create("cli");
+    const macs: string[] = [];
+    for (let round = 0; round < 2; round++) {
+      const agent = start(["join", connect("stable"), "--tap", "elcli4", "--netns", ns]);
+      try {
+        await waitFor(() => /MAC .* MTU/.test(agent.output()), "the join lines");
+        const line = /MAC (\S+) \(stable: derived from machine id, segment and TAP name\), MTU (\d+) \(segment's largest frame 9014\), offload off/.exec(agent.output());
+        expect(line, agent.output()).not.toBeNull();
+        macs.push(line?.[1] ?? "");
+        expect(line?.[2]).toBe("9000");
+        const link = execFileSync("ip", ["-n", ns, "-o", "link", "show", "elcli4"], { encoding: "utf8" });
+        expect(link).toContain("mtu 9000");
+        expect(link).toContain(`link/ether ${line?.[1]}`);
+        kill(agent.child, "SIGTERM");
+        expect(await agent.exited).toBe(0);
+        expect(agent.output()).toContain("exiting (SIGTERM), exit code 0");
+      } finally {
+        kill(agent.child);
+      }
+    }
+    expect(macs[1]).toBe(macs[0]);
+  });
+
+  it("refuses --mtu larger than the segment carries, before creating the TAP", async () => {
+    const ns = namespaces.create("cli");
+    const result = await cli(["join", connect("open"), "--tap", "elcli5", "--netns", ns, "--mtu", "9000"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--mtu 9000 is larger than segment "open" carries: its largest frame is 1514 bytes (MTU 1500)');
+    expect(result.stderr).toContain("edgelan segments create open --max-frame-size 9014");
+    expect(() => execFileSync("ip", ["-n", ns, "link", "show", "elcli5"], { stdio: "ignore" })).toThrow();
+  });
+
   it("exits 4 when the relay cannot be reached at the first connect", async () => {
     const ns = namespaces.create("cli");
     const port = await freePort();
@@ -374,6 +468,10 @@ describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === nu
       own = await startRelay({ port, stateDir });
       await waitFor(() => agent.output().includes("reconnected"), "the agent to reconnect", 40_000);
       expect(agent.output()).toContain(`reconnected as port ${portId} (resumed)`);
+      // The loss in words, each attempt with its delay, and "joined" only once.
+      expect(agent.output()).toMatch(/connection lost \(1006: the connection dropped/);
+      expect(agent.output()).toMatch(/reconnecting in \d+\.\d s/);
+      expect(agent.output().match(/ joined /g)).toHaveLength(1);
       expect(agent.child.exitCode).toBeNull();
       kill(agent.child, "SIGTERM");
       expect(await agent.exited).toBe(0);
