@@ -22,7 +22,7 @@ export async function authorizeAdmin(request: Request, env: Env): Promise<HttpRe
   const adminToken = configuredSecret(env.EDGELAN_ADMIN_TOKEN);
   if (adminToken === null) {
     if (isDevMode(env)) return ok("dev");
-    return httpFail(503, "admin-disabled", "the management API is disabled: set EDGELAN_ADMIN_TOKEN with `wrangler secret put EDGELAN_ADMIN_TOKEN`");
+    return httpFail(503, "admin-disabled", "the management API is disabled: set EDGELAN_ADMIN_TOKEN with `wrangler secret put EDGELAN_ADMIN_TOKEN` (locally: in .dev.vars, or run `npm start` for open development mode)");
   }
   const presented = bearerToken(request);
   if (presented === null) {

@@ -11,8 +11,10 @@ import { join } from "node:path";
 import { background } from "./guests.ts";
 
 export interface RelayOptions {
-  /** Admin token; when omitted the relay runs in open development mode. */
+  /** Admin token; when omitted the relay runs in open development mode (unless `devMode` is false). */
   adminToken?: string;
+  /** false: neither an admin token nor dev mode, as plain `wrangler dev` runs it. */
+  devMode?: boolean;
   /** Extra `--var NAME:VALUE` settings. */
   vars?: Record<string, string>;
   /** Reuse a state directory (to restart a relay over the same storage). */
@@ -61,7 +63,7 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   if (options.configPath !== undefined) args.push("--config", options.configPath);
   const vars: Record<string, string> = { ...options.vars };
   if (options.adminToken !== undefined) vars.EDGELAN_ADMIN_TOKEN = options.adminToken;
-  else vars.EDGELAN_DEV_MODE = "1";
+  else if (options.devMode !== false) vars.EDGELAN_DEV_MODE = "1";
   for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
 
   const wrangler = background(process.execPath, args, relayEnvironment(), join(import.meta.dirname, "..", ".."));
