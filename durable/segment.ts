@@ -8,6 +8,7 @@ import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapa
 import type { Env } from "../worker/env.ts";
 import { errorResponse, httpError } from "../worker/http.ts";
 import { readPortRequestHeaders } from "../worker/port-request.ts";
+import { forgetSegment, recordSegment } from "./registry.ts";
 import { SegmentRelay, type SegmentCounters as RelayCounters } from "./relay.ts";
 import { SessionStore } from "./sessions.ts";
 import {
@@ -341,10 +342,12 @@ export class Segment extends DurableObject<Env> {
     await saveSegment(this.ctx.storage, segment);
     this.#stored = segment;
     this.relay?.reconfigure(segment.config);
+    await recordSegment(this.env, { name: segment.name, openJoin: segment.config.openJoin, createdAt: segment.config.createdAt });
   }
 
   /** Erases everything: settings, port ids, sessions, the alarm; the relay goes with it. */
   private async wipe(): Promise<void> {
+    if (this.#stored) await forgetSegment(this.env, this.#stored.name);
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.#stored = null;

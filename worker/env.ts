@@ -1,8 +1,11 @@
+import type { SegmentRegistry } from "../durable/registry.ts";
 import type { Segment } from "../durable/segment.ts";
 
 /** The Worker's bindings, typed once. */
 export interface Env {
   SEGMENTS: DurableObjectNamespace<Segment>;
+  /** The one object that lists segment names (`GET /v1/segments`). */
+  SEGMENT_REGISTRY: DurableObjectNamespace<SegmentRegistry>;
   /** Version string reported by /healthz. */
   EDGELAN_VERSION: string;
   /** Admin bearer token for the management API (`wrangler secret put`, or `.dev.vars` locally). */

@@ -52,10 +52,18 @@ interface ListedSegment {
   createdAt: string;
 }
 
+/** Every segment, page by page (the relay answers up to 1000 per call). */
 async function list(target: AdminTarget): Promise<number> {
-  const { body } = await adminCall<{ segments: ListedSegment[]; truncated?: boolean }>(target, "GET", "/v1/segments");
-  printJson(body);
-  if ((await relayDevMode(target)) === false) warnOpen(body.segments.filter((segment) => segment.openJoin).map((segment) => segment.name));
+  const segments: ListedSegment[] = [];
+  let after: string | null = null;
+  do {
+    const query: string = after === null ? "" : `?after=${encodeURIComponent(after)}`;
+    const { body }: { body: { segments: ListedSegment[]; next: string | null } } = await adminCall(target, "GET", `/v1/segments${query}`);
+    segments.push(...body.segments);
+    after = body.next;
+  } while (after !== null);
+  printJson({ segments });
+  if ((await relayDevMode(target)) === false) warnOpen(segments.filter((segment) => segment.openJoin).map((segment) => segment.name));
   return ExitCode.Ok;
 }
 

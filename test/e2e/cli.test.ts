@@ -246,6 +246,36 @@ describe("edgelan segments and token", () => {
     expect(gone.stderr).toContain('segment "cli-lab" does not exist');
   });
 
+  it("lists segments, says when create updated an existing one, and warns loudly about open segments on an auth relay", async () => {
+    const common = ["--relay", relay.baseUrl, "--admin-token", ADMIN];
+    const listed = await cli(["segments", "list", ...common]);
+    expect(listed.code).toBe(0);
+    const { segments } = JSON.parse(listed.stdout) as { segments: Array<{ name: string; openJoin: boolean }> };
+    expect(segments).toEqual(expect.arrayContaining([
+      expect.objectContaining({ name: "closed", openJoin: false }), expect.objectContaining({ name: "open", openJoin: true }),
+    ]));
+    // This relay has auth on: the open segment is shouted about, on stderr.
+    expect(listed.stderr).toContain("WARNING: segment open accepts joins WITHOUT a token");
+    expect(listed.stderr).toContain("edgelan segments create open --closed");
+    expect(listed.stderr).not.toContain("segment closed accepts");
+
+    const shown = await cli(["segments", "show", "open", ...common]);
+    expect(shown.code).toBe(0);
+    expect(shown.stderr).toContain("WARNING: segment open accepts joins WITHOUT a token");
+
+    const created = await cli(["segments", "create", "cli-update", ...common]);
+    expect(created.stderr).toContain("segment cli-update created");
+    const updated = await cli(["segments", "create", "cli-update", "--max-ports", "5", "--open-join", ...common]);
+    expect(updated.code).toBe(0);
+    expect(updated.stderr).toContain("segment cli-update already existed: updated openJoin, maxPorts; its settings now:");
+    expect(JSON.parse(updated.stdout)).toMatchObject({ maxPorts: 5, openJoin: true });
+    const closed = await cli(["segments", "create", "cli-update", "--closed", ...common]);
+    expect(JSON.parse(closed.stdout)).toMatchObject({ maxPorts: 5, openJoin: false });
+    expect((await cli(["segments", "delete", "cli-update", ...common])).code).toBe(0);
+    const after = JSON.parse((await cli(["segments", "list", ...common])).stdout) as { segments: Array<{ name: string }> };
+    expect(after.segments.map((segment) => segment.name)).not.toContain("cli-update");
+  });
+
   it("exits 3 with the server's message for a wrong admin token", async () => {
     const expected = await serverMessage(await admin("GET", "/v1/segments/closed", undefined, "not-the-token"));
     for (const args of [["segments", "show", "closed"], ["token", "closed", "--role", "member"]]) {

@@ -122,6 +122,30 @@ describe("npm start", () => {
     expect(await relay.exited).toBe(0);
   });
 
+  it("with auth on, warns about segments auto-created (open) in an earlier dev-mode run", async () => {
+    const persist = mkdtempSync(join(scratch, "state-"));
+    const port = await freePort();
+    const dev = npmStart(["--port", String(port), "--dev-vars", emptyDevVars, "--persist-to", persist]);
+    await waitFor(() => dev.output().includes("stop:"), "the dev relay", 90_000);
+    // A join auto-creates the segment in dev mode (the ping then finds nobody: exit 1).
+    const ping = spawn(process.execPath, [join(ROOT, "bin", "edgelan.mjs"), "ping", `ws://127.0.0.1:${port}/v1/segments/auto-lab/connect`, "10.99.0.1", "--count", "1"], { stdio: "ignore" });
+    if (ping.pid !== undefined) tracked.add(ping.pid);
+    expect(await new Promise((resolve) => ping.once("exit", resolve))).toBe(1);
+    process.kill(dev.child.pid as number, "SIGTERM");
+    expect(await dev.exited).toBe(0);
+    await waitFor(() => portFree(port), `port ${port} to be free`, 10_000);
+
+    const secured = npmStart(["--port", String(port), "--dev-vars", emptyDevVars, "--persist-to", persist], { EDGELAN_ADMIN_TOKEN: "start-test-admin" });
+    try {
+      await waitFor(() => secured.output().includes("WARNING: segment auto-lab"), "the open-segment warning", 90_000);
+      expect(secured.output()).toContain("auth ON (admin token from environment)");
+      expect(secured.output()).toContain("npx edgelan segments create auto-lab --closed");
+    } finally {
+      process.kill(secured.child.pid as number, "SIGTERM");
+      expect(await secured.exited).toBe(0);
+    }
+  });
+
   it("refuses a port in use with one line and exit 2", async () => {
     const port = await freePort();
     const squatter: Server = createServer();
