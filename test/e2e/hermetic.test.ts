@@ -26,6 +26,12 @@ afterAll(async () => {
   rmSync(configDir, { recursive: true, force: true });
 });
 
+describe("the e2e environment", () => {
+  it("has no EDGELAN_* variables, whatever the user's shell exported (hermetic-env.ts)", () => {
+    expect(Object.keys(process.env).filter((name) => name.startsWith("EDGELAN_"))).toEqual([]);
+  });
+});
+
 describe("the relay harness", () => {
   it("ignores a .dev.vars with auth on and EDGELAN_* in the environment", async () => {
     const saved = process.env.EDGELAN_ADMIN_TOKEN;
