@@ -63,13 +63,10 @@ export const joinCommand = defineCommand({
       filter: { promiscuous: false, allMulticast: true, multicast: [] },
       ...(await sessionOptions(url, token, { kind, macs: kind === "member" ? [mac.key] : [], vnetHeader: values.offload === true })),
     });
-    let welcome;
-    try {
-      welcome = await session.start();
-    } catch (error) {
+    const welcome = await session.start().catch((error: unknown) => {
       session.close();
       throw toCliError(error, join);
-    }
+    });
     const segmentMtu = welcome.maxFrameSize - ETH_HEADER_LEN;
     if (mtuWanted !== undefined && mtuWanted > segmentMtu) {
       session.close();
@@ -80,13 +77,10 @@ export const joinCommand = defineCommand({
       );
     }
     const mtu = Math.max(MIN_MTU, mtuWanted ?? segmentMtu);
-    let backend;
-    try {
-      backend = await openBackend(`tap:${values.tap}`, { mac: mac.key, mtu, netns: values.netns, offload: values.offload === true });
-    } catch (error) {
+    const backend = await openBackend(`tap:${values.tap}`, { mac: mac.key, mtu, netns: values.netns, offload: values.offload === true }).catch((error: unknown) => {
       session.close();
       throw error;
-    }
+    });
     const fatal = fatalLatch(join);
     const attachment = attachSession(backend, session, fatal.fail);
     log(`${backend.name} (${formatMac(mac.key)}) joined ${url} as port ${welcome.portId}`);
