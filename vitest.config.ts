@@ -29,6 +29,10 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
+          // Tests run the CLI as users do (bin/edgelan.mjs → dist/): build it from the current sources first.
+          globalSetup: ["test/e2e/build-cli.setup.ts"],
+          // ... and without the user's EDGELAN_* environment (the relays also ignore .dev.vars).
+          setupFiles: ["test/e2e/hermetic-env.ts"],
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 120_000,

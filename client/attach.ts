@@ -31,12 +31,7 @@ export function attachBackend(
   const open = (macs: MacKey[]): Session => {
     // A backend is a whole network stack: IPv6 neighbour discovery needs multicast delivered.
     const created = new Session({ filter: { promiscuous: false, allMulticast: true, multicast: [] }, ...options, macs, vnetHeader: backend.capabilities.vnetHeader });
-    created.on("frames", (frames) => backend.send(frames));
-    created.on("error", (error) => {
-      // The session will not reconnect: nothing would carry this guest's frames any more.
-      onError(error);
-      void backend.close();
-    });
+    deliverToBackend(created, backend, onError);
     onSession?.(created);
     // A failed start() is the same error the "error" event reported; a close() before the WELCOME is no error.
     created.start().catch(() => undefined);
@@ -72,4 +67,36 @@ export function attachBackend(
     if (error !== undefined) onError(error);
   });
   return attachment;
+}
+
+/** Frames from the segment go to the guest; a fatal session error ends the guest too. */
+function deliverToBackend(session: Session, backend: NetBackend, onError: (error: Error) => void): void {
+  session.on("frames", (frames) => backend.send(frames));
+  session.on("error", (error) => {
+    // The session will not reconnect: nothing would carry this guest's frames any more.
+    onError(error);
+    void backend.close();
+  });
+}
+
+/**
+ * Joins a backend to a session that is already open (the CLI's `join` opens the
+ * session first, to size the TAP's MTU from the segment's WELCOME). Errors as in
+ * attachBackend.
+ */
+export function attachSession(backend: NetBackend, session: Session, onError: (error: Error) => void): Attachment {
+  deliverToBackend(session, backend, onError);
+  backend.onFrames((frames) => session.send(frames));
+  backend.onClose((error) => {
+    session.close();
+    if (error !== undefined) onError(error);
+  });
+  return {
+    session,
+    backend,
+    async close() {
+      session.close();
+      await backend.close();
+    },
+  };
 }

@@ -82,6 +82,8 @@ export interface SessionEvents {
   link: (up: boolean, reason: string) => void;
   /** A fatal refusal or protocol error: the session will not reconnect. */
   error: (error: SessionError) => void;
+  /** A reconnect attempt is scheduled `delayMs` from now (attempt 1 is the first after a loss). */
+  retry: (info: { attempt: number; delayMs: number }) => void;
 }
 
 /** An error a user can act on: a code (close code or HTTP-like) and a message. */
@@ -134,7 +136,7 @@ export class Session {
   private lastSocketError = "";
   /** The REFUSE reason of the current connection, when its code allows a retry. */
   private refusal: string | null = null;
-  private readonly listeners: { [K in keyof SessionEvents]: Array<SessionEvents[K]> } = { open: [], frames: [], close: [], link: [], error: [] };
+  private readonly listeners: { [K in keyof SessionEvents]: Array<SessionEvents[K]> } = { open: [], frames: [], close: [], link: [], error: [], retry: [] };
 
   constructor(private readonly options: SessionOptions) {}
 
@@ -442,6 +444,7 @@ export class Session {
     const ceiling = Math.min(max, initial * 2 ** this.attempt);
     const delay = ceiling / 2 + (this.options.random ?? Math.random)() * (ceiling / 2);
     this.attempt++;
+    this.emit("retry", { attempt: this.attempt, delayMs: delay });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (!this.stopped) this.connect();

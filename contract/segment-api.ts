@@ -8,6 +8,7 @@ import type { FdbSummary } from "../datapath/fdb.ts";
 import type { PortKind } from "../datapath/port-kind.ts";
 import type { Failure } from "../datapath/result.ts";
 import type { SwitchCounters } from "../datapath/segment-switch.ts";
+import type { RegistryApi } from "./registry-api.ts";
 
 /** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
 export interface SegmentConfig {
@@ -119,6 +120,8 @@ export interface SegmentApi extends Rpc.DurableObjectBranded {
 /** The Worker's bindings, typed once. */
 export interface Env {
   SEGMENTS: DurableObjectNamespace<SegmentApi>;
+  /** The one object that lists segment names (`GET /v1/segments`). */
+  SEGMENT_REGISTRY: DurableObjectNamespace<RegistryApi>;
   /** Admin bearer token for the management API (`wrangler secret put`, or `.dev.vars` locally). */
   EDGELAN_ADMIN_TOKEN?: string;
   /** HMAC key for join tokens; falls back to the admin token when unset. */

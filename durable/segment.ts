@@ -7,6 +7,7 @@ import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
 import { applyConfigPatch, loadSegment, saveSegment, type StoredSegment } from "./config.ts";
 import { SegmentRelay, type SegmentCounters as RelayAndSwitchCounters } from "./relay.ts";
+import { forgetSegment, recordSegment } from "./registry.ts";
 import { SessionStore } from "./sessions.ts";
 
 const NEXT_PORT_ID_KEY = "next-port-id";
@@ -280,10 +281,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     await saveSegment(this.ctx.storage, segment);
     this.#stored = segment;
     this.relay?.reconfigure(segment.config);
+    await recordSegment(this.env, { name: segment.name, openJoin: segment.config.openJoin, createdAt: segment.config.createdAt });
   }
 
   /** Erases everything: settings, port ids, sessions, the alarm; the relay goes with it. */
   private async wipe(): Promise<void> {
+    if (this.#stored) await forgetSegment(this.env, this.#stored.name);
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.#stored = null;

@@ -1,4 +1,5 @@
 import { constantTimeEqual } from "../contract/secrets.ts";
+import { errors, jwtVerify, SignJWT, type JWTPayload } from "jose";
 import { fail, ok, type Result } from "../datapath/result.ts";
 import { formatMac, isUsableUnicastMac, parseMac } from "../datapath/mac.ts";
 import { MAX_MACS_PER_PORT } from "../datapath/tunnel/constants.ts";
@@ -23,7 +24,7 @@ export async function authorizeAdmin(request: Request, env: Env): Promise<HttpRe
   const adminToken = configuredSecret(env.EDGELAN_ADMIN_TOKEN);
   if (adminToken === null) {
     if (isDevMode(env)) return ok("dev");
-    return httpFail(503, "admin-disabled", "the management API is disabled: set EDGELAN_ADMIN_TOKEN with `wrangler secret put EDGELAN_ADMIN_TOKEN`");
+    return httpFail(503, "admin-disabled", "the management API is disabled: set EDGELAN_ADMIN_TOKEN with `wrangler secret put EDGELAN_ADMIN_TOKEN` (locally: in .dev.vars, or run `npm start` for open development mode)");
   }
   const presented = bearerToken(request);
   if (presented === null) {
@@ -52,10 +53,12 @@ export function bearerToken(request: Request): string | null {
 // ---------------------------------------------------------------------------
 
 /**
- * Join tokens look like `elt1.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>`; the MAC covers
- * `elt1.<claims part>`, so the version prefix is signed too.
+ * Join tokens are standard JWTs (RFC 7519) signed with HS256 (HMAC-SHA256), so any JWT library can
+ * mint them: header `{"alg":"HS256","typ":"JWT"}`, claims `aud` ("edgelan"), `seg`, `role`, `exp`,
+ * optional `macs`, `iat`, `nbf`, `jti` (docs/api.md, "Join tokens"). jose signs and verifies them.
  */
-export const JOIN_TOKEN_PREFIX = "elt1";
+export const JOIN_TOKEN_AUDIENCE = "edgelan";
+const JOIN_TOKEN_ALGORITHM = "HS256";
 
 /**
  * The HMAC key used in open dev mode when neither EDGELAN_TOKEN_SECRET nor EDGELAN_ADMIN_TOKEN is set.
@@ -70,21 +73,22 @@ const MAX_TOKEN_LENGTH = 4096;
 export const MAX_TOKEN_TTL_SECONDS = 30 * 86400;
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
 
-/** What a join token says. */
+/** What a join token says (the JWT claims set, `aud` aside). */
 export interface JoinClaims {
-  v: 1;
   /** The one segment the token admits to. */
   seg: string;
   /** The port kind it admits as (see `roleAllowsKind`). */
   role: PortKind;
   /** If present, the port may only use these MAC addresses (lower-case). */
   macs?: string[];
-  /** Issued at, Unix seconds. */
-  iat: number;
-  /** Expires at, Unix seconds. */
+  /** Issued at, Unix seconds (optional when minted elsewhere). */
+  iat?: number;
+  /** Expires at, Unix seconds (required). */
   exp: number;
-  /** Random token id, so two tokens minted in the same second differ and can be told apart in logs. */
-  jti: string;
+  /** Not before, Unix seconds (optional). */
+  nbf?: number;
+  /** Token id, so two tokens minted in the same second differ and can be told apart in logs (optional). */
+  jti?: string;
 }
 
 /** The HMAC secret for join tokens: EDGELAN_TOKEN_SECRET, else the admin token, else (dev mode only) the insecure dev key. */
@@ -108,49 +112,65 @@ export function roleAllowsKind(role: PortKind, kind: PortKind): boolean {
   }
 }
 
-/** Signs a join token for `claims`. */
+/** Signs a join token (an HS256 JWT with audience "edgelan") for `claims`. */
 export async function mintJoinToken(secret: string, claims: JoinClaims): Promise<string> {
-  const body = `${JOIN_TOKEN_PREFIX}.${base64urlEncode(new TextEncoder().encode(JSON.stringify(claims)))}`;
-  const key = await hmacKey(secret);
-  const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body));
-  return `${body}.${base64urlEncode(new Uint8Array(mac))}`;
+  return new SignJWT({ ...claims })
+    .setProtectedHeader({ alg: JOIN_TOKEN_ALGORITHM, typ: "JWT" })
+    .setAudience(JOIN_TOKEN_AUDIENCE)
+    .sign(await hmacKey(secret));
 }
 
 /** Fresh claims for a token minted now. */
 export function newJoinClaims(segment: string, role: PortKind, ttlSeconds: number, macs: string[] | undefined, nowSeconds: number): JoinClaims {
   const jti = base64urlEncode(crypto.getRandomValues(new Uint8Array(12)));
-  const claims: JoinClaims = { v: 1, seg: segment, role, iat: nowSeconds, exp: nowSeconds + ttlSeconds, jti };
+  const claims: JoinClaims = { seg: segment, role, iat: nowSeconds, exp: nowSeconds + ttlSeconds, jti };
   if (macs !== undefined) claims.macs = macs;
   return claims;
 }
 
 /**
- * Checks a join token's signature (crypto.subtle.verify, constant time), shape and expiry.
- * Fails with `invalid-token` (malformed or forged) or `token-expired`.
+ * Checks a join token: a JWT signed with HS256 and this relay's key (jose, crypto.subtle.verify:
+ * constant time), audience "edgelan", not expired (expired from `exp` on) and not before `nbf`,
+ * then the claims' shape. Fails with `invalid-token` (malformed, forged, wrong algorithm or
+ * audience, bad claims) or `token-expired`.
  */
 export async function verifyJoinToken(
   secret: string,
   token: string,
   nowSeconds: number,
 ): Promise<Result<JoinClaims, "invalid-token" | "token-expired">> {
-  const parts = token.length <= MAX_TOKEN_LENGTH ? token.split(".") : [];
-  if (parts.length !== 3 || parts[0] !== JOIN_TOKEN_PREFIX) {
-    return fail("invalid-token", `malformed join token: expected ${JOIN_TOKEN_PREFIX}.<claims>.<signature>`);
+  if (token.length > MAX_TOKEN_LENGTH) return fail("invalid-token", `malformed join token: longer than ${MAX_TOKEN_LENGTH} characters`);
+  if (token.split(".").length !== 3) return fail("invalid-token", "malformed join token: expected a JWT (header.claims.signature)");
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, await hmacKey(secret), {
+      algorithms: [JOIN_TOKEN_ALGORITHM],
+      audience: JOIN_TOKEN_AUDIENCE,
+      currentDate: new Date(nowSeconds * 1000),
+      requiredClaims: ["exp"],
+    }));
+  } catch (error) {
+    return tokenFailure(error);
   }
-  const [prefix, claimsPart, macPart] = parts as [string, string, string];
-  const mac = base64urlDecode(macPart);
-  const claimsBytes = base64urlDecode(claimsPart);
-  if (mac === null || claimsBytes === null) return fail("invalid-token", "malformed join token: a part is not base64url");
-  const key = await hmacKey(secret);
-  const genuine = await crypto.subtle.verify("HMAC", key, mac, new TextEncoder().encode(`${prefix}.${claimsPart}`));
-  if (!genuine) return fail("invalid-token", "the join token's signature does not match: it was not issued by this relay or was altered");
-
-  const claims = parseClaims(claimsBytes);
-  if (claims === null) return fail("invalid-token", "the join token's claims are malformed");
-  if (claims.exp <= nowSeconds) {
-    return fail("token-expired", `the join token expired at ${new Date(claims.exp * 1000).toISOString()}: ask for a new one`);
-  }
+  const claims = parseClaims(payload);
+  if (claims === null) return fail("invalid-token", "the join token's claims are malformed: it needs seg (a segment name), role (member, bridge or monitor) and exp; macs must be unicast MACs");
   return ok(claims);
+}
+
+/** A jose error as the relay's failure. */
+function tokenFailure(error: unknown): Result<never, "invalid-token" | "token-expired"> {
+  if (error instanceof errors.JWTExpired) {
+    const exp = error.payload.exp;
+    return fail("token-expired", `the join token expired${typeof exp === "number" ? ` at ${new Date(exp * 1000).toISOString()}` : ""}: ask for a new one`);
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed) {
+    return fail("invalid-token", "the join token's signature does not match: it was not issued by this relay or was altered");
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed) return fail("invalid-token", `the join token must be signed with ${JOIN_TOKEN_ALGORITHM}`);
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    return fail("invalid-token", `the join token's "${error.claim}" claim is not acceptable (${error.reason}): ${error.message}`);
+  }
+  return fail("invalid-token", `malformed join token: ${error instanceof Error ? error.message : String(error)}`);
 }
 
 /** Checks that valid claims admit `kind` to `segment`. */
@@ -168,20 +188,23 @@ export function checkJoinScope(
   return ok(claims);
 }
 
-/** Parses and type-checks the claims JSON; null when anything is off. */
-function parseClaims(bytes: Uint8Array): JoinClaims | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
-  } catch {
-    return null;
+/** Type-checks verified claims; null when anything is off. */
+function parseClaims(payload: JWTPayload): JoinClaims | null {
+  const { seg, role, macs, iat, exp, nbf, jti } = payload as Record<string, unknown>;
+  if (typeof seg !== "string" || !validateSegmentName(seg).ok || !isPortKind(role) || !Number.isSafeInteger(exp)) return null;
+  const parsed: JoinClaims = { seg, role, exp: exp as number };
+  if (iat !== undefined) {
+    if (!Number.isSafeInteger(iat)) return null;
+    parsed.iat = iat as number;
   }
-  if (typeof value !== "object" || value === null) return null;
-  const claims = value as Record<string, unknown>;
-  const { v, seg, role, macs, iat, exp, jti } = claims;
-  if (v !== 1 || typeof seg !== "string" || !validateSegmentName(seg).ok || !isPortKind(role)) return null;
-  if (!Number.isSafeInteger(iat) || !Number.isSafeInteger(exp) || typeof jti !== "string") return null;
-  const parsed: JoinClaims = { v: 1, seg, role, iat: iat as number, exp: exp as number, jti };
+  if (nbf !== undefined) {
+    if (!Number.isSafeInteger(nbf)) return null;
+    parsed.nbf = nbf as number;
+  }
+  if (jti !== undefined) {
+    if (typeof jti !== "string") return null;
+    parsed.jti = jti;
+  }
   if (macs !== undefined) {
     const normalized = normalizeMacs(macs);
     if (!normalized.ok) return null;
@@ -221,13 +244,4 @@ function base64urlEncode(bytes: Uint8Array): string {
   let binary = "";
   for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-/** Decodes unpadded base64url; null for any other alphabet or an impossible length. */
-function base64urlDecode(text: string): Uint8Array | null {
-  if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) return null;
-  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
 }

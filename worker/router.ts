@@ -2,6 +2,7 @@ import { authorizeAdmin } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { errorResponse, httpError } from "./http.ts";
 import { validateSegmentName } from "./segment-name.ts";
+import { explainUnconfigured } from "./unconfigured.ts";
 
 export type Method = "GET" | "PUT" | "POST" | "DELETE";
 
@@ -58,7 +59,7 @@ export async function route(routes: readonly Route[], request: Request, env: Env
     segment = name.value;
   }
   try {
-    return await matched.route.handle({ request, env, url, segment });
+    return await explainUnconfigured(await matched.route.handle({ request, env, url, segment }), env);
   } catch (error) {
     console.error(`edgelan: ${request.method} ${url.pathname} failed`, error);
     return errorResponse(httpError(500, "internal-error", "the relay failed to handle this request; try again"));

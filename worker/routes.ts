@@ -2,11 +2,13 @@ import { connectPort } from "./connect.ts";
 import { healthz } from "./healthz.ts";
 import type { Route } from "./router.ts";
 import { deleteSegment, getPorts, getSegment, postToken, putSegment } from "./segment-admin.ts";
+import { listSegments } from "./segment-list.ts";
 
 /** Every route the relay serves (documented in docs/api.md). */
 export const ROUTES: readonly Route[] = [
   { method: "GET",    path: "/healthz",                   access: "public", handle: healthz },
   { method: "GET",    path: "/v1/segments/:name/connect", access: "public", handle: connectPort },
+  { method: "GET",    path: "/v1/segments",               access: "admin",  handle: listSegments },
   { method: "PUT",    path: "/v1/segments/:name",         access: "admin",  handle: putSegment },
   { method: "GET",    path: "/v1/segments/:name",         access: "admin",  handle: getSegment },
   { method: "DELETE", path: "/v1/segments/:name",         access: "admin",  handle: deleteSegment },

@@ -3,7 +3,8 @@
 // admin calls, refused joins (401/403/MAC taken), an unreachable relay, missing
 // privileges — and `join` ending on fatal errors while riding out a restart.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startRelay, type RunningRelay } from "./relay-harness.ts";
@@ -11,7 +12,8 @@ import { guestSkipReason, Namespaces } from "./guests.ts";
 import { WireClient } from "./wire-client.ts";
 import { parseMac } from "../../datapath/mac.ts";
 
-const CLI = join(import.meta.dirname, "..", "..", "bin", "edgelan.mjs");
+const ROOT = join(import.meta.dirname, "..", "..");
+const CLI = join(ROOT, "bin", "edgelan.mjs");
 const ADMIN = "cli-e2e-admin-token";
 const running = new Set<ChildProcess>();
 let relay: RunningRelay;
@@ -32,10 +34,11 @@ interface RunOptions {
 }
 
 /** Runs the CLI to completion; a child still running after the timeout is killed (by PID) and reported with code null. */
-function cli(args: string[], options: RunOptions = {}): Promise<Outcome> {
+function cli(args: string[], options: RunOptions & { env?: NodeJS.ProcessEnv; bin?: string } = {}): Promise<Outcome> {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("EDGELAN_")) env[name] = value;
-  const child = spawn(process.execPath, [CLI, ...args], {
+  Object.assign(env, options.env);
+  const child = spawn(process.execPath, [options.bin ?? CLI, ...args], {
     detached: true, env, stdio: ["pipe", "pipe", "pipe"],
     ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
   });
@@ -129,6 +132,41 @@ describe("edgelan usage", () => {
     expect(result.stdout).toContain("Exit codes:");
   });
 
+  it("bare edgelan prints the overview on stderr and exits 2; --version prints package.json's version", async () => {
+    const bare = await cli([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("Commands:");
+    const version = await cli(["--version"]);
+    expect(version.code).toBe(0);
+    const { version: expected } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
+    expect(version.stdout.trim()).toBe(`edgelan ${expected}`);
+  });
+
+  it("<command> --help shows that command's options with defaults, and an example", async () => {
+    const join = await cli(["join", "--help"]);
+    expect(join.code).toBe(0);
+    expect(join.stdout).toContain("Usage: edgelan join <url> --tap NAME");
+    expect(join.stdout).toMatch(/--kind KIND .*\(default: member\)/);
+    expect(join.stdout).toMatch(/--token TOKEN .*env: EDGELAN_TOKEN/);
+    expect(join.stdout).toContain("Example");
+    expect(join.stdout).not.toContain("--role");
+    const token = await cli(["token", "--help"]);
+    expect(token.stdout).toMatch(/--role ROLE .*\(default: member\)/);
+    expect(token.stdout).toMatch(/--ttl S .*default: 3600/);
+    // `edgelan help ping` is the same as `edgelan ping --help`.
+    expect((await cli(["help", "ping"])).stdout).toBe((await cli(["ping", "--help"])).stdout);
+  });
+
+  it("validates options per command: another command's option is a usage error", async () => {
+    const result = await cli(["token", "x", "--tap", "foo"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("Unknown option '--tap'");
+    expect(result.stderr).toContain("Usage: edgelan token");
+    const misplaced = await cli(["segments", "show", "lab", "--max-ports", "3"]);
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toContain("--max-ports only applies to segments create");
+  });
+
   it("rejects a bad URL with exit 2 and the form it expects", async () => {
     const notUrl = await cli(["ping", "not a url", "10.0.0.1"]);
     expect(notUrl.code).toBe(2);
@@ -154,6 +192,31 @@ describe("edgelan usage", () => {
   });
 });
 
+describe("the CLI ships as JavaScript", () => {
+  it("runs from dist/ without tsx, which is no runtime dependency", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
+    expect(Object.keys(pkg.dependencies)).not.toContain("tsx");
+    for (const file of readdirSync(join(ROOT, "dist")).filter((name) => name.endsWith(".mjs"))) {
+      expect(readFileSync(join(ROOT, "dist", file), "utf8")).not.toMatch(/from "tsx|import\("tsx/);
+    }
+    expect(readFileSync(CLI, "utf8")).not.toContain("tsx");
+  });
+
+  it("says how to build it when dist/ is missing", async () => {
+    const copy = mkdtempSync(join(tmpdir(), "edgelan-bin-"));
+    try {
+      mkdirSync(join(copy, "bin"));
+      copyFileSync(CLI, join(copy, "bin", "edgelan.mjs"));
+      const result = await cli(["--help"], { bin: join(copy, "bin", "edgelan.mjs") });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain("the CLI is not built");
+      expect(result.stderr).toContain("npm run build");
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("edgelan segments and token", () => {
   it("creates, shows and deletes a segment, and mints a token for it", async () => {
     const common = ["--relay", relay.baseUrl, "--admin-token", ADMIN];
@@ -168,7 +231,7 @@ describe("edgelan segments and token", () => {
     const minted = await cli(["token", "cli-lab", "--role", "member", "--ttl", "600", ...common]);
     expect(minted.code).toBe(0);
     const token = minted.stdout.trim();
-    expect(token).toMatch(/^elt1\./);
+    expect(token).toMatch(/^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/);
     // The token works: a join with it is welcomed.
     const { client, welcome } = await WireClient.join(connect("cli-lab"), {}, { token });
     expect(welcome.portId).toBeGreaterThan(0);
@@ -181,6 +244,36 @@ describe("edgelan segments and token", () => {
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain("relay answered 404");
     expect(gone.stderr).toContain('segment "cli-lab" does not exist');
+  });
+
+  it("lists segments, says when create updated an existing one, and warns loudly about open segments on an auth relay", async () => {
+    const common = ["--relay", relay.baseUrl, "--admin-token", ADMIN];
+    const listed = await cli(["segments", "list", ...common]);
+    expect(listed.code).toBe(0);
+    const { segments } = JSON.parse(listed.stdout) as { segments: Array<{ name: string; openJoin: boolean }> };
+    expect(segments).toEqual(expect.arrayContaining([
+      expect.objectContaining({ name: "closed", openJoin: false }), expect.objectContaining({ name: "open", openJoin: true }),
+    ]));
+    // This relay has auth on: the open segment is shouted about, on stderr.
+    expect(listed.stderr).toContain("WARNING: segment open accepts joins WITHOUT a token");
+    expect(listed.stderr).toContain("edgelan segments create open --closed");
+    expect(listed.stderr).not.toContain("segment closed accepts");
+
+    const shown = await cli(["segments", "show", "open", ...common]);
+    expect(shown.code).toBe(0);
+    expect(shown.stderr).toContain("WARNING: segment open accepts joins WITHOUT a token");
+
+    const created = await cli(["segments", "create", "cli-update", ...common]);
+    expect(created.stderr).toContain("segment cli-update created");
+    const updated = await cli(["segments", "create", "cli-update", "--max-ports", "5", "--open-join", ...common]);
+    expect(updated.code).toBe(0);
+    expect(updated.stderr).toContain("segment cli-update already existed: updated openJoin, maxPorts; its settings now:");
+    expect(JSON.parse(updated.stdout)).toMatchObject({ maxPorts: 5, openJoin: true });
+    const closed = await cli(["segments", "create", "cli-update", "--closed", ...common]);
+    expect(JSON.parse(closed.stdout)).toMatchObject({ maxPorts: 5, openJoin: false });
+    expect((await cli(["segments", "delete", "cli-update", ...common])).code).toBe(0);
+    const after = JSON.parse((await cli(["segments", "list", ...common])).stdout) as { segments: Array<{ name: string }> };
+    expect(after.segments.map((segment) => segment.name)).not.toContain("cli-update");
   });
 
   it("exits 3 with the server's message for a wrong admin token", async () => {
@@ -258,6 +351,66 @@ describe("edgelan joins that fail", () => {
   });
 });
 
+describe("edgelan ping never hangs", () => {
+  it("checks its arguments before it connects: a bad address or --count 0 exits 2 at once", async () => {
+    const badTarget = await cli(["ping", connect("open"), "10.10.0"], { timeoutMs: 10_000 });
+    expect(badTarget.code).toBe(2);
+    expect(badTarget.stderr).toContain('"10.10.0" is not an IPv4 address');
+    const zero = await cli(["ping", connect("open"), "10.10.0.1", "--count", "0"], { timeoutMs: 10_000 });
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toContain("--count must be an integer from 1 to 100000");
+    const badSource = await cli(["ping", connect("open"), "10.10.0.1", "--source-ip", "nope"], { timeoutMs: 10_000 });
+    expect(badSource.code).toBe(2);
+  });
+
+  it("says in one line that nobody answered ARP, and exits 1", async () => {
+    const result = await cli(["ping", connect("open"), "10.77.0.1", "--count", "1"], { timeoutMs: 20_000 });
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toContain("no ARP reply from 10.77.0.1");
+    expect(result.stderr).not.toMatch(/DiagError|\n\s+at /);
+  });
+});
+
+describe("errors speak CLI", () => {
+  it("a missing join token names --token, EDGELAN_TOKEN and `edgelan token`", async () => {
+    const result = await cli(["pipe", connect("closed"), "--mac", "02:00:00:00:c3:01"], { holdStdin: true });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain("--token TOKEN (or set EDGELAN_TOKEN)");
+    expect(result.stderr).toContain(`edgelan token closed --role member --relay ${relay.baseUrl}`);
+  });
+
+  it("an unknown segment exits 3 and says how to create it", async () => {
+    const result = await cli(["pipe", connect("nowhere"), "--mac", "02:00:00:00:c3:02"], { holdStdin: true });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain("HTTP 404");
+    expect(result.stderr).toContain("edgelan segments create nowhere");
+  });
+
+  it("a MAC-bound token without a matching --mac says which MACs it allows, before connecting (exit 2)", async () => {
+    const response = await admin("POST", "/v1/segments/closed/tokens", { role: "member", macs: ["02:00:00:00:c3:03", "02:00:00:00:c3:04"] });
+    const { token } = (await response.json()) as { token: string };
+    const noMac = await cli(["join", connect("closed"), "--tap", "elcli9", "--token", token]);
+    expect(noMac.code).toBe(2);
+    expect(noMac.stderr).toContain("the join token admits only MAC 02:00:00:00:c3:03, 02:00:00:00:c3:04; pass --mac 02:00:00:00:c3:03");
+    const otherMac = await cli(["join", connect("closed"), "--tap", "elcli9", "--mac", "02:00:00:00:c3:09"], { env: { EDGELAN_TOKEN: token } });
+    expect(otherMac.code).toBe(2);
+    expect(otherMac.stderr).toContain("admits only MAC 02:00:00:00:c3:03");
+  });
+
+  it("usage errors exit 2: a too-long TAP name, a missing netns, join --kind monitor", async () => {
+    const longName = await cli(["join", connect("open"), "--tap", "a-very-long-tap-name"]);
+    expect(longName.code).toBe(2);
+    expect(longName.stderr).toContain("Linux allows at most 15");
+    const netns = await cli(["join", connect("open"), "--tap", "elcli8", "--netns", "edgelan-no-such-ns"]);
+    expect(netns.code).toBe(2);
+    expect(netns.stderr).toContain("network namespace edgelan-no-such-ns does not exist");
+    const monitor = await cli(["join", connect("open"), "--tap", "elcli8", "--kind", "monitor"]);
+    expect(monitor.code).toBe(2);
+    expect(monitor.stderr).toContain("edgelan capture");
+  });
+});
+
 const skip = guestSkipReason();
 
 describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === null ? "" : ` (skipped: ${skip})`}`, () => {
@@ -288,6 +441,40 @@ describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === nu
     expect(() => execFileSync("ip", ["-n", ns, "link", "show", "elcli1"], { stdio: "ignore" })).toThrow();
   });
 
+  it("keeps its MAC across rejoins, says which in the join line, sizes the MTU from the segment, and logs its exit", async () => {
+    expect((await admin("PUT", "/v1/segments/stable", { openJoin: true, maxFrameSize: 9014 })).status).toBe(201);
+    const ns = namespaces.create("cli");
+    const macs: string[] = [];
+    for (let round = 0; round < 2; round++) {
+      const agent = start(["join", connect("stable"), "--tap", "elcli4", "--netns", ns]);
+      try {
+        await waitFor(() => /MAC .* MTU/.test(agent.output()), "the join lines");
+        const line = /MAC (\S+) \(stable: derived from machine id, segment and TAP name\), MTU (\d+) \(segment's largest frame 9014\), offload off/.exec(agent.output());
+        expect(line, agent.output()).not.toBeNull();
+        macs.push(line?.[1] ?? "");
+        expect(line?.[2]).toBe("9000");
+        const link = execFileSync("ip", ["-n", ns, "-o", "link", "show", "elcli4"], { encoding: "utf8" });
+        expect(link).toContain("mtu 9000");
+        expect(link).toContain(`link/ether ${line?.[1]}`);
+        kill(agent.child, "SIGTERM");
+        expect(await agent.exited).toBe(0);
+        expect(agent.output()).toContain("exiting (SIGTERM), exit code 0");
+      } finally {
+        kill(agent.child);
+      }
+    }
+    expect(macs[1]).toBe(macs[0]);
+  });
+
+  it("refuses --mtu larger than the segment carries, before creating the TAP", async () => {
+    const ns = namespaces.create("cli");
+    const result = await cli(["join", connect("open"), "--tap", "elcli5", "--netns", ns, "--mtu", "9000"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--mtu 9000 is larger than segment "open" carries: its largest frame is 1514 bytes (MTU 1500)');
+    expect(result.stderr).toContain("edgelan segments create open --max-frame-size 9014");
+    expect(() => execFileSync("ip", ["-n", ns, "link", "show", "elcli5"], { stdio: "ignore" })).toThrow();
+  });
+
   it("exits 4 when the relay cannot be reached at the first connect", async () => {
     const ns = namespaces.create("cli");
     const port = await freePort();
@@ -311,6 +498,10 @@ describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === nu
       own = await startRelay({ port, stateDir });
       await waitFor(() => agent.output().includes("reconnected"), "the agent to reconnect", 40_000);
       expect(agent.output()).toContain(`reconnected as port ${portId} (resumed)`);
+      // The loss in words, each attempt with its delay, and "joined" only once.
+      expect(agent.output()).toMatch(/connection lost \(1006: the connection dropped/);
+      expect(agent.output()).toMatch(/reconnecting in \d+\.\d s/);
+      expect(agent.output().match(/ joined /g)).toHaveLength(1);
       expect(agent.child.exitCode).toBeNull();
       kill(agent.child, "SIGTERM");
       expect(await agent.exited).toBe(0);

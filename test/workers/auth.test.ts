@@ -14,8 +14,8 @@ import {
 } from "../../worker/auth.ts";
 import type { PortAttachment } from "../../durable/port.ts";
 
-// Join tokens: `elt1.<base64url(claims)>.<base64url(HMAC-SHA256)>`, minted by the admin API,
-// checked by the Worker at connect. The workers project signs with EDGELAN_TOKEN_SECRET=test-token-secret.
+// Join tokens: standard JWTs (HS256, audience "edgelan"), minted by the admin API or by anyone's
+// JWT library, checked by the Worker at connect. The workers project signs with EDGELAN_TOKEN_SECRET=test-token-secret.
 
 const BASE = "http://edgelan.test";
 const ADMIN = { Authorization: "Bearer test-admin-token" };
@@ -67,13 +67,16 @@ describe("POST /v1/segments/:name/tokens", () => {
     const before = Date.now();
     const minted = await mint("closed", { role: "bridge", ttlSeconds: 600, macs: ["02:00:00:00:00:0A"] });
     expect(minted).toMatchObject({ segment: "closed", role: "bridge", macs: ["02:00:00:00:00:0a"] });
-    expect(minted.token).toMatch(/^elt1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/);
+    expect(minted.token).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/);
+    const [header, payload] = minted.token.split(".").slice(0, 2).map((part) => JSON.parse(atob(part.replace(/-/g, "+").replace(/_/g, "/"))) as Record<string, unknown>);
+    expect(header).toEqual({ alg: "HS256", typ: "JWT" });
+    expect(payload).toMatchObject({ aud: "edgelan", seg: "closed", role: "bridge", macs: ["02:00:00:00:00:0a"] });
     const expires = Date.parse(minted.expiresAt);
     expect(expires).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 + 600_000);
     expect(expires).toBeLessThanOrEqual(Date.now() + 600_000);
 
     const claims = await verifyJoinToken(SECRET, minted.token, nowSeconds());
-    expect(claims).toMatchObject({ ok: true, value: { v: 1, seg: "closed", role: "bridge", macs: ["02:00:00:00:00:0a"] } });
+    expect(claims).toMatchObject({ ok: true, value: { seg: "closed", role: "bridge", macs: ["02:00:00:00:00:0a"] } });
   });
 
   it("defaults to a one-hour token without MAC binding", async () => {
@@ -158,10 +161,9 @@ describe("connect with a join token", () => {
 
   it("answers a token whose claims were altered with 401 invalid-token", async () => {
     const { token } = await mint("other", { role: "member" });
-    const [prefix, , signature] = token.split(".");
-    const claims = btoa(JSON.stringify(newJoinClaims("closed", "bridge", 600, undefined, nowSeconds())))
-      .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-    const response = await connect("closed", "?kind=bridge", { Authorization: `Bearer ${prefix}.${claims}.${signature}` });
+    const [header, , signature] = token.split(".");
+    const claims = base64url(JSON.stringify({ ...newJoinClaims("closed", "bridge", 600, undefined, nowSeconds()), aud: "edgelan" }));
+    const response = await connect("closed", "?kind=bridge", { Authorization: `Bearer ${header}.${claims}.${signature}` });
     expect(response.status).toBe(401);
     expect(await errorCode(response)).toBe("invalid-token");
   });
@@ -302,7 +304,7 @@ describe("join token keys", () => {
 
 describe("verifyJoinToken", () => {
   const at = 1_800_000_000;
-  const claims: JoinClaims = { v: 1, seg: "lab", role: "member", iat: at, exp: at + 60, jti: "x" };
+  const claims: JoinClaims = { seg: "lab", role: "member", iat: at, exp: at + 60, jti: "x" };
 
   it("accepts a token until the second before exp, and calls it expired from exp on", async () => {
     const token = await mintJoinToken(SECRET, claims);
@@ -311,9 +313,68 @@ describe("verifyJoinToken", () => {
   });
 
   it("refuses claims with a bad shape even when correctly signed", async () => {
-    for (const bad of [{ ...claims, v: 2 }, { ...claims, seg: "UPPER" }, { ...claims, role: "root" }, { ...claims, macs: ["nope"] }, { ...claims, exp: "soon" }]) {
+    for (const bad of [{ ...claims, seg: "UPPER" }, { ...claims, seg: undefined }, { ...claims, role: "root" }, { ...claims, macs: ["nope"] }, { ...claims, exp: "soon" }, { ...claims, jti: 7 }]) {
       const token = await mintJoinToken(SECRET, bad as unknown as JoinClaims);
       expect(await verifyJoinToken(SECRET, token, at)).toMatchObject({ ok: false, error: { code: "invalid-token" } });
     }
+  });
+});
+
+/** Unpadded base64url of a string (UTF-8) or bytes. */
+function base64url(data: string | Uint8Array): string {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** A JWT built by hand with WebCrypto, as another JWT library would build it (the test does not use jose). */
+async function handMadeJwt(header: Record<string, unknown>, payload: Record<string, unknown>, secret = SECRET, hash = "SHA-256"): Promise<string> {
+  const body = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(payload))}`;
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash }, false, ["sign"]);
+  return `${body}.${base64url(new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body))))}`;
+}
+
+describe("join tokens are standard JWTs", () => {
+  const at = 1_800_000_000;
+  const payload = { aud: "edgelan", seg: "lab", role: "bridge", exp: at + 600, macs: ["02:00:00:00:00:0B"] };
+
+  it("accepts a token minted by another JWT implementation (HS256, aud edgelan, seg, role, exp)", async () => {
+    const token = await handMadeJwt({ alg: "HS256", typ: "JWT" }, payload);
+    expect(await verifyJoinToken(SECRET, token, at)).toEqual({ ok: true, value: { seg: "lab", role: "bridge", exp: at + 600, macs: ["02:00:00:00:00:0b"] } });
+    // A header without typ is as good.
+    expect((await verifyJoinToken(SECRET, await handMadeJwt({ alg: "HS256" }, payload), at)).ok).toBe(true);
+  });
+
+  it("lets such a token join over the Worker", async () => {
+    const token = await handMadeJwt({ alg: "HS256" }, { aud: "edgelan", seg: "closed", role: "member", exp: nowSeconds() + 600 });
+    const response = await connect("closed", "", { Authorization: `Bearer ${token}` });
+    expect(response.status).toBe(101);
+    response.webSocket?.accept();
+    response.webSocket?.close(1000, "done");
+  });
+
+  it.each([
+    ["alg none", { alg: "none" }, payload, "SHA-256"],
+    ["HS512", { alg: "HS512" }, payload, "SHA-512"],
+    ["a header that lies (HS512 signed with SHA-256)", { alg: "HS512" }, payload, "SHA-256"],
+    ["no aud", { alg: "HS256" }, { ...payload, aud: undefined }, "SHA-256"],
+    ["another aud", { alg: "HS256" }, { ...payload, aud: "other-service" }, "SHA-256"],
+    ["no exp", { alg: "HS256" }, { ...payload, exp: undefined }, "SHA-256"],
+    ["nbf in the future", { alg: "HS256" }, { ...payload, nbf: at + 60 }, "SHA-256"],
+    ["no role", { alg: "HS256" }, { ...payload, role: undefined }, "SHA-256"],
+  ])("refuses %s with invalid-token", async (_what, header, claims, hash) => {
+    const token = await handMadeJwt(header, claims, SECRET, hash);
+    expect(await verifyJoinToken(SECRET, token, at)).toMatchObject({ ok: false, error: { code: "invalid-token" } });
+  });
+
+  it("refuses an unsigned token (alg none, empty signature)", async () => {
+    const token = `${base64url(JSON.stringify({ alg: "none" }))}.${base64url(JSON.stringify(payload))}.`;
+    expect(await verifyJoinToken(SECRET, token, at)).toMatchObject({ ok: false, error: { code: "invalid-token" } });
+  });
+
+  it("refuses a token longer than 4096 characters without parsing it", async () => {
+    const token = await handMadeJwt({ alg: "HS256" }, { ...payload, pad: "x".repeat(4096) });
+    expect(await verifyJoinToken(SECRET, token, at)).toMatchObject({ ok: false, error: { code: "invalid-token", message: expect.stringContaining("4096") } });
   });
 });

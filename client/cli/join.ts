@@ -1,0 +1,113 @@
+// `edgelan join`: a Linux TAP device as a port of a segment. The session opens
+// first, so a refusal leaves no device behind and the TAP's MTU follows the
+// segment's largest frame (WELCOME maxFrameSize).
+import { existsSync } from "node:fs";
+import { ETH_HEADER_LEN } from "../../datapath/ethernet.ts";
+import { formatMac, type MacKey } from "../../datapath/mac.ts";
+import { attachSession } from "../attach.ts";
+import { openBackend } from "../backend.ts";
+import { netnsPath, validateInterfaceName } from "../backends/tap.ts";
+import { Session } from "../session.ts";
+import { defineCommand } from "./command.ts";
+import { usageError } from "./exit-codes.ts";
+import { fatalLatch, logConnection, logger, runUntilSignal } from "./lifecycle.ts";
+import { toCliError } from "./report.ts";
+import { QUIET_OPTION, sessionOptions, TOKEN_OPTION, tokenFrom } from "./session-options.ts";
+import { machineId, stableMac } from "./stable-mac.ts";
+import { peekTokenClaims } from "./token-claims.ts";
+import { choiceOption, connectUrl, intOption, macOption, segmentOfUrl } from "./values.ts";
+
+/** Smallest MTU Linux accepts on an Ethernet device (IPv4's minimum). */
+const MIN_MTU = 68;
+
+export const joinCommand = defineCommand({
+  name: "join",
+  summary: "Attach a Linux TAP device to a segment (needs CAP_NET_ADMIN). Runs until SIGINT/SIGTERM; rides out relay restarts.",
+  usage: "<url> --tap NAME [options]",
+  details: [
+    "Without --mac the TAP gets a stable locally administered MAC derived from this machine's id, the segment,",
+    "the TAP name and the namespace: a rejoin keeps its address. The MTU follows the segment's largest frame.",
+    "A VDE cable or a whole LAN behind the TAP needs --kind bridge (a member port carries one station).",
+  ].join("\n"),
+  options: {
+    tap: { type: "string", value: "NAME", description: "TAP device to create or attach (at most 15 bytes)" },
+    mac: { type: "string", value: "MAC", defaultText: "stable, derived from machine id, segment and TAP name", description: "the TAP's MAC address" },
+    mtu: { type: "string", value: "N", defaultText: "the segment's largest frame minus 14", description: "the TAP's MTU; refused if larger than the segment carries" },
+    netns: { type: "string", value: "NS", description: "create the TAP inside this network namespace (ip netns name or path)" },
+    offload: { type: "boolean", defaultText: "off", description: "virtio-net header with checksum/TSO offloads (64 KiB super-frames)" },
+    kind: { type: "string", value: "KIND", default: "member", description: "port kind: member (one station) or bridge (a LAN behind the TAP)" },
+    token: TOKEN_OPTION,
+    quiet: QUIET_OPTION,
+  },
+  examples: [
+    "sudo edgelan join ws://127.0.0.1:8787/v1/segments/lab/connect --tap edge0",
+    "sudo edgelan join wss://relay.example/v1/segments/lab/connect --tap edge0 --netns blue --token \"$EDGELAN_TOKEN\"",
+  ],
+  async run({ positionals, values }) {
+    if (positionals.length > 1) throw usageError(`join takes one <url>; unexpected "${positionals[1]}"`);
+    const url = connectUrl(positionals[0]);
+    if (values.tap === undefined) throw usageError("join needs --tap NAME (the TAP device to create or attach)");
+    validateInterfaceName(values.tap);
+    if (values.kind === "monitor") throw usageError("join attaches a TAP as a member or bridge; to watch a segment's traffic use `edgelan capture` (see README)");
+    const kind = choiceOption("--kind", values.kind, ["member", "bridge"] as const);
+    if (values.netns !== undefined && !existsSync(netnsPath(values.netns))) {
+      throw usageError(`network namespace ${values.netns} does not exist (${netnsPath(values.netns)}): create it with \`ip netns add ${values.netns}\``);
+    }
+    const mtuWanted = values.mtu === undefined ? undefined : intOption("--mtu", values.mtu, MIN_MTU, 65535);
+    const token = tokenFrom(values.token);
+    const mac = chooseMac(values.mac, token, { segment: segmentOfUrl(url), tap: values.tap, netns: values.netns });
+    const log = logger(values.quiet);
+
+    const join = { url, tokenGiven: token !== undefined };
+    const session = new Session({
+      filter: { promiscuous: false, allMulticast: true, multicast: [] },
+      ...(await sessionOptions(url, token, { kind, macs: kind === "member" ? [mac.key] : [], vnetHeader: values.offload === true })),
+    });
+    const welcome = await session.start().catch((error: unknown) => {
+      session.close();
+      throw toCliError(error, join);
+    });
+    const segmentMtu = welcome.maxFrameSize - ETH_HEADER_LEN;
+    if (mtuWanted !== undefined && mtuWanted > segmentMtu) {
+      session.close();
+      const segment = segmentOfUrl(url);
+      throw usageError(
+        `--mtu ${mtuWanted} is larger than segment "${segment}" carries: its largest frame is ${welcome.maxFrameSize} bytes (MTU ${segmentMtu}). ` +
+        `Omit --mtu, or raise the segment's limit: edgelan segments create ${segment} --max-frame-size ${mtuWanted + ETH_HEADER_LEN}`,
+      );
+    }
+    const mtu = Math.max(MIN_MTU, mtuWanted ?? segmentMtu);
+    const backend = await openBackend(`tap:${values.tap}`, { mac: mac.key, mtu, netns: values.netns, offload: values.offload === true }).catch((error: unknown) => {
+      session.close();
+      throw error;
+    });
+    const fatal = fatalLatch(join);
+    const attachment = attachSession(backend, session, fatal.fail);
+    log(`${backend.name} (${formatMac(mac.key)}) joined ${url} as port ${welcome.portId}`);
+    log(`MAC ${formatMac(mac.key)} (${mac.origin}), MTU ${mtu} (segment's largest frame ${welcome.maxFrameSize}), offload ${values.offload === true ? "on" : "off"}, kind ${kind}`);
+    logConnection(log, session);
+    return runUntilSignal(log, [attachment], { status: values.quiet === true ? undefined : () => statusLine(session), fatal: fatal.exit });
+  },
+});
+
+/** --mac, else the stable MAC; checked against a MAC-bound token before anything connects. */
+function chooseMac(
+  option: string | undefined, token: string | undefined, where: { segment: string; tap: string; netns?: string },
+): { key: MacKey; origin: string } {
+  const chosen = option !== undefined
+    ? { key: macOption(option), origin: "from --mac" }
+    : { key: stableMac({ machineId: machineId(), ...where }), origin: "stable: derived from machine id, segment and TAP name" };
+  const allowed = token === undefined ? undefined : peekTokenClaims(token)?.macs;
+  if (allowed !== undefined && allowed.length > 0 && !allowed.includes(chosen.key)) {
+    const list = allowed.map(formatMac).join(", ");
+    throw usageError(`the join token admits only MAC ${list}; ${option === undefined ? "pass" : "use"} --mac ${formatMac(allowed[0] as MacKey)}`);
+  }
+  return chosen;
+}
+
+/** One line of live counters, on a terminal. */
+function statusLine(session: Session): string {
+  const c = session.counters;
+  return `${session.isOpen ? "up" : "reconnecting"} | tx ${c.txFrames} (${c.txDropped} dropped, ${c.txReset} reset) | rx ${c.rxFrames} | reconnects ${c.reconnects}`;
+}
+
