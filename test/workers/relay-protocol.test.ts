@@ -45,6 +45,25 @@ describe("RX flags (protocol.md §7.2)", () => {
     }, "2 rx records");
     expect(rx.map((r) => (r.type === "rx" ? r.flags : -1))).toEqual([RxFlag.Flooded, 0]);
   });
+
+  it("marks a monitor's copies Mirrored", async () => {
+    await createSegment("rx-mirrored");
+    const minted = await exports.default.fetch("http://edgelan.test/v1/segments/rx-mirrored/tokens", {
+      method: "POST", headers: ADMIN, body: JSON.stringify({ role: "monitor" }),
+    });
+    const { token } = (await minted.json()) as { token: string };
+    const monitor = await Port.open("rx-mirrored", true, `?kind=monitor&token=${token}`);
+    monitor.send([hello_(0, { portKind: "monitor" }), { type: "rx-post", count: 8, bufferSize: 2048 }]);
+    await monitor.next("welcome");
+    const a = await Port.join("rx-mirrored", 0x020000001011);
+    await Port.join("rx-mirrored", 0x020000001012);
+    a.send([tx(0, 0x020000001012, 0x020000001011), tx(1, BROADCAST, 0x020000001011)]);
+    const rx = await monitor.until(() => {
+      const found = monitor.records.filter((r) => r.type === "rx");
+      return found.length === 2 ? found : undefined;
+    }, "2 mirrored copies");
+    expect(rx.map((r) => (r.type === "rx" ? r.flags : -1))).toEqual([RxFlag.Mirrored, RxFlag.Mirrored]);
+  });
 });
 
 describe("the first message (protocol.md §11.1)", () => {
@@ -187,14 +206,21 @@ describe("lazy completions (protocol.md §6.3 rule 2a)", () => {
   });
 
   it("are sent at the latest when the held ids reach half the window, each id exactly once", async () => {
+    // Each step waits for the receiver, so the messages are applied in the order sent (back-to-back sends from a
+    // test socket may reach the object out of order in vitest-pool-workers).
     await createSegment("lazy-half");
     const a = await joinWithWelcome("lazy-half", 0x020000001901, LAZY, { txWindow: 16 });
-    await Port.join("lazy-half", 0x020000001902);
+    const b = await Port.join("lazy-half", 0x020000001902);
     a.port.messages.length = 0;
-    for (let id = 0; id < 8; id++) a.port.send([tx(id, 0x020000001902, 0x020000001901)]);
-    const first = await a.port.next("tx-complete");
-    expect(first).toMatchObject({ firstId: 0, count: 8, status: 0 });
-    for (let id = 8; id < 11; id++) a.port.send([tx(id, 0x020000001902, 0x020000001901)]);
+    a.port.send([0, 1, 2, 3, 4, 5, 6].map((id) => tx(id, 0x020000001902, 0x020000001901)));
+    await b.rx(7);
+    a.port.send([tx(7, 0x020000001902, 0x020000001901)]);
+    await b.rx(1);
+    // 7 held, then the 8th reaches half the window of 16: all 8 go out in a message of their own.
+    expect(await a.port.next("tx-complete")).toMatchObject({ firstId: 0, count: 8, status: 0 });
+    expect(a.port.messages.map((m) => m.map((r) => r.type))).toEqual([["tx-complete"]]);
+    a.port.send([8, 9, 10].map((id) => tx(id, 0x020000001902, 0x020000001901)));
+    await b.rx(3);
     a.port.send([{ type: "ping", seq: 9, timestamp: 0 }]);
     await a.port.next("pong");
     const completed = a.port.messages.flat().filter((r) => r.type === "tx-complete");
