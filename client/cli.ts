@@ -27,6 +27,8 @@ Usage:
   edgelan ping <url> <ipv4> [--source-ip IP] [--count N] [--interval MS] [--token T]
   edgelan segments create|show|delete <name> [--relay URL] [--admin-token T] [--open-join] [--max-frame-size N] [--max-ports N] [--ttl S]
   edgelan token <segment> --role member|bridge|monitor [--ttl S] [--mac MAC]... [--relay URL] [--admin-token T]
+  edgelan capture <url> -w FILE|- [--duration S] [--count N] [--port ID] [--mac MAC] [--vlan VID] [--token T]
+  edgelan top <segment> [--relay URL] [--admin-token T] [--interval MS] [--count N]
 
 <url> is a segment's connect URL, e.g. ws://127.0.0.1:8787/v1/segments/lab/connect
 (http(s):// is accepted, and so is the URL without /connect).
@@ -50,6 +52,9 @@ function parseCommandLine(argv: string[]) {
 
 /** Runs the CLI; resolves with the exit code (long-running commands resolve when they end). */
 export async function main(argv: string[]): Promise<number> {
+  // Observation commands parse their own options (client/commands/).
+  if (argv[0] === "capture") return (await import("./commands/capture.ts")).captureCommand(argv.slice(1));
+  if (argv[0] === "top") return (await import("./commands/top.ts")).topCommand(argv.slice(1));
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
     parsed = parseCommandLine(argv);
