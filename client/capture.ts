@@ -94,9 +94,10 @@ export class CaptureRecorder {
     if (this.stopped) throw new Error("the capture was already stopped");
     this.stopped = true;
     await this.refreshing;
-    for (const frame of this.held.splice(0)) this.writeFrame(frame);
+    // The stats reply comes after every RX the segment sent before it: frames that arrive meanwhile are written too.
     const stats = await this.port.stats();
     this.port.close();
+    for (const frame of this.held.splice(0)) this.writeFrame(frame);
     const segmentDrops = stats === null ? undefined : totalDrops(stats.counters);
     const totals: CaptureTotals = {
       startUs: this.startUs, endUs: nowMicros(), received: this.totals.received,
