@@ -12,7 +12,7 @@ import { formatMac, type MacKey } from "../../datapath/mac.ts";
 import { DiagHost } from "../../client/diag-host.ts";
 import { nodeSocketFactory } from "../../client/node-socket.ts";
 import { Session } from "../../client/session.ts";
-import { killCli as kill, runningCli, startCli, waitFor } from "./cli-process.ts";
+import { CLI, killCli as kill, runningCli, startCli, waitFor } from "./cli-process.ts";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
 
 const ADMIN = "observe-e2e-admin-token";
@@ -48,6 +48,16 @@ async function admin(method: string, path: string, body?: unknown, token = ADMIN
   });
 }
 
+/** Whether a program is installed (tshark, tmux: .ci/run installs them). */
+function hasTool(name: string): boolean {
+  try {
+    execFileSync(name, ["-V"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** tshark's fields for every packet of a file, one array per packet. */
 function tsharkFields(path: string, fields: string[]): string[][] {
   const args = ["-r", path, "-T", "fields", "-E", "separator=|", ...fields.flatMap((field) => ["-e", field])];
@@ -80,7 +90,7 @@ afterAll(async () => {
   rmSync(workDir, { recursive: true, force: true });
 });
 
-describe("edgelan capture", () => {
+describe.skipIf(!hasTool("tshark"))("edgelan capture", () => {
   it("records a ping between two ports: the ICMP frames in order, each with its ingress port, read back by tshark", async () => {
     const all = join(workDir, "all.pcapng");
     const onlyB = join(workDir, "port-b.pcapng");
@@ -218,5 +228,62 @@ describe("GET /v1/segments/:name/metrics", () => {
     expect(none.status).toBe(401);
     expect((await admin("GET", `/v1/segments/${SEGMENT}`, undefined, METRICS_TOKEN)).status).toBe(401);
     expect((await admin("GET", "/v1/segments/nowhere/metrics", undefined, METRICS_TOKEN)).status).toBe(404);
+  });
+});
+
+describe("edgelan top", () => {
+  /** A tmux server of this test's own (its socket name is unique per process), removed at the end. */
+  const tmuxSocket = `edgelan-observe-${process.pid}`;
+  const tmux = (...args: string[]): string => execFileSync("tmux", ["-L", tmuxSocket, ...args], { encoding: "utf8" });
+
+  afterAll(() => {
+    try {
+      tmux("kill-server");
+    } catch {
+      // Not started or already gone.
+    }
+  });
+
+  it.skipIf(!hasTool("tmux"))("shows live rates per port on a terminal (tmux), quits on q and restores the terminal", async () => {
+    const command = `echo before-top; EDGELAN_ADMIN_TOKEN=${ADMIN} ${process.execPath} ${CLI} top ${SEGMENT} --relay ${relay.baseUrl}; echo exit=$?; sleep 120`;
+    tmux("new-session", "-d", "-s", "top", "-x", "200", "-y", "30", "sh", "-c", command);
+    const screen = (): string => tmux("capture-pane", "-p", "-t", "top");
+    const rowOf = (portId: number): string[] | undefined => screen().split("\n").map((line) => line.trim().split(/\s+/)).find((cells) => cells[0] === String(portId));
+    await waitFor(() => rowOf(hostA.portId) !== undefined && rowOf(hostB.portId) !== undefined, "both ports on the screen");
+    expect(screen()).toMatch(/PORT\s+KIND\s+MODE\s+MACS\s+REMOTE\s+RX\/s\s+TX\/s/);
+    expect(rowOf(hostA.portId)?.slice(1, 4)).toEqual(["member", "desc", formatMac(hostA.mac)]);
+
+    // Keep pinging until a refresh shows A sending (a bounded loop: at most 30 s of pings).
+    let moving = false;
+    const deadline = Date.now() + 30_000;
+    while (!moving && Date.now() < deadline) {
+      await hostA.host.ping("10.9.0.2", { count: 10, intervalMs: 50, timeoutMs: 5_000 });
+      const rxPerSecond = Number(rowOf(hostA.portId)?.[5]);
+      moving = Number.isFinite(rxPerSecond) && rxPerSecond > 0;
+    }
+    expect(moving).toBe(true);
+    expect(screen()).toMatch(/^TOTAL\s+\d+/m);
+
+    tmux("send-keys", "-t", "top", "q");
+    await waitFor(() => screen().includes("exit=0"), "top to quit");
+    // Back on the normal screen: what was there before is visible, the table is gone.
+    expect(screen()).toContain("before-top");
+    expect(screen()).not.toContain("PORT");
+  });
+
+  it("prints plain tables without escape codes when stdout is not a terminal", async () => {
+    const top = startCli(["top", SEGMENT, "--relay", relay.baseUrl, "--count", "2", "--interval", "200"], { EDGELAN_ADMIN_TOKEN: ADMIN });
+    expect(await top.exited).toBe(0);
+    const output = top.output();
+    expect(output).not.toContain("\x1b");
+    expect(output.match(/^edgelan top — segment seen/gm)).toHaveLength(2);
+    expect(output).toMatch(new RegExp(`^${hostA.portId}\\s+member\\s+desc\\s+${formatMac(hostA.mac)}`, "m"));
+    expect(output).toMatch(/^TOTAL/m);
+  });
+
+  it("says why when the admin token is wrong (exit 3)", async () => {
+    const top = startCli(["top", SEGMENT, "--relay", relay.baseUrl, "--count", "1"], { EDGELAN_ADMIN_TOKEN: "wrong" });
+    expect(await top.exited).toBe(3);
+    expect(top.output()).toMatch(/admin-token-invalid/);
   });
 });
