@@ -1,8 +1,13 @@
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { mkdirSync } from "node:fs";
 import { defineConfig } from "vitest/config";
 
-// Three projects: pure unit tests in Node, Durable Object tests inside workerd,
-// and end-to-end tests that start the real `wrangler dev` (and, as root, real TAP guests).
+// wrangler.toml's [assets] directory is built by `node ui/build.mjs` before `wrangler dev`/`deploy`;
+// the workers project reads the same config without building, and needs the directory to exist.
+mkdirSync("dist/assets", { recursive: true });
+
+// Four projects: pure unit tests in Node, Durable Object tests inside workerd, the dashboard
+// in a real browser, and end-to-end tests that start the real `wrangler dev` (and, as root, real TAP guests).
 export default defineConfig({
   test: {
     projects: [
@@ -17,6 +22,17 @@ export default defineConfig({
           }),
         ],
         test: { name: "workers", include: ["test/workers/**/*.test.ts"] },
+      },
+      {
+        // The dashboard in Debian's chromium through playwright-core, against the real relay.
+        test: {
+          name: "browser",
+          include: ["test/browser/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
       },
       {
         test: {

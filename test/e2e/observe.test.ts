@@ -8,11 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { formatMac, type MacKey } from "../../datapath/mac.ts";
-import { DiagHost } from "../../client/diag-host.ts";
-import { nodeSocketFactory } from "../../client/node-socket.ts";
-import { Session } from "../../client/session.ts";
+import { formatMac } from "../../datapath/mac.ts";
 import { CLI, killCli as kill, runningCli, startCli, waitFor } from "./cli-process.ts";
+import { joinDiagHost, type JoinedHost } from "./diag-hosts.ts";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
 
 const ADMIN = "observe-e2e-admin-token";
@@ -21,23 +19,8 @@ const SEGMENT = "seen";
 let relay: RunningRelay;
 let workDir: string;
 
-interface Host {
-  session: Session;
-  host: DiagHost;
-  portId: number;
-  mac: MacKey;
-}
-let hostA: Host;
-let hostB: Host;
-
-async function joinHost(mac: MacKey, ip: string): Promise<Host> {
-  const session = new Session({ url: connectUrl(), socketFactory: nodeSocketFactory, macs: [mac], reconnect: false, keepaliveSeconds: 0 });
-  const handlers: Array<(frames: Uint8Array[]) => void> = [];
-  session.on("frames", (frames) => handlers.forEach((handler) => handler(frames)));
-  const welcome = await session.start();
-  const host = new DiagHost({ send: (frames) => session.send(frames), onFrames: (handler) => handlers.push(handler) }, { mac, ip });
-  return { session, host, portId: welcome.portId, mac };
-}
+let hostA: JoinedHost;
+let hostB: JoinedHost;
 
 const connectUrl = (): string => `${relay.wsUrl}/v1/segments/${SEGMENT}/connect`;
 
@@ -76,16 +59,14 @@ beforeAll(async () => {
   workDir = mkdtempSync(join(tmpdir(), "edgelan-observe-"));
   relay = await startRelay({ adminToken: ADMIN, vars: { EDGELAN_METRICS_TOKEN: METRICS_TOKEN } });
   expect((await admin("PUT", `/v1/segments/${SEGMENT}`, { openJoin: true })).status).toBe(201);
-  hostA = await joinHost(0x02_00_00_00_0a_01, "10.9.0.1");
-  hostB = await joinHost(0x02_00_00_00_0a_02, "10.9.0.2");
+  hostA = await joinDiagHost(connectUrl(), 0x02_00_00_00_0a_01, "10.9.0.1");
+  hostB = await joinDiagHost(connectUrl(), 0x02_00_00_00_0a_02, "10.9.0.2");
 });
 
 afterAll(async () => {
   for (const child of runningCli) kill(child);
-  for (const host of [hostA, hostB]) {
-    host?.host.close();
-    host?.session.close();
-  }
+  hostA?.close();
+  hostB?.close();
   await relay?.stop();
   rmSync(workDir, { recursive: true, force: true });
 });
