@@ -36,8 +36,12 @@ export interface CaptureOptions {
   application?: string;
 }
 
-/** Frames held while an ingress lookup is in flight, at most; beyond that they are written with the table as it is. */
+/**
+ * Frames (and bytes) held while an ingress lookup is in flight, at most; beyond either bound they are written
+ * with the table as it is, so a flood of new source MACs cannot grow the capture's memory.
+ */
 const MAX_HELD_FRAMES = 65_536;
+const MAX_HELD_BYTES = 64 * 1024 * 1024;
 /** Forwarding-table lookups happen at most this often (microseconds), so unknown source MACs cannot cause a storm. */
 const MIN_REFRESH_INTERVAL_US = 250_000;
 
@@ -53,6 +57,7 @@ export class CaptureRecorder {
   /** MAC → port, from the forwarding table. */
   private owners = new Map<MacKey, number>();
   private readonly held: MonitoredFrame[] = [];
+  private heldBytes = 0;
   private refreshing: Promise<void> | null = null;
   private lastRefreshUs = -Infinity;
   private startUs = 0;
@@ -64,7 +69,10 @@ export class CaptureRecorder {
     this.port = new MonitorPort({ url: options.url, token: options.token, socketFactory: options.socketFactory, clientName: options.application });
     this.port.onFrames((frames) => {
       this.totals.received += frames.length;
-      for (const frame of frames) this.held.push(frame);
+      for (const frame of frames) {
+        this.held.push(frame);
+        this.heldBytes += frame.frame.length;
+      }
       this.drain();
     });
     this.port.onEnd((end) => {
@@ -97,6 +105,7 @@ export class CaptureRecorder {
     // The stats reply comes after every RX the segment sent before it: frames that arrive meanwhile are written too.
     const stats = await this.port.stats();
     this.port.close();
+    this.heldBytes = 0;
     for (const frame of this.held.splice(0)) this.writeFrame(frame);
     const segmentDrops = stats === null ? undefined : totalDrops(stats.counters);
     const totals: CaptureTotals = {
@@ -114,11 +123,12 @@ export class CaptureRecorder {
     if (this.refreshing !== null || this.stopped) return;
     while (this.held.length > 0) {
       const next = this.held[0] as MonitoredFrame;
-      if (this.needsLookup(next) && this.held.length < MAX_HELD_FRAMES) {
+      if (this.needsLookup(next) && this.held.length < MAX_HELD_FRAMES && this.heldBytes < MAX_HELD_BYTES) {
         this.refreshing = this.refreshOwners().then(() => this.drain());
         return;
       }
       this.held.shift();
+      this.heldBytes -= next.frame.length;
       this.writeFrame(next);
     }
   }

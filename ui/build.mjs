@@ -25,3 +25,7 @@ const bundle = await build({
 });
 place("app.js", (path) => writeFileSync(path, bundle.outputFiles[0].contents));
 for (const name of ["index.html", "style.css"]) place(name, (path) => copyFileSync(join(ui, name), path));
+// Response headers (CSP and friends) live at the root of the assets directory.
+const headersTemporary = join(out, "..", `._headers.${process.pid}.tmp`);
+copyFileSync(join(ui, "_headers"), headersTemporary);
+renameSync(headersTemporary, join(out, "..", "_headers"));

@@ -23,14 +23,20 @@ let browser: Browser;
 let workDir: string;
 
 /** A fresh browser context (its own profile: no storage shared between tests) and page; screenshot kept if the test fails. */
-async function openPage(testName: string): Promise<{ context: BrowserContext; page: Page }> {
+async function openPage(testName: string): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1360, height: 1000 } });
   const page = await context.newPage();
+  // Script errors and Content-Security-Policy refusals (HTTP errors the page handles are expected and not listed).
+  const problems: string[] = [];
+  page.on("pageerror", (error) => problems.push(error.message));
+  page.on("console", (message) => {
+    if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) problems.push(message.text());
+  });
   onTestFailed(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, `${testName.replace(/[^a-z0-9]+/gi, "-")}.png`), fullPage: true }).catch(() => undefined);
   });
-  return { context, page };
+  return { context, page, problems };
 }
 
 async function signIn(page: Page, baseUrl: string, token: string): Promise<void> {
@@ -89,7 +95,9 @@ describe.skipIf(skipReason !== null)("dashboard with an admin token", () => {
   });
 
   it("signs in, shows two joined ports, moves their counters, and downloads a capture tshark reads", async () => {
-    const { context, page } = await openPage("signed in");
+    const { context, page, problems } = await openPage("signed in");
+    const served = await fetch(`${relay.baseUrl}/ui/`);
+    expect(served.headers.get("content-security-policy")).toMatch(/script-src 'self'/);
     await signIn(page, relay.baseUrl, ADMIN);
     await page.locator("#segment-name").fill(SEGMENT);
     await page.locator("#open-segment button[type=submit]").click();
@@ -136,6 +144,7 @@ describe.skipIf(skipReason !== null)("dashboard with an admin token", () => {
     await page.locator("#token-result").evaluate((node) => node.replaceChildren());
     await page.getByRole("button", { name: "Mint token" }).click();
     await expect.poll(() => page.locator("#minted-token").textContent()).toMatch(/^elt1\./);
+    expect(problems).toEqual([]);
     if (process.env.EDGELAN_SCREENSHOTS === "1") {
       mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: join(ARTIFACTS, "dashboard.png"), fullPage: true });
