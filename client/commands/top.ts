@@ -111,9 +111,17 @@ async function pollLoop(
   let previous: TopSample | null = null;
   try {
     for (let shown = 0; shown < count && !quit; shown++) {
-      const [segment, ports] = await Promise.all([api.segment(name), api.ports(name)]);
-      const sample: TopSample = { atMs: Date.now(), segment, ports };
-      show(renderTop(name, api.relay, sample, topRows(previous, sample)));
+      let sample: TopSample;
+      try {
+        const [segment, ports] = await Promise.all([api.segment(name), api.ports(name)]);
+        sample = { atMs: Date.now(), segment, ports };
+      } catch (error) {
+        // Once running, an outage (unreachable, 5xx) is shown and retried; refusals and a deleted segment end top.
+        if (previous === null || !isTransient(error)) throw error;
+        show([`edgelan top — segment ${name}: ${(error as Error).message}; retrying every ${intervalMs} ms`]);
+        sample = previous;
+      }
+      if (sample !== previous) show(renderTop(name, api.relay, sample, topRows(previous, sample)));
       previous = sample;
       if (shown + 1 < count && !quit) await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, intervalMs);
@@ -128,6 +136,10 @@ async function pollLoop(
     process.off("SIGTERM", stop);
   }
   return Exit.Ok;
+}
+
+function isTransient(error: unknown): boolean {
+  return error instanceof AdminApiError && (error.status === 0 || error.status >= 500);
 }
 
 function printPlain(lines: string[]): void {

@@ -138,8 +138,8 @@ async function showHome(): Promise<void> {
 /** Links to every segment when the relay has a list route (`GET /v1/segments`), else a hint. */
 async function segmentLinks(): Promise<Array<Node | string>> {
   try {
-    const body = (await api().call("GET", "/v1/segments")) as { segments?: Array<string | { name?: string }> };
-    const names = (body.segments ?? []).map((entry) => (typeof entry === "string" ? entry : entry.name ?? "")).filter((entry) => entry !== "");
+    const body = (await api().call("GET", "/v1/segments")) as { segments?: Array<string | { name?: string }> } | Array<string | { name?: string }>;
+    const names = (Array.isArray(body) ? body : body.segments ?? []).map((entry) => (typeof entry === "string" ? entry : entry.name ?? "")).filter((entry) => entry !== "");
     if (names.length === 0) return [el("span", { class: "muted" }, "No segments yet.")];
     return names.map((segment) => el("a", { href: `#/segments/${segment}` }, segment));
   } catch (error) {
