@@ -115,6 +115,8 @@ describe.skipIf(skipReason !== null)("dashboard with an admin token", () => {
     // Counters move: A sends an ARP request and 5 echo requests; the page's next refreshes show them.
     const before = await cellNumber(page, a.portId, "rxFrames");
     expect(before).toBe(0);
+    // One ARP request whatever the machine's load (a slow reply must not trigger a second one), then 5 echo requests.
+    await a.host.resolve("10.11.0.2", { attempts: 1, intervalMs: 20_000 });
     const pinged = await a.host.ping("10.11.0.2", { count: 5, intervalMs: 20, timeoutMs: 10_000 });
     expect(pinged.received).toBe(5);
     await expect.poll(() => cellNumber(page, a.portId, "rxFrames"), { timeout: 15_000 }).toBe(6);

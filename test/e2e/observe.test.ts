@@ -143,6 +143,24 @@ describe.skipIf(!hasTool("tshark", "--version"))("edgelan capture", () => {
     expect(tsharkFields(path, ["icmp.type"])).toEqual([["8"], ["0"]]);
   });
 
+  it("ends after --duration with exit 0 and a file tshark reads", async () => {
+    const path = join(workDir, "duration.pcapng");
+    const capture = startCli(["capture", connectUrl(), "-w", path, "--duration", "1", "--mac", formatMac(hostB.mac)], { EDGELAN_ADMIN_TOKEN: ADMIN });
+    expect(await capture.exited).toBe(0);
+    expect(capture.output()).toMatch(/filter: mac 02:00:00:00:0a:02\)/);
+    expect(capture.output()).toMatch(/captured for 1 s: \d+ packets written/);
+    expect(execFileSync("capinfos", [path], { encoding: "utf8" })).toMatch(/Number of stat entries = 1/);
+  });
+
+  it("refuses bad options with exit 2 and says which", async () => {
+    const noFile = startCli(["capture", connectUrl()], { EDGELAN_ADMIN_TOKEN: ADMIN });
+    expect(await noFile.exited).toBe(2);
+    expect(noFile.output()).toMatch(/-w FILE \(or -w - for stdout\) is required/);
+    const badVlan = startCli(["capture", connectUrl(), "-w", "-", "--vlan", "5000"], { EDGELAN_ADMIN_TOKEN: ADMIN });
+    expect(await badVlan.exited).toBe(2);
+    expect(badVlan.output()).toMatch(/--vlan must be an integer from 1 to 4094/);
+  });
+
   it("refuses a capture without a monitor token or admin token (exit 3)", async () => {
     const capture = startCli(["capture", connectUrl(), "-w", join(workDir, "refused.pcapng")], {});
     expect(await capture.exited).toBe(3);
