@@ -55,10 +55,14 @@ export async function captureCommand(argv: string[]): Promise<number> {
   }
 
   const output = openOutput(parsed.output);
+  // A reader that goes away (Wireshark closed: EPIPE) or a full disk ends the capture; nothing more is written.
+  let outputFailed: Error | null = null;
+  output.on("error", (error: Error) => (outputFailed ??= error));
   const recorder = new CaptureRecorder({
     url: parsed.url, segment: parsed.segment, token, admin: parsed.adminToken === undefined && !(await isOpenDevRelay(admin)) ? null : admin,
     filter: parsed.filter, maxPackets: parsed.count, socketFactory: nodeSocketFactory, application: "edgelan capture",
     write: (chunk, essential) => {
+      if (outputFailed !== null) return false;
       if (!essential && output.writableLength > MAX_UNWRITTEN_BYTES) return false;
       output.write(chunk);
       return true;
@@ -68,13 +72,13 @@ export async function captureCommand(argv: string[]): Promise<number> {
     const welcome = await recorder.start();
     log(`edgelan: capturing segment ${parsed.segment} as monitor port ${welcome.portId} (filter: ${describeCaptureFilter(parsed.filter)}) to ${parsed.output === "-" ? "stdout" : parsed.output}`);
   } catch (error) {
-    await closeOutput(output);
+    await closeOutput(output, outputFailed !== null);
     return fail(error, "");
   }
 
-  const why = await untilStopped(recorder, parsed.durationSeconds);
+  const why = await untilStopped(recorder, parsed.durationSeconds, () => outputFailed);
   const totals = await recorder.stop(why.text);
-  await closeOutput(output);
+  await closeOutput(output, outputFailed !== null);
   const dropped = totals.dropped === undefined ? "unknown (the segment did not answer)" : String(totals.dropped);
   log(`edgelan: ${why.text}: ${totals.written} packets written, ${totals.received} received, ${recorder.totals.filteredOut} filtered out, dropped ${dropped}`);
   return why.code;
@@ -159,9 +163,18 @@ async function isOpenDevRelay(admin: AdminApi): Promise<boolean> {
 }
 
 /** Resolves when the capture should end: a signal, the duration, the count, or the monitor port ending. */
-function untilStopped(recorder: CaptureRecorder, durationSeconds: number | undefined): Promise<{ text: string; code: number }> {
+function untilStopped(
+  recorder: CaptureRecorder, durationSeconds: number | undefined, outputFailed: () => Error | null,
+): Promise<{ text: string; code: number }> {
   return new Promise((resolve) => {
     const timer = durationSeconds === undefined ? undefined : setTimeout(() => end({ text: `captured for ${durationSeconds} s`, code: Exit.Ok }), durationSeconds * 1000);
+    // The output's error event may come at any write; look once a second (and the next frame's write stops early anyway).
+    const watch = setInterval(() => {
+      const error = outputFailed();
+      if (error === null) return;
+      const readerGone = (error as NodeJS.ErrnoException).code === "EPIPE";
+      end(readerGone ? { text: "the reader closed the output", code: Exit.Ok } : { text: `cannot write the output (${error.message})`, code: Exit.Failure });
+    }, 250);
     const onSignal = (signal: NodeJS.Signals): void => end({ text: `stopped by ${signal}`, code: Exit.Ok });
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
@@ -171,6 +184,7 @@ function untilStopped(recorder: CaptureRecorder, durationSeconds: number | undef
     });
     function end(outcome: { text: string; code: number }): void {
       if (timer !== undefined) clearTimeout(timer);
+      clearInterval(watch);
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
       resolve(outcome);
@@ -182,9 +196,13 @@ function openOutput(path: string): WriteStream | NodeJS.WriteStream {
   return path === "-" ? process.stdout : createWriteStream(path);
 }
 
-/** Flushes and closes a file; stdout is only drained (the process may still print). */
-function closeOutput(output: WriteStream | NodeJS.WriteStream): Promise<void> {
+/** Flushes and closes a file; stdout is only drained (the process may still print). A failed output is left as it is. */
+function closeOutput(output: WriteStream | NodeJS.WriteStream, failed: boolean): Promise<void> {
   return new Promise((resolve) => {
+    if (failed) {
+      resolve();
+      return;
+    }
     if (output === process.stdout) {
       if (output.writableLength === 0) resolve();
       else output.once("drain", () => resolve());

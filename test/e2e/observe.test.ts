@@ -2,8 +2,8 @@
 // other while `edgelan capture` (child processes) records the segment; tshark
 // reads the files back. The Prometheus metrics of the same traffic are parsed
 // with a real exposition-format parser and checked against what was sent.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
@@ -141,6 +141,28 @@ describe.skipIf(!hasTool("tshark", "--version"))("edgelan capture", () => {
     expect(info).toMatch(/Number of stat entries = 1/);
     // Complete: the stats reply that ends the capture comes after every frame the segment sent before it.
     expect(tsharkFields(path, ["icmp.type"])).toEqual([["8"], ["0"]]);
+  });
+
+  it("feeds a live reader (-w - | tshark -i -) and ends cleanly when the reader goes away", async () => {
+    const err = join(workDir, "pipe.err");
+    const code = join(workDir, "pipe.code");
+    const out = join(workDir, "pipe.out");
+    const pipeline = `(EDGELAN_ADMIN_TOKEN=${ADMIN} ${process.execPath} ${CLI} capture ${connectUrl()} -w - 2>${err}; echo $? >${code}) | tshark -i - -c 2 -l -T fields -e icmp.type >${out} 2>/dev/null`;
+    const shell = spawn("sh", ["-c", pipeline], { detached: true, stdio: "ignore" });
+    runningCli.add(shell);
+    const shellExited = new Promise<void>((resolve) => shell.once("exit", () => resolve()));
+    const read = (path: string): string => (existsSync(path) ? readFileSync(path, "utf8") : "");
+    await waitFor(() => read(err).includes("capturing"), "the capture to join");
+    // tshark stops after two packets (one echo request and its reply); the capture ends at its next write (EPIPE).
+    let exited = false;
+    void shellExited.then(() => (exited = true));
+    const deadline = Date.now() + 30_000;
+    while (!exited && Date.now() < deadline) await hostA.host.ping("10.9.0.2", { count: 1, intervalMs: 50, timeoutMs: 5_000 });
+    await shellExited;
+    runningCli.delete(shell);
+    expect(read(out).trim().split("\n")).toEqual(["8", "0"]);
+    expect(read(code).trim()).toBe("0");
+    expect(read(err)).toMatch(/the reader closed the output/);
   });
 
   it("ends after --duration with exit 0 and a file tshark reads", async () => {
