@@ -183,10 +183,17 @@ describe.skipIf(!hasTool("tshark", "--version"))("edgelan capture", () => {
     expect(badVlan.output()).toMatch(/--vlan must be an integer from 1 to 4094/);
   });
 
-  it("refuses a capture without a monitor token or admin token (exit 3)", async () => {
+  it("refuses a capture without a usable token: none, forged, or of another role (exit 3)", async () => {
     const capture = startCli(["capture", connectUrl(), "-w", join(workDir, "refused.pcapng")], {});
     expect(await capture.exited).toBe(3);
     expect(capture.output()).toMatch(/admin-token-required/);
+    const forged = startCli(["capture", connectUrl(), "-w", join(workDir, "forged.pcapng"), "--token", "elt1.forged.token"], {});
+    expect(await forged.exited).toBe(3);
+    expect(forged.output()).toMatch(/refused the monitor port: HTTP 401/);
+    const member = await (await admin("POST", `/v1/segments/${SEGMENT}/tokens`, { role: "member" })).json() as { token: string };
+    const wrongRole = startCli(["capture", connectUrl(), "-w", join(workDir, "member.pcapng"), "--token", member.token], {});
+    expect(await wrongRole.exited).toBe(3);
+    expect(wrongRole.output()).toMatch(/HTTP 403/);
   });
 });
 
