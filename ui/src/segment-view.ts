@@ -5,7 +5,7 @@ import { AdminApiError, type AdminApi, type PortStatsView, type SegmentView as S
 import { topRows, type TopRow, type TopSample } from "../../client/port-rates.ts";
 import { CaptureControl } from "./capture-control.ts";
 import { RateChart } from "./chart.ts";
-import { compact, el, replaceChildren, table } from "./dom.ts";
+import { append, compact, el, replaceChildren, table } from "./dom.ts";
 
 const POLL_MS = 1000;
 
@@ -24,6 +24,7 @@ export class SegmentView {
   private readonly fdb = el("div", { class: "tablewrap", id: "fdb" });
   private readonly config = el("div", { class: "tablewrap", id: "config" });
   private readonly legend = el("div", { class: "legend", id: "legend" });
+  private readonly details = el("div", { id: "segment-details" });
   private readonly framesChart: RateChart;
   private readonly bytesChart: RateChart;
   private readonly capture: CaptureControl;
@@ -41,6 +42,10 @@ export class SegmentView {
       el("section", { class: "panel" },
         el("h2", {}, "Segment ", el("code", {}, name), " ", el("button", { type: "button", class: "secondary", onclick: () => hooks.back() }, "All segments")),
         this.summary, this.error),
+      this.details);
+    // Shown once the segment has been read; hidden again if it disappears.
+    this.details.hidden = true;
+    append(this.details, [
       el("div", { class: "grid" },
         el("section", { class: "panel" }, el("h2", {}, "Frames/s per port (in + out)"), framesCanvas),
         el("section", { class: "panel" }, el("h2", {}, "Bytes/s per port (in + out)"), bytesCanvas)),
@@ -53,7 +58,7 @@ export class SegmentView {
         el("section", { class: "panel" }, el("h2", {}, "Capture"), this.capture.root),
         el("section", { class: "panel" }, el("h2", {}, "Join tokens"), this.tokenForm())),
       el("section", { class: "panel" }, el("h2", {}, "Configuration"), this.config),
-    );
+    ]);
   }
 
   start(): void {
@@ -72,12 +77,14 @@ export class SegmentView {
       const [segment, ports] = await Promise.all([this.api.segment(this.name), this.api.ports(this.name)]);
       if (this.stopped) return;
       this.error.textContent = "";
+      this.details.hidden = false;
       const sample: TopSample = { atMs: Date.now(), segment, ports };
       this.render(segment, ports, topRows(this.previous, sample));
       this.previous = sample;
     } catch (error) {
       if (this.stopped) return;
       if (error instanceof AdminApiError && error.status === 401) return this.hooks.onUnauthorized(error.message);
+      if (error instanceof AdminApiError && error.code === "segment-not-found") this.details.hidden = true;
       this.error.textContent = error instanceof AdminApiError && error.code === "segment-not-found"
         ? `Segment ${this.name} does not exist (create it with PUT /v1/segments/${this.name} or edgelan segments create ${this.name}).`
         : (error as Error).message;
