@@ -190,6 +190,7 @@ export class MonitorPort {
           welcomed = record;
           break;
         case "rx":
+          // A copy: a held view would keep the whole message (up to 1 MiB) alive.
           frames.push({ frame: record.frame.slice(), flags: record.flags, timestampUs });
           break;
         case "stats-reply":
@@ -202,7 +203,8 @@ export class MonitorPort {
           break; // refuse and bye are followed by the close that ends the port
       }
     }
-    this.creditsOutstanding -= frames.length;
+    // A segment never sends more than was posted; if one did, the count must not go below zero and over-post.
+    this.creditsOutstanding = Math.max(0, this.creditsOutstanding - frames.length);
     if (frames.length > 0) this.framesHandler(frames);
     replies.push(...this.creditTopUp());
     if (replies.length > 0 && this.welcome !== null) this.send(replies);
