@@ -165,6 +165,19 @@ describe.skipIf(!hasTool("tshark", "--version"))("edgelan capture", () => {
     expect(read(err)).toMatch(/the reader closed the output/);
   });
 
+  it("ends with exit 1 and a complete file when the segment closes the monitor port (segment deleted)", async () => {
+    expect((await admin("PUT", "/v1/segments/doomed", {})).status).toBe(201);
+    const path = join(workDir, "doomed.pcapng");
+    const capture = startCli(["capture", `${relay.wsUrl}/v1/segments/doomed/connect`, "-w", path], { EDGELAN_ADMIN_TOKEN: ADMIN });
+    await waitFor(() => capture.output().includes("capturing"), "the capture to join");
+    expect((await admin("DELETE", "/v1/segments/doomed")).status).toBe(200);
+    expect(await capture.exited).toBe(1);
+    expect(capture.output()).toMatch(/monitor port ended: segment closed the monitor port: .*segment deleted/);
+    const info = execFileSync("capinfos", [path], { encoding: "utf8" });
+    expect(info).toMatch(/Number of packets:\s+0\b/);
+    expect(info).toMatch(/Number of stat entries = 1/);
+  });
+
   it("ends after --duration with exit 0 and a file tshark reads", async () => {
     const path = join(workDir, "duration.pcapng");
     const capture = startCli(["capture", connectUrl(), "-w", path, "--duration", "1", "--mac", formatMac(hostB.mac)], { EDGELAN_ADMIN_TOKEN: ADMIN });
