@@ -2,6 +2,7 @@
 // tools: capture (forwarding table, monitor tokens), top (ports, counters)
 // and the dashboard. Runs in Node and in browsers. Only the fields these tools
 // read are typed; the API returns more.
+import type { FdbEntryView } from "../datapath/fdb.ts";
 
 /** A port as `GET /v1/segments/:name` lists it. */
 export interface PortView {
@@ -14,14 +15,8 @@ export interface PortView {
   connectedSince: string;
 }
 
-/** A forwarding-table entry. */
-export interface FdbEntryView {
-  mac: string;
-  vlan: number | null;
-  port: number;
-  static: boolean;
-  ageMs: number | null;
-}
+/** A forwarding-table entry, as the relay's table describes it. */
+export type { FdbEntryView };
 
 /** `GET /v1/segments/:name`. */
 export interface SegmentView {
