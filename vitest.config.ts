@@ -1,10 +1,11 @@
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 
 // wrangler.toml's [assets] directory is built by `node ui/build.mjs` before `wrangler dev`/`deploy`;
 // the workers project reads the same config without building, and needs the directory to exist.
-mkdirSync("dist/assets", { recursive: true });
+mkdirSync(join(import.meta.dirname, "dist", "assets"), { recursive: true });
 
 // Four projects: pure unit tests in Node, Durable Object tests inside workerd, the dashboard
 // in a real browser, and end-to-end tests that start the real `wrangler dev` (and, as root, real TAP guests).
