@@ -49,6 +49,25 @@ describe("renderMetrics", () => {
     for (const family of families) expect(lines).toContain(lines.find((line) => line.startsWith(`# HELP ${family} `)));
   });
 
+  it("follows the exposition grammar: valid names, one family per name, samples right after their TYPE, base units", () => {
+    let family = "";
+    for (const line of lines.filter((candidate) => candidate !== "")) {
+      const type = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$/.exec(line);
+      if (type !== null) {
+        family = type[1] as string;
+        if (type[2] === "counter") expect(family).toMatch(/_total$/);
+        else expect(family).not.toMatch(/_total$/);
+        continue;
+      }
+      if (line.startsWith("# HELP ")) continue;
+      const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*",?)*\})? (-?\d+(?:\.\d+)?)$/.exec(line);
+      expect(sample, line).not.toBeNull();
+      expect(sample?.[1]).toBe(family);
+    }
+    // Sizes are in bytes and named so; no milli- or kilo- units.
+    expect(text).not.toMatch(/_(kb|kilobytes|ms|milliseconds)[_{ ]/);
+  });
+
   it("lists every drop reason per port, zeros included, and credits only for descriptor ports", () => {
     expect(lines).toContain('edgelan_port_drops_total{segment="lab",port="1",kind="member",mode="descriptor",reason="rx-queue-full"} 2');
     expect(lines).toContain('edgelan_port_drops_total{segment="lab",port="1",kind="member",mode="descriptor",reason="runt"} 0');
