@@ -1,9 +1,15 @@
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { defineConfig } from "vitest/config";
 
-// Four projects: pure unit tests in Node, Durable Object tests inside workerd, the conformance suite
-// (docs/protocol.md, one test per rule, against the real Worker and segment in workerd), and end-to-end
-// tests that start the real `wrangler dev` (and, as root, real TAP guests).
+// wrangler.toml's [assets] directory is built by `node ui/build.mjs` before `wrangler dev`/`deploy`;
+// the workers project reads the same config without building, and needs the directory to exist.
+mkdirSync(join(import.meta.dirname, "dist", "assets"), { recursive: true });
+
+// Five projects: pure unit tests in Node, Durable Object tests inside workerd, the conformance suite
+// (docs/protocol.md, one test per rule, against the real Worker and segment in workerd), the dashboard
+// in a real browser, and end-to-end tests that start the real `wrangler dev` (and, as root, real TAP guests).
 const workerdWithTestSecrets = () =>
   cloudflareTest({
     wrangler: { configPath: "./wrangler.toml" },
@@ -24,6 +30,17 @@ export default defineConfig({
         // Waits are bounded (10 s per expectation, 40 s for the HELLO deadline); nothing asserts a tight time.
         plugins: [workerdWithTestSecrets()],
         test: { name: "conformance", include: ["test/conformance/**/*.test.ts"], testTimeout: 60_000 },
+      },
+      {
+        // The dashboard in Debian's chromium through playwright-core, against the real relay.
+        test: {
+          name: "browser",
+          include: ["test/browser/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
       },
       {
         test: {

@@ -19,8 +19,14 @@ export { connectUrl };
 /** Every command, in the order help lists them. */
 const COMMANDS: readonly Command[] = [joinCommand, qemuCommand, pipeCommand, pingCommand, segmentsCommand, tokenCommand];
 
+/** Commands that parse their own arguments (and answer their own --help); loaded only when used. */
+const SELF_PARSING: Readonly<Record<string, { summary: string; run: (argv: string[]) => Promise<number> }>> = {
+  capture: { summary: "record a segment's frames to pcapng (a monitor port)", run: async (argv) => (await import("./commands/capture.ts")).captureCommand(argv) },
+  top: { summary: "live per-port rates of a segment", run: async (argv) => (await import("./commands/top.ts")).topCommand(argv) },
+};
+
 function overview(): string {
-  const width = Math.max(...COMMANDS.map((command) => command.name.length)) + 2;
+  const width = Math.max(...COMMANDS.map((command) => command.name.length), ...Object.keys(SELF_PARSING).map((name) => name.length)) + 2;
   return [
     "edgelan — virtual Ethernet LANs at the edge",
     "",
@@ -28,6 +34,7 @@ function overview(): string {
     "",
     "Commands:",
     ...COMMANDS.map((command) => `  ${command.name.padEnd(width)}${command.summary}`),
+    ...Object.entries(SELF_PARSING).map(([name, command]) => `  ${name.padEnd(width)}${command.summary}`),
     "",
     "<url> is a segment's connect URL, e.g. ws://127.0.0.1:8787/v1/segments/lab/connect",
     "(http(s):// is accepted, and so is the URL without /connect).",
@@ -47,6 +54,8 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.Ok;
   }
   if (first === "--help" || first === "-h" || first === "help") {
+    const selfParsing = rest[0] === undefined ? undefined : SELF_PARSING[rest[0]];
+    if (selfParsing !== undefined) return selfParsing.run(["--help"]);
     const command = COMMANDS.find((candidate) => candidate.name === rest[0]);
     console.log(command === undefined ? overview() : commandHelp(command));
     return ExitCode.Ok;
@@ -55,6 +64,8 @@ export async function main(argv: string[]): Promise<number> {
     console.error(overview());
     return ExitCode.Usage;
   }
+  const selfParsing = SELF_PARSING[first];
+  if (selfParsing !== undefined) return selfParsing.run(rest);
   const command = COMMANDS.find((candidate) => candidate.name === first);
   if (command === undefined) {
     console.error(`edgelan: unknown command "${first}"\n\n${overview()}`);

@@ -3,7 +3,7 @@
 // dist/edgelan.mjs and the chunks it loads on demand, that bin/edgelan.mjs loads: no TypeScript loader at run
 // time. Runs as the package's `prepare` script, so `npm install` / `npm ci` build it;
 // `npm run build` rebuilds it after a change. Packages (ws, bufferutil) stay external.
-import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -25,7 +25,10 @@ if (others.length > 0) {
 }
 
 const started = Date.now();
-rmSync(outdir, { recursive: true, force: true });
+// dist/assets is the dashboard's (ui/build.mjs): clear only what this build writes.
+for (const entry of existsSync(outdir) ? readdirSync(outdir) : []) {
+  if (entry !== "assets") rmSync(join(outdir, entry), { recursive: true, force: true });
+}
 await build({
   entryPoints: [join(root, "client", "cli.ts")],
   outdir,

@@ -1,5 +1,6 @@
 import { connectPort } from "./connect.ts";
 import { healthz } from "./healthz.ts";
+import { getMetrics } from "./metrics.ts";
 import type { Route } from "./router.ts";
 import { deleteSegment, getPorts, getSegment, postToken, putSegment } from "./segment-admin.ts";
 import { listSegments } from "./segment-list.ts";
@@ -14,4 +15,6 @@ export const ROUTES: readonly Route[] = [
   { method: "DELETE", path: "/v1/segments/:name",         access: "admin",  handle: deleteSegment },
   { method: "GET",    path: "/v1/segments/:name/ports",   access: "admin",  handle: getPorts },
   { method: "POST",   path: "/v1/segments/:name/tokens",  access: "admin",  handle: postToken },
+  // Admin or the read-only EDGELAN_METRICS_TOKEN: the handler checks.
+  { method: "GET",    path: "/v1/segments/:name/metrics", access: "public", handle: getMetrics },
 ];
