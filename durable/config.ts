@@ -2,6 +2,7 @@ import { fail, ok, type Result } from "../datapath/result.ts";
 import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
 import { PORT_KINDS, type PortKind } from "../datapath/bridge.ts";
+import { parseAllowedOrigins } from "../worker/origin.ts";
 
 export { PORT_KINDS, type PortKind };
 
@@ -34,6 +35,8 @@ export interface SegmentConfig {
   openJoin: boolean;
   /** null: the segment lives until deleted. Otherwise, with no port connected for this long, it deletes itself. */
   ttlSeconds: number | null;
+  /** null: browser joins from any origin. Otherwise a join whose Origin header is not listed gets 403 (worker/origin.ts). */
+  allowedOrigins: string[] | null;
   /** When the segment was created (ISO 8601); read-only. */
   createdAt: string;
 }
@@ -56,6 +59,7 @@ export const DEFAULT_SEGMENT_CONFIG: Readonly<Omit<SegmentConfig, "createdAt">> 
   defaultPortKind: "member",
   openJoin: false,
   ttlSeconds: null,
+  allowedOrigins: null,
 });
 
 /** Inclusive integer range a numeric setting must lie in. */
@@ -134,6 +138,11 @@ export function applyConfigPatch(
   if ("defaultPortKind" in fields) {
     if (!isPortKind(fields.defaultPortKind)) return invalidField("defaultPortKind", fields.defaultPortKind, `one of ${PORT_KINDS.join(", ")}`);
     next.defaultPortKind = fields.defaultPortKind;
+  }
+  if ("allowedOrigins" in fields) {
+    const origins = parseAllowedOrigins(fields.allowedOrigins);
+    if (!origins.ok) return invalidField("allowedOrigins", fields.allowedOrigins, origins.error.message);
+    next.allowedOrigins = origins.value;
   }
   return checkConsistency(next);
 }

@@ -11,6 +11,10 @@ export interface Env {
   EDGELAN_TOKEN_SECRET?: string;
   /** "1" only when started by `npm start` without an admin token: explicit open development mode. */
   EDGELAN_DEV_MODE?: string;
+  /** Dev mode: extra browser origins (comma-separated, e.g. "http://lab.test:3000") besides localhost; see worker/origin.ts. */
+  EDGELAN_DEV_ALLOWED_ORIGINS?: string;
+  /** Dev mode: port kinds besides member that may join without a token ("bridge", "monitor", or both comma-separated). */
+  EDGELAN_DEV_OPEN_PORTS?: string;
 }
 
 /** Whether the relay runs in explicit open development mode. */

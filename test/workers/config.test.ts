@@ -40,6 +40,7 @@ describe("DEFAULT_SEGMENT_CONFIG", () => {
       defaultPortKind: "member",
       openJoin: false,
       ttlSeconds: null,
+      allowedOrigins: null,
     });
   });
 
