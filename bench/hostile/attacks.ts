@@ -211,7 +211,9 @@ const resumeRowGrowth: Attack = {
     }
     await sleep(500);
     const after = resumeRows(ctx.relay.stateDir);
-    return { closedBySegment, resumeRowsBefore: before, resumeRowsAfter: after, resumeRowsAdded: before === null || after === null ? null : after - before };
+    const added = before === null || after === null ? null : after - before;
+    // Held: a session the segment closed itself leaves no resume row behind.
+    return { closedBySegment, resumeRowsBefore: before, resumeRowsAfter: after, resumeRowsAdded: added, ...(added === null ? {} : { held: added === 0 }) };
   },
 };
 
@@ -247,7 +249,10 @@ const helloHolding: Attack = {
       }
       await sleep(250);
     }
-    return { helloSocketsOpened: held, attackerRefusedFull: refusedFull, legitimateJoinsAdmitted: legitAdmitted, legitimateJoinsRefused: legitRefused };
+    return {
+      helloSocketsOpened: held, attackerRefusedFull: refusedFull, legitimateJoinsAdmitted: legitAdmitted, legitimateJoinsRefused: legitRefused,
+      held: legitRefused === 0,
+    };
   },
 };
 

@@ -13,7 +13,7 @@ import { Admin, rose } from "./admin.ts";
 import { allAttacks, type Attack, type AttackContext } from "./attacks.ts";
 import { BystanderProcess } from "./bystander-client.ts";
 import type { PingFigures } from "./bystanders.ts";
-import { processAlive, rssBytes, RssSampler, startLocalRelay } from "./relay-process.ts";
+import { processAlive, rssBytes, RssSampler, startLocalRelay, stopRelaysOnSignal } from "./relay-process.ts";
 import { sleep } from "./wire.ts";
 
 const number = (name: string, fallback: number): number => {
@@ -42,6 +42,8 @@ interface AttackFigures {
   rssPeakMiB: number;
   rssGrowthMiB: number;
   abortedAtRssCap: boolean;
+  /** Seconds from the attack's start until workerd passed the RSS cap (null: it never did). */
+  secondsToRssCap: number | null;
   relayDied: boolean;
   idle: PingFigures;
   attacked: PingFigures;
@@ -61,6 +63,11 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
   const segment = `hostile-${attack.name}`;
   const ports: AttackContext["ports"] = [];
   let aborted = false;
+  let cappedAfter: number | null = null;
+  let onAbort: () => void = () => undefined;
+  const abortedNow = new Promise<Record<string, unknown>>((resolve) => {
+    onAbort = () => resolve({ endedAtRssCap: true });
+  });
   let sampler: RssSampler | null = null;
   let guard: ReturnType<typeof setInterval> | null = null;
   const seconds = attack.kind === "memory" || attack.kind === "fairness" ? LONG_S : SHORT_S;
@@ -73,10 +80,13 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
     const before = await admin.counters(segment);
 
     sampler = new RssSampler(relay.workerPid);
+    const attackStart = Date.now();
     // Past the cap the relay is stopped at once: the machine is shared, and the verdict is already clear.
     guard = setInterval(() => {
       if (aborted || rssBytes(relay.workerPid) <= RSS_CAP) return;
       aborted = true;
+      cappedAfter = (Date.now() - attackStart) / 1000;
+      onAbort();
       void relay.stop();
     }, 100);
     const ctx: AttackContext = { relay, admin, segment, deadline: Date.now() + seconds * 1000, aborted: () => aborted, ports };
@@ -85,6 +95,7 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
     try {
       observed = await Promise.race([
         attack.run(ctx),
+        abortedNow,
         // The attack's own loops stop at the deadline; this bounds one stuck on a relay that stopped answering.
         sleep((seconds + 60) * 1000).then(() => ({ stuck: true })),
       ]);
@@ -99,7 +110,7 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
     const p99VsIdle = attacked.p99Ms / idle.p99Ms;
     const figures: AttackFigures = {
       attack: attack.name, kind: attack.kind, seconds, rssStartMiB: round(sampler.start / MIB, 1), rssPeakMiB: round(sampler.peak / MIB, 1),
-      rssGrowthMiB: round(growth / MIB, 1), abortedAtRssCap: aborted, relayDied: !aborted && (!relay.alive() || !processAlive(relay.workerPid)),
+      rssGrowthMiB: round(growth / MIB, 1), abortedAtRssCap: aborted, secondsToRssCap: cappedAfter === null ? null : round(cappedAfter, 1), relayDied: !aborted && (!relay.alive() || !processAlive(relay.workerPid)),
       idle, attacked, p99VsIdle: round(p99VsIdle), countersRose: counters === null ? "no answer" : rose(before, counters), observed,
       targets: {}, ...(error === undefined ? {} : { error }),
     };
@@ -127,7 +138,7 @@ function describe(f: AttackFigures): string {
   const ms = (x: number): string => `${round(x, 1)} ms`;
   const lines = [
     `${f.attack} (${f.kind}, ${f.seconds} s)${f.error === undefined ? "" : `  ERROR: ${f.error}`}`,
-    `  workerd RSS ${f.rssStartMiB} → peak ${f.rssPeakMiB} MiB (+${f.rssGrowthMiB} MiB)${f.abortedAtRssCap ? "  [relay stopped at the RSS cap]" : ""}${f.relayDied ? "  [RELAY DIED]" : ""}`,
+    `  workerd RSS ${f.rssStartMiB} → peak ${f.rssPeakMiB} MiB (+${f.rssGrowthMiB} MiB)${f.abortedAtRssCap ? `  [relay stopped at the RSS cap after ${f.secondsToRssCap} s]` : ""}${f.relayDied ? "  [RELAY DIED]" : ""}`,
     `  bystander RTT idle p50 ${ms(f.idle.p50Ms)} p99 ${ms(f.idle.p99Ms)}; attacked p50 ${ms(f.attacked.p50Ms)} p99 ${ms(f.attacked.p99Ms)} max ${ms(f.attacked.maxMs)} (p99 ×${f.p99VsIdle})`,
     `  bystander pings ${f.attacked.sent}, answered ${f.attacked.answered}, lost ${f.attacked.lost}`,
     `  counters rose: ${JSON.stringify(f.countersRose)}`,
@@ -156,7 +167,7 @@ async function main(): Promise<void> {
     config: { longSeconds: LONG_S, shortSeconds: SHORT_S, idleSeconds: IDLE_S, stormPorts: STORM_PORTS, pingMs: PING_MS, rssCapMiB: RSS_CAP / MIB },
     targets: TARGETS,
     attacks: Object.fromEntries(results.map((f) => [f.attack, {
-      rssGrowthMiB: f.rssGrowthMiB, rssPeakMiB: f.rssPeakMiB, abortedAtRssCap: f.abortedAtRssCap, relayDied: f.relayDied,
+      rssGrowthMiB: f.rssGrowthMiB, rssPeakMiB: f.rssPeakMiB, abortedAtRssCap: f.abortedAtRssCap, secondsToRssCap: f.secondsToRssCap, relayDied: f.relayDied,
       idleP50Ms: round(f.idle.p50Ms), idleP99Ms: round(f.idle.p99Ms), p50Ms: round(f.attacked.p50Ms), p99Ms: round(f.attacked.p99Ms), p99VsIdle: f.p99VsIdle,
       bystanderSent: f.attacked.sent, bystanderLost: f.attacked.lost, countersRose: f.countersRose, observed: f.observed, targets: f.targets,
     }])),
@@ -165,16 +176,7 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-let stopping = false;
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    console.error(`bench:hostile: ${signal}; stopping`);
-    // runAttack's finally blocks stop the relay and the bystanders; give them a moment.
-    setTimeout(() => process.exit(130), 8000).unref();
-  });
-}
+stopRelaysOnSignal("bench:hostile");
 
 main().then(
   () => process.exit(0),

@@ -25,6 +25,19 @@ export interface LocalRelay {
   stop(): Promise<void>;
 }
 
+/** Relays started by this process and not yet stopped: a signal stops them (they run in their own process group, so the terminal's SIGINT does not reach them). */
+const running = new Set<LocalRelay>();
+
+/** On SIGINT/SIGTERM, stops every relay this process started, then exits with 130. */
+export function stopRelaysOnSignal(name: string): void {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      console.error(`${name}: ${signal}; stopping the relay`);
+      void Promise.all([...running].map((relay) => relay.stop())).finally(() => process.exit(130));
+    });
+  }
+}
+
 /** A TCP port nobody listens on right now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -84,7 +97,12 @@ export async function startLocalRelay(adminToken: string, vars: Record<string, s
     await waitForHealth(baseUrl, alive, () => output);
     const workerPid = findWorkerPid(child.pid as number);
     if (workerPid === null) throw new Error("the worker's workerd process was not found in the relay's process group");
-    return { port, baseUrl, wsUrl: `ws://127.0.0.1:${port}`, stateDir, child, workerPid, alive, log: () => output, stop };
+    const relay: LocalRelay = { port, baseUrl, wsUrl: `ws://127.0.0.1:${port}`, stateDir, child, workerPid, alive, log: () => output, stop: async () => {
+      running.delete(relay);
+      await stop();
+    } };
+    running.add(relay);
+    return relay;
   } catch (error) {
     await stop();
     throw error;
