@@ -61,8 +61,10 @@ async function attacker(ctx: AttackContext, mac: number, features: number, extra
 async function flood(ctx: AttackContext, port: DescriptorPort, frames: readonly Uint8Array[], flags = 0): Promise<{ messages: number; frames: number }> {
   let messages = 0;
   while (running(ctx) && port.closed === null) {
-    const room = await port.waitFor(() => port.outstanding + frames.length <= port.txWindow, Math.max(1, ctx.deadline - Date.now()));
-    if (!room || !running(ctx)) break;
+    // Wait in short slices, so an aborted attack notices within a second.
+    const room = await port.waitFor(() => port.outstanding + frames.length <= port.txWindow, Math.max(1, Math.min(1000, ctx.deadline - Date.now())));
+    if (!running(ctx)) break;
+    if (!room) continue;
     port.sendTx(frames, flags);
     messages++;
     // Let the socket drain and other events run between messages.

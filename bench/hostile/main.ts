@@ -65,8 +65,9 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
   let aborted = false;
   let cappedAfter: number | null = null;
   let onAbort: () => void = () => undefined;
+  // At the cap the attack gets 3 s to stop and report what it saw before the runner moves on.
   const abortedNow = new Promise<Record<string, unknown>>((resolve) => {
-    onAbort = () => resolve({ endedAtRssCap: true });
+    onAbort = () => void sleep(3000).then(() => resolve({ endedAtRssCap: true, attackDidNotReport: true }));
   });
   let sampler: RssSampler | null = null;
   let guard: ReturnType<typeof setInterval> | null = null;
@@ -102,6 +103,7 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
     } catch (caught) {
       error = caught instanceof Error ? caught.message : String(caught);
     }
+    if (aborted) observed = { ...observed, endedAtRssCap: true };
     const counters = aborted ? null : await admin.counters(segment, 20_000);
     clearInterval(guard);
     const growth = sampler.stop();
