@@ -32,6 +32,8 @@ export interface SegmentConfig {
   openJoin: boolean;
   /** null: the segment lives until deleted. Otherwise, with no port connected for this long, it deletes itself. */
   ttlSeconds: number | null;
+  /** null: browser joins from any origin. Otherwise a join whose Origin header is not listed gets 403 (worker/origin.ts). */
+  allowedOrigins: string[] | null;
   /** When the segment was created (ISO 8601); read-only. */
   createdAt: string;
 }
@@ -114,6 +116,8 @@ export interface SegmentApi extends Rpc.DurableObjectBranded {
   portStats(): Promise<PortStats[] | null>;
   /** Disconnects every port (close code 4010) and erases the segment; null when it does not exist. */
   destroy(): Promise<{ portsClosed: number } | null>;
+  /** The segment's `allowedOrigins` (null: any origin, or no such segment); the Worker checks browser joins against it. */
+  allowedOrigins(): Promise<string[] | null>;
   fetch(request: Request): Promise<Response>;
 }
 
@@ -128,4 +132,8 @@ export interface Env {
   EDGELAN_TOKEN_SECRET?: string;
   /** "1" only when started by `npm start` without an admin token: explicit open development mode. */
   EDGELAN_DEV_MODE?: string;
+  /** Dev mode: extra browser origins (comma-separated, e.g. "http://lab.test:3000") besides localhost; see worker/origin.ts. */
+  EDGELAN_DEV_ALLOWED_ORIGINS?: string;
+  /** Dev mode: port kinds besides member that may join without a token ("bridge", "monitor", or both comma-separated). */
+  EDGELAN_DEV_OPEN_PORTS?: string;
 }

@@ -5,6 +5,7 @@ import { fail, ok, type Result } from "../datapath/result.ts";
 import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
 export type { ConfigErrorCode, SegmentConfig };
+import { parseAllowedOrigins } from "../contract/origins.ts";
 
 const MIB = 1024 * 1024;
 /** The smallest tagged frame: what a queue must at least be able to hold. */
@@ -22,6 +23,7 @@ export const DEFAULT_SEGMENT_CONFIG: Readonly<Omit<SegmentConfig, "createdAt">> 
   segmentQueueBytes: 32 * MIB,
   openJoin: false,
   ttlSeconds: null,
+  allowedOrigins: null,
 });
 
 /** Inclusive integer range a numeric setting must lie in. */
@@ -95,6 +97,11 @@ export function applyConfigPatch(
   if ("openJoin" in fields) {
     if (typeof fields.openJoin !== "boolean") return invalidField("openJoin", fields.openJoin, "true or false");
     next.openJoin = fields.openJoin;
+  }
+  if ("allowedOrigins" in fields) {
+    const origins = parseAllowedOrigins(fields.allowedOrigins);
+    if (!origins.ok) return invalidField("allowedOrigins", fields.allowedOrigins, origins.error.message);
+    next.allowedOrigins = origins.value;
   }
   return checkConsistency(next);
 }

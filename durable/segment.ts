@@ -91,6 +91,11 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     return stored === null ? null : this.relayFor(stored).portStats();
   }
 
+  /** The segment's `allowedOrigins` (null: any origin, or no such segment); the Worker checks browser joins against it. */
+  async allowedOrigins(): Promise<string[] | null> {
+    return (await this.load())?.config.allowedOrigins ?? null;
+  }
+
   /** Disconnects every port (close code 4010) and erases the segment; null when it does not exist. */
   async destroy(): Promise<{ portsClosed: number } | null> {
     const stored = await this.load();

@@ -2,6 +2,7 @@ import { isPortKind, type PortKind } from "../datapath/port-kind.ts";
 import { bearerToken, checkJoinScope, joinTokenSecret, verifyJoinToken } from "./auth.ts";
 import { isDevMode, type Env } from "./env.ts";
 import { errorResponse, httpError, httpFail, type HttpResult } from "./http.ts";
+import { checkJoinPolicy } from "./join-policy.ts";
 import { writePortRequestHeaders, type PortAuth } from "../contract/port-request.ts";
 import type { RouteContext } from "./router.ts";
 
@@ -20,6 +21,8 @@ export async function connectPort({ request, env, url, segment }: RouteContext):
   if (!kind.ok) return errorResponse(kind.error);
   const admission = await admit(request, url, env, segment, kind.value);
   if (!admission.ok) return errorResponse(admission.error);
+  const policy = await checkJoinPolicy(request, env, segment, kind.value, admission.value.auth);
+  if (!policy.ok) return errorResponse(policy.error);
 
   const headers = new Headers(request.headers);
   headers.delete("Authorization");

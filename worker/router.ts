@@ -1,6 +1,7 @@
 import { authorizeAdmin } from "./auth.ts";
 import type { Env } from "./env.ts";
 import { errorResponse, httpError } from "./http.ts";
+import { checkDevOrigin } from "./origin.ts";
 import { validateSegmentName } from "./segment-name.ts";
 import { explainUnconfigured } from "./unconfigured.ts";
 
@@ -48,6 +49,8 @@ export async function route(routes: readonly Route[], request: Request, env: Env
     return errorResponse(httpError(405, "method-not-allowed", `${request.method} is not allowed on ${url.pathname}; allowed: ${allow}`, { Allow: allow }));
   }
 
+  const origin = checkDevOrigin(request, env);
+  if (!origin.ok) return errorResponse(origin.error);
   if (matched.route.access === "admin") {
     const admitted = await authorizeAdmin(request, env);
     if (!admitted.ok) return errorResponse(admitted.error);

@@ -8,7 +8,8 @@ import {
   newJoinClaims,
   normalizeMacs,
 } from "./auth.ts";
-import { bodyError, errorResponse, httpError, jsonResponse, readJsonBody } from "./http.ts";
+import { errorResponse, httpError, jsonResponse } from "./http.ts";
+import { bodyError, readJsonBody } from "./json-body.ts";
 import type { RouteContext } from "./router.ts";
 
 // The management API: each handler is one RPC call on the segment's Durable Object.

@@ -39,6 +39,7 @@ describe("DEFAULT_SEGMENT_CONFIG", () => {
       segmentQueueBytes: 32 * 1024 * 1024,
       openJoin: false,
       ttlSeconds: null,
+      allowedOrigins: null,
     });
   });
 
