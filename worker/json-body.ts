@@ -93,8 +93,8 @@ export function nestingDepth(text: string): number {
     } else if (char === 0x5b || char === 0x7b) {
       depth++;
       if (depth > deepest) deepest = depth;
-    } else if (char === 0x5d || char === 0x7d) {
-      depth--;
+    } else if ((char === 0x5d || char === 0x7d) && depth > 0) {
+      depth--; // stray closers do not lower the count below zero, so they cannot hide nesting that follows
     }
   }
   return deepest;
