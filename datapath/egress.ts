@@ -31,11 +31,15 @@ export interface ServiceCall {
   deliver(port: SwitchPort, frame: Uint8Array): void;
 }
 
-/** Why a port that lacks LargeFrames or Vlan cannot take `frame`, or 0. */
+/**
+ * Why a port that lacks LargeFrames or Vlan cannot take `frame`, or 0: a frame above the port's
+ * largest is `rx-buffer-too-small` (an egress reason: the receiver cannot hold it; `oversize` is the
+ * sender's), a tagged frame to a port without Vlan is `malformed` for that port (protocol.md §10).
+ */
 function refusal(port: SwitchPort, frame: Uint8Array, segmentMax: number): DropReason | 0 {
   const tagged = frame.length >= ETH_TYPE + 2 && frame[ETH_TYPE] === TPID_8021Q >> 8 && frame[ETH_TYPE + 1] === (TPID_8021Q & 0xff);
   if (tagged && !port.vlan) return DropReason.Malformed;
-  return frame.length > maxFrameSizeFor(port.maxFrameSize(segmentMax), tagged) ? DropReason.Oversize : 0;
+  return frame.length > maxFrameSizeFor(port.maxFrameSize(segmentMax), tagged) ? DropReason.RxBufferTooSmall : 0;
 }
 
 /** Counts one frame handed to the port (its Ethernet bytes: a virtio-net header is never counted). */

@@ -17,14 +17,12 @@ import { MAX_FRAME_BYTES, VNET_HEADER_BYTES } from "./tunnel/constants.ts";
 /** Bytes of the virtio-net header this project uses (no num_buffers field). */
 export const VNET_HDR_LEN = VNET_HEADER_BYTES;
 /**
- * Smallest gso_size a relay accepts (checkOffload). A super-frame's segment count is
- * payload / gso_size, so the floor bounds the work one record can cause: at most
- * MAX_GSO_SEGMENTS segments. 512 sits below every real TCP MSS at IPv4's minimum MTU
- * (576 - 40 - 12 option bytes = 524), so kernels' TSO frames always pass.
+ * Most segments a relay lets one super-frame become (checkOffload): ceil(payload / gso_size) must not
+ * exceed it, which bounds the work and memory one TX record can cause. 128 admits every real TSO
+ * frame: a 64 KiB super-frame at the smallest TCP MSS of IPv4's minimum MTU (576 - 40 - 12 option
+ * bytes = 524) is 126 segments; gso_size 1 on the same frame would be 65,000.
  */
-export const MIN_GSO_SIZE = 512;
-/** Most segments one accepted super-frame can become: ceil(MAX_FRAME_BYTES / MIN_GSO_SIZE). */
-export const MAX_GSO_SEGMENTS = Math.ceil(MAX_FRAME_BYTES / MIN_GSO_SIZE);
+export const MAX_GSO_SEGMENTS = 128;
 
 /** virtio-net header flag bits. */
 export const VnetFlag = {
@@ -282,8 +280,8 @@ export function segmentWithHeader(bytes: Uint8Array): Result<Uint8Array[], Offlo
 /**
  * Checks, without copying, that `segmentFrame(header, frame)` will succeed, so
  * a relay can accept a super-frame at ingress and segment it later per receiver.
- * Stricter than segmentFrame: gso_size must be at least MIN_GSO_SIZE, which bounds
- * the segments (and so the memory and time) one super-frame can cost the relay.
+ * Stricter than segmentFrame: the super-frame may become at most MAX_GSO_SEGMENTS
+ * segments, which bounds the memory and time one super-frame can cost the relay.
  */
 export function checkOffload(header: VnetHeader, frame: Uint8Array): Result<true, OffloadError> {
   if (frame.length > MAX_FRAME_BYTES) return fail("oversize", `super-frame of ${frame.length} bytes`);
@@ -295,7 +293,12 @@ export function checkOffload(header: VnetHeader, frame: Uint8Array): Result<true
     const end = layout.ok ? layout.value.end : frame.length;
     return field + 2 > end ? fail("bad-checksum-offsets", `checksum field at ${field} past the packet`) : ok(true);
   }
-  if (header.gsoSize < MIN_GSO_SIZE) return fail("bad-gso-size", `gso_size ${header.gsoSize} is below the relay's floor of ${MIN_GSO_SIZE}`);
+  if (header.gsoSize === 0) return fail("bad-gso-size", "gso_size is 0");
   const layout = layoutOf(frame);
-  return layout.ok ? checkGsoType(header, layout.value) : layout;
+  if (!layout.ok) return layout;
+  const segments = Math.ceil((layout.value.end - layout.value.headers) / header.gsoSize);
+  if (segments > MAX_GSO_SEGMENTS) {
+    return fail("bad-gso-size", `gso_size ${header.gsoSize} would cut this super-frame into ${segments} segments; the relay allows ${MAX_GSO_SEGMENTS}`);
+  }
+  return checkGsoType(header, layout.value);
 }

@@ -21,9 +21,13 @@ describe("api.md GET /v1/segments/:name/connect", () => {
     }
   });
 
-  it("api.md open development mode admits a bridge or monitor port without a token", async () => {
+  it("api.md open development mode admits a tokenless bridge or monitor port only where EDGELAN_DEV_OPEN_PORTS opens its kind", async () => {
     for (const kind of ["bridge", "monitor"] as const) {
-      const { peer, welcome } = await Peer.join("api-dev", { portKind: kind }, { query: `?kind=${kind}`, workerEnv: devEnv() });
+      const refused = await Peer.upgrade("api-dev", { query: `?kind=${kind}`, workerEnv: devEnv() });
+      expect(refused.status).toBe(403);
+      expect(((await refused.json()) as { error: string }).error).toBe("dev-port-kind-closed");
+      const opened = { ...devEnv(), EDGELAN_DEV_OPEN_PORTS: "bridge,monitor" };
+      const { peer, welcome } = await Peer.join("api-dev", { portKind: kind }, { query: `?kind=${kind}`, workerEnv: opened });
       expect(welcome.portId).toBeGreaterThan(0);
       peer.close();
     }

@@ -316,12 +316,12 @@ describe("credits and queues", () => {
 });
 
 describe("what a port negotiated: LargeFrames and Vlan", () => {
-  it("a jumbo frame reaches LargeFrames ports; a port without it counts it oversize; the sender completes ok", () => {
+  it("a jumbo frame reaches LargeFrames ports; a port without it counts it rx-buffer-too-small; the sender completes ok", () => {
     send(1, [frame(`${BCAST} ${M1} ${IPV4}`, 4000)]);
     expect(completions(1)).toEqual([[0, 1, 0]]);
     expect(sink(5).takeRx()).toEqual([[RxFlag.Flooded, 4000]]);
     expect(sink(2).takeRx()).toEqual([]);
-    expect(counters(2).drops[DropReason.Oversize]).toBe(1);
+    expect(counters(2).drops[DropReason.RxBufferTooSmall]).toBe(1);
     expect(sink(3).raw.map((f) => f.length)).toEqual([4000]);
   });
 

@@ -90,7 +90,7 @@ describe("stats (protocol.md §8.4)", () => {
 });
 
 describe("LargeFrames and Vlan (protocol.md §10)", () => {
-  it("a port without LargeFrames gets maxFrameSize 1514, may not send more, and does not get jumbo frames (oversize on its counters)", async () => {
+  it("a port without LargeFrames gets maxFrameSize 1514, may not send more, and does not get jumbo frames (rx-buffer-too-small on its counters)", async () => {
     await createSegment("jumbo", { maxFrameSize: 9000, rxQueueBytes: 1 << 20 });
     const big = await joinWithWelcome("jumbo", 0x020000001301, BASIC | Feature.LargeFrames);
     const small = await joinWithWelcome("jumbo", 0x020000001302, BASIC);
@@ -102,7 +102,8 @@ describe("LargeFrames and Vlan (protocol.md §10)", () => {
     small.port.send([tx(0, 0x020000001301, 0x020000001302, 3, 1515)]);
     expect(await small.port.next("tx-complete")).toMatchObject({ firstId: 0, count: 1, status: DropReason.Oversize });
     const counters = await portCounters("jumbo");
-    expect(counters.get(small.welcome.portId)?.drops.oversize).toBe(2);
+    expect(counters.get(small.welcome.portId)?.drops.oversize).toBe(1);
+    expect(counters.get(small.welcome.portId)?.drops["rx-buffer-too-small"]).toBe(1);
   });
 
   it("a port without Vlan may not send tagged frames (malformed) and does not get them", async () => {
