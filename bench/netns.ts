@@ -21,18 +21,35 @@
 // EDGELAN_BENCH_OFFLOAD=1 (join the TAPs with `--offload`: virtio-net header, TSO and
 // checksum offload, GSO super-frames carried through the segment).
 //
+// Scenario "vde" (default when vde2 is installed): the same namespaces joined by vde_switch
+// and one vde_plug2tap each, the user-space switch the segment is measured against; the JSON
+// then has vde_tcp_gbps, vde_ping_p50_ms and the ratios tcp_vs_vde (edgelan ÷ vde, higher is
+// better) and ping_vs_vde (edgelan ÷ vde, lower is better).
+//
+// EDGELAN_BENCH_BUDGET=1 (latency budget): both agents run with EDGELAN_TRACE_FILE
+// (client/frame-trace.ts) and stamp every ICMP echo at TAP read, socket send, socket receive
+// and TAP write with CLOCK_MONOTONIC; after the ping runs the budget per hop (µs, p50/p99) is
+// printed and kept in the JSON as budget_us (bench/lib/latency-budget.ts), with the protocol
+// PING round trip to the segment from a third port as the relay's fixed share.
+//
 // A failed run is reported and the others go on (exit status 1 at the end).
 // The last line of output is one JSON object for scripts.
-import { execFile, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { loadavg } from "node:os";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { nodeSocketFactory } from "../client/node-socket.ts";
+import { Session } from "../client/session.ts";
+import { parseMac } from "../datapath/mac.ts";
+import { describeBudget, latencyBudget, type HopFigures, type LatencyBudget } from "./lib/latency-budget.ts";
 import { commandExists, guestSkipReason, Namespaces, type Background } from "../test/e2e/guests.ts";
 import { startRelay, type RunningRelay } from "../test/e2e/relay-harness.ts";
 
-type Scenario = "edgelan" | "direct" | "veth" | "bridge";
+type Scenario = "edgelan" | "direct" | "vde" | "veth" | "bridge";
 /** All scenarios in run order; "direct" (TAPs joined to workerd's own port, bypassing wrangler dev's proxy) is opt-in. */
-const SCENARIOS: readonly Scenario[] = ["edgelan", "direct", "veth", "bridge"];
-const DEFAULT_SCENARIOS: readonly Scenario[] = ["edgelan", "veth", "bridge"];
+const SCENARIOS: readonly Scenario[] = ["edgelan", "direct", "vde", "veth", "bridge"];
+/** "vde" runs by default when vde2 is installed. */
+const DEFAULT_SCENARIOS: readonly Scenario[] = ["edgelan", "vde", "veth", "bridge"];
 
 interface Config {
   runs: number;
@@ -44,11 +61,13 @@ interface Config {
   offload: boolean;
   only: Scenario[];
   relayUrl: string | undefined;
+  /** Trace every ICMP echo through both agents and print the latency budget (EDGELAN_BENCH_BUDGET=1). */
+  budget: boolean;
 }
 
 interface PingRun { p50Ms: number; minMs: number; maxMs: number; transmitted: number; received: number }
 interface TcpRun { gbps: number; retransmits: number | null }
-interface ScenarioResult { ping: PingRun[]; tcp: TcpRun[]; errors: string[] }
+interface ScenarioResult { ping: PingRun[]; tcp: TcpRun[]; errors: string[]; budget?: LatencyBudget }
 
 /** Issue #5's targets at MTU 1500 through the segment. */
 const TARGET_TCP_GBPS = 1.0;
@@ -77,7 +96,8 @@ function readConfig(): Config {
     fail(`EDGELAN_BENCH_PING_INTERVAL must be seconds from 0.002 to 1 (got "${intervalText}")`);
   }
   const onlyText = process.env.EDGELAN_BENCH_ONLY;
-  const only = onlyText === undefined || onlyText === "" ? [...DEFAULT_SCENARIOS] : onlyText.split(",").map((s) => s.trim());
+  const defaults = DEFAULT_SCENARIOS.filter((name) => name !== "vde" || vdeSkipReason() === null);
+  const only = onlyText === undefined || onlyText === "" ? defaults : onlyText.split(",").map((s) => s.trim());
   if (process.env.EDGELAN_BENCH_DIRECT === "1" && !only.includes("direct")) only.splice(1, 0, "direct");
   for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) fail(`EDGELAN_BENCH_ONLY: unknown scenario "${name}" (use ${SCENARIOS.join(",")})`);
   const relayUrl = process.env.EDGELAN_BENCH_URL;
@@ -91,6 +111,7 @@ function readConfig(): Config {
     offload: process.env.EDGELAN_BENCH_OFFLOAD === "1",
     only: SCENARIOS.filter((name) => only.includes(name)),
     relayUrl: relayUrl === undefined || relayUrl === "" ? undefined : relayUrl.replace(/\/+$/, ""),
+    budget: process.env.EDGELAN_BENCH_BUDGET === "1",
   };
 }
 
@@ -242,8 +263,11 @@ async function tcpRun(namespaces: Namespaces, serverNs: string, clientNs: string
   }
 }
 
-/** The ping and iperf3 runs between A and B, printed as they complete; a failed run is recorded and the rest go on. */
-async function measure(label: string, namespaces: Namespaces, a: string, b: string, config: Config): Promise<ScenarioResult> {
+/**
+ * The ping and iperf3 runs between A and B, printed as they complete; a failed run is recorded and the rest go on.
+ * `afterPings` runs between the ping runs and the TCP runs (the latency budget reads its traces there).
+ */
+async function measure(label: string, namespaces: Namespaces, a: string, b: string, config: Config, afterPings?: (result: ScenarioResult) => Promise<void>): Promise<ScenarioResult> {
   const tag = label.padEnd(8);
   await waitReachable(a, B_IP, 20_000);
   await waitReachable(b, A_IP, 20_000);
@@ -266,6 +290,14 @@ async function measure(label: string, namespaces: Namespaces, a: string, b: stri
     } catch (error) {
       result.errors.push(`ping run ${run}: ${message(error)}`);
       console.log(`${tag} ping  run ${run}/${config.runs}: FAILED: ${message(error)}`);
+    }
+  }
+  if (afterPings !== undefined) {
+    try {
+      await afterPings(result);
+    } catch (error) {
+      result.errors.push(`latency budget: ${message(error)}`);
+      console.log(`${tag} latency budget FAILED: ${message(error)}`);
     }
   }
   for (let run = 1; run <= config.runs; run++) {
@@ -372,14 +404,73 @@ async function benchSegment(label: string, base: string, config: Config): Promis
     const a = namespaces.create("a");
     const b = namespaces.create("b");
     const extra = config.offload ? ["--offload"] : [];
-    namespaces.join(a, url, { tap: "elt0", mac: A_MAC, mtu: config.mtu, extra });
-    namespaces.join(b, url, { tap: "elt0", mac: B_MAC, mtu: config.mtu, extra });
+    const traces = config.budget ? traceFiles() : undefined;
+    withTrace(traces?.a, () => namespaces.join(a, url, { tap: "elt0", mac: A_MAC, mtu: config.mtu, extra }));
+    withTrace(traces?.b, () => namespaces.join(b, url, { tap: "elt0", mac: B_MAC, mtu: config.mtu, extra }));
     await namespaces.address(a, "elt0", `${A_IP}/24`);
     await namespaces.address(b, "elt0", `${B_IP}/24`);
-    return await measure(label, namespaces, a, b, config);
+    const budget = traces === undefined ? undefined : async (result: ScenarioResult): Promise<void> => {
+      result.budget = await readBudget(traces, url);
+      for (const line of describeBudget(label, result.budget)) console.log(line);
+    };
+    return await measure(label, namespaces, a, b, config, budget);
   } finally {
     await namespaces.cleanup();
   }
+}
+
+// ---- latency budget -------------------------------------------------------------------------
+
+/** Trace files for agents A and B in a fresh directory that cleanup removes. */
+function traceFiles(): { a: string; b: string } {
+  const dir = mkdtempSync(join(tmpdir(), "edgelan-trace-"));
+  onCleanup(async () => rmSync(dir, { recursive: true, force: true }));
+  return { a: join(dir, "a.trace"), b: join(dir, "b.trace") };
+}
+
+/** Starts an agent with EDGELAN_TRACE_FILE set (background() copies the environment at spawn). */
+function withTrace(path: string | undefined, start: () => void): void {
+  if (path === undefined) return start();
+  process.env.EDGELAN_TRACE_FILE = path;
+  try {
+    start();
+  } finally {
+    delete process.env.EDGELAN_TRACE_FILE;
+  }
+}
+
+/** Protocol PINGs from a third port: the round trip bench → segment → bench, the floor under each relay hop pair. */
+const SEGMENT_PINGS = 200;
+
+async function readBudget(traces: { a: string; b: string }, url: string): Promise<LatencyBudget> {
+  // The agents append their traces at least once a second.
+  await sleep(1_500);
+  const budget = latencyBudget(traces.a, traces.b);
+  budget.hops.push(await segmentPing(url));
+  return budget;
+}
+
+async function segmentPing(url: string): Promise<HopFigures> {
+  const mac = parseMac("02:ed:9e:00:00:03");
+  if (!mac.ok) throw new Error(mac.error.message);
+  const session = new Session({ url, socketFactory: nodeSocketFactory, macs: [mac.value], reconnect: false, keepaliveSeconds: 0, rxBuffers: 64 });
+  const samples: number[] = [];
+  try {
+    await session.start();
+    for (let i = 0; i < SEGMENT_PINGS; i++) {
+      const started = process.hrtime.bigint();
+      await session.ping();
+      samples.push(Number(process.hrtime.bigint() - started) / 1000);
+    }
+  } finally {
+    session.close();
+  }
+  samples.sort((x, y) => x - y);
+  const at = (p: number): number => Math.round(samples[Math.min(samples.length - 1, Math.floor((p / 100) * samples.length))] ?? Number.NaN);
+  return {
+    hop: "segment_ping", meaning: "protocol PING bench → segment → bench (two socket hops and the DO answering): the relay's fixed share of one relay hop pair",
+    p50_us: at(50), p99_us: at(99), n: samples.length,
+  };
 }
 
 /** Creates or updates a segment through the admin API (the relay runs in open development mode). */
@@ -419,6 +510,68 @@ async function benchVeth(config: Config): Promise<ScenarioResult> {
   }
 }
 
+/** Why the vde scenario cannot run, or null. */
+function vdeSkipReason(): string | null {
+  for (const command of ["vde_switch", "vde_plug2tap"]) if (!commandExists(command)) return `needs \`${command}\` (Debian: apt-get install vde2)`;
+  return null;
+}
+
+/**
+ * vde_switch with one vde_plug2tap per namespace: the classic user-space switch, the reference for
+ * the segment's cost per hop. The switch keeps a management console on stdin, so it gets a pipe that
+ * stays open (on EOF it exits); it is stopped by PID.
+ */
+async function benchVde(config: Config): Promise<ScenarioResult> {
+  const skip = vdeSkipReason();
+  if (skip !== null) throw new Error(skip);
+  const dir = mkdtempSync(join(tmpdir(), "edgelan-vde-"));
+  const sock = join(dir, "switch");
+  const vdeSwitch = spawn("vde_switch", ["-s", sock], { detached: true, stdio: ["pipe", "ignore", "ignore"] });
+  const stopSwitch = async (): Promise<void> => {
+    if (vdeSwitch.exitCode === null && vdeSwitch.signalCode === null && vdeSwitch.pid !== undefined) {
+      const exited = new Promise((resolve) => vdeSwitch.once("exit", resolve));
+      process.kill(vdeSwitch.pid, "SIGTERM");
+      await Promise.race([exited, sleep(5_000)]);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  onCleanup(stopSwitch);
+  const namespaces = scopedNamespaces();
+  try {
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(join(sock, "ctl"))) {
+      if (vdeSwitch.exitCode !== null || Date.now() > deadline) throw new Error(`vde_switch did not open ${sock}`);
+      await sleep(50);
+    }
+    const a = namespaces.create("a");
+    const b = namespaces.create("b");
+    for (const [ns, mac, addr] of [[a, A_MAC, A_IP], [b, B_MAC, B_IP]] as const) {
+      namespaces.spawn(ns, "vde_plug2tap", ["-s", sock, "vdt0"]);
+      await waitForLink(ns, "vdt0");
+      await ip("-n", ns, "link", "set", "vdt0", "address", mac, "mtu", String(config.mtu), "up");
+      await ip("-n", ns, "addr", "add", `${addr}/24`, "dev", "vdt0");
+    }
+    return await measure("vde", namespaces, a, b, config);
+  } finally {
+    await namespaces.cleanup();
+    await stopSwitch();
+  }
+}
+
+/** Waits until `dev` exists in `ns` (bounded). */
+async function waitForLink(ns: string, dev: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await ip("-n", ns, "link", "show", dev);
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await sleep(50);
+    }
+  }
+}
+
 async function benchBridge(config: Config): Promise<ScenarioResult> {
   const namespaces = scopedNamespaces();
   try {
@@ -449,7 +602,7 @@ async function main(): Promise<number> {
   console.log(`bench:netns: ${config.runs} runs × (${config.pings} pings at ${config.pingIntervalS} s; iperf3 TCP ${config.seconds} s after a ${config.warmupSeconds} s warm-up), MTU ${config.mtu}${config.offload ? ", TAP offload on" : ""}, scenarios ${config.only.join(", ")}`);
   console.log("bench:netns: figures on a shared 2-core machine are noisy; compare against the kernel baselines from the same run.");
   const results: Partial<Record<Scenario, ScenarioResult>> = {};
-  const runners: Record<Scenario, (config: Config) => Promise<ScenarioResult>> = { edgelan: benchEdgelan, direct: benchDirect, veth: benchVeth, bridge: benchBridge };
+  const runners: Record<Scenario, (config: Config) => Promise<ScenarioResult>> = { edgelan: benchEdgelan, direct: benchDirect, vde: benchVde, veth: benchVeth, bridge: benchBridge };
   let failed = false;
   for (const scenario of config.only) {
     try {
@@ -464,7 +617,7 @@ async function main(): Promise<number> {
   }
 
   const summary: Record<string, unknown> = {};
-  const prefix: Record<Scenario, string> = { edgelan: "", direct: "direct_", veth: "veth_", bridge: "bridge_" };
+  const prefix: Record<Scenario, string> = { edgelan: "", direct: "direct_", vde: "vde_", veth: "veth_", bridge: "bridge_" };
   const nullable = (value: number, digits: number): number | null => (Number.isNaN(value) ? null : round(value, digits));
   for (const scenario of SCENARIOS) {
     const result = results[scenario];
@@ -479,6 +632,23 @@ async function main(): Promise<number> {
     summary[`${key}tcp_retransmits_runs`] = result.tcp.map((t) => t.retransmits);
     summary[`${key}ping_lost_runs`] = result.ping.map((p) => p.transmitted - p.received);
     if (result.errors.length > 0) summary[`${key}errors`] = result.errors;
+    if (result.budget !== undefined) {
+      summary[`${key}budget_us`] = Object.fromEntries(result.budget.hops.map((h) => [h.hop, { p50: h.p50_us, p99: h.p99_us }]));
+      summary[`${key}budget_pings`] = result.budget.pings;
+    }
+  }
+  const vdeTcp = summary.vde_tcp_gbps as number | null | undefined;
+  const vdePing = summary.vde_ping_p50_ms as number | null | undefined;
+  for (const [scenario, key] of [["edgelan", ""], ["direct", "direct_"]] as const) {
+    if (results[scenario] === undefined || typeof vdeTcp !== "number" || typeof vdePing !== "number") continue;
+    const tcp = summary[`${key}tcp_gbps`];
+    const p50 = summary[`${key}ping_p50_ms`];
+    // TCP: edgelan ÷ vde (higher is better); ping: edgelan ÷ vde (lower is better).
+    summary[`${key}tcp_vs_vde`] = typeof tcp === "number" && vdeTcp > 0 ? round(tcp / vdeTcp, 3) : null;
+    summary[`${key}ping_vs_vde`] = typeof p50 === "number" && vdePing > 0 ? round(p50 / vdePing, 3) : null;
+  }
+  if (summary.tcp_vs_vde !== undefined) {
+    console.log(`edgelan  vs vde_switch (issue 13: tcp ≥ 2× without offload, ≥ 4× with; ping ≤ 1×): tcp ${String(summary.tcp_vs_vde)}×, ping p50 ${String(summary.ping_vs_vde)}×`);
   }
   if (results.edgelan !== undefined) {
     const tcp = summary.tcp_gbps as number | null;
@@ -490,7 +660,7 @@ async function main(): Promise<number> {
   }
   summary.config = {
     runs: config.runs, seconds: config.seconds, warmup_seconds: config.warmupSeconds, pings: config.pings,
-    ping_interval_s: config.pingIntervalS, mtu: config.mtu, offload: config.offload, scenarios: config.only, load_average: loadavg().map((v) => round(v, 2)),
+    ping_interval_s: config.pingIntervalS, mtu: config.mtu, offload: config.offload, scenarios: config.only, budget: config.budget, load_average: loadavg().map((v) => round(v, 2)),
   };
   console.log(JSON.stringify(summary));
   return failed ? 1 : 0;

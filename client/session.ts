@@ -11,6 +11,7 @@ import type { AckRecord, StatsReplyRecord, TunnelRecord, WelcomeRecord } from ".
 import { TxWindow } from "../datapath/tunnel/tx-window.ts";
 import { DropReason } from "../datapath/counters.ts";
 import type { MacKey } from "../datapath/mac.ts";
+import type { SessionTrace } from "./frame-trace.ts";
 
 /** The subset of the WebSocket API the session needs; both `ws` and browsers provide it. */
 export interface SocketLike {
@@ -63,6 +64,8 @@ export interface SessionOptions {
    * VnetHeader); otherwise it completes checksums and segments super-frames itself (datapath/offload.ts).
    */
   vnetHeader?: boolean;
+  /** Stamps ICMP echoes on their way through the session (bench:netns's latency budget; client/frame-trace.ts). */
+  trace?: SessionTrace;
   /** Injected for tests; defaults to Math.random. */
   random?: () => number;
 }
@@ -361,6 +364,7 @@ export class Session {
         this.onCompletion(record.firstId, record.count, record.status);
         return;
       case "rx":
+        this.options.trace?.mark("ws-recv", record.frame, (record.flags & RxFlag.VnetHeader) !== 0 ? VNET_HEADER_BYTES : 0);
         // A view is safe: every message arrives in its own ArrayBuffer that nothing reuses.
         if (this.options.vnetHeader !== true || (record.flags & RxFlag.VnetHeader) !== 0) received.push(record.frame);
         else received.push(withZeroVnetHeader(record.frame));
@@ -408,6 +412,7 @@ export class Session {
     this.clearTimers();
     // Records queued for the dead connection (TX of failed ids, pongs, acks' requests) must not go out on the next one.
     this.encoder.reset();
+    this.options.trace?.discard();
     this.failOutstanding();
     for (const settle of this.pending.values()) settle({ type: "ack", seq: 0, status: 255, reason: "connection closed" });
     this.pending.clear();
@@ -465,6 +470,7 @@ export class Session {
     // A message holds at most 4096 records and 1 MiB: a full one goes out now and the frame starts the next.
     if (!this.encoder.fitsFrame(frame.length)) this.flush();
     this.encoder.addTx(id, flags, frame);
+    this.options.trace?.queue(frame, flags === 0 ? 0 : VNET_HEADER_BYTES);
     this.counters.txFrames++;
     this.counters.txBytes += frame.length;
     this.scheduleFlush();
@@ -595,6 +601,7 @@ export class Session {
     const message = this.encoder.finish();
     this.encoder.reset();
     this.socket.send(message);
+    this.options.trace?.sent();
   }
 
   private startKeepalive(): void {

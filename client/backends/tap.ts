@@ -17,7 +17,9 @@
 import {
   BackendError, type BackendCapabilities, type BackendStats, type NetBackend, type TapOptions,
 } from "../backend.ts";
+import { VNET_HDR_LEN } from "../../datapath/offload.ts";
 import { isMulticastMac, parseMac, writeMac, type MacKey } from "../../datapath/mac.ts";
+import { frameTrace } from "../frame-trace.ts";
 import { loadTapAddon, type InterfaceInfo, type TapAddon, type TapHandle } from "../native/tap-addon.ts";
 
 /** IFNAMSIZ is 16 with the terminating NUL. */
@@ -184,12 +186,19 @@ export class TapBackend implements NetBackend {
     }
   }
 
+  /** Bytes before the Ethernet header of every frame (the virtio-net header with offloads). */
+  private get headerBytes(): number {
+    return this.capabilities.vnetHeader ? VNET_HDR_LEN : 0;
+  }
+
   send(frames: readonly Uint8Array[]): void {
     if (this.closed) {
       this.droppedAfterClose += frames.length;
       return;
     }
-    if (frames.length > 0) this.addon.write(this.handle, frames);
+    if (frames.length === 0) return;
+    if (frameTrace !== null) for (const frame of frames) frameTrace.mark("tap-write", frame, this.headerBytes);
+    this.addon.write(this.handle, frames);
   }
 
   onFrames(handler: (frames: Uint8Array[]) => void): void {
@@ -198,7 +207,10 @@ export class TapBackend implements NetBackend {
     this.started = true;
     this.addon.start(
       this.handle,
-      (frames) => this.frameHandler?.(frames),
+      (frames) => {
+        if (frameTrace !== null) for (const frame of frames) frameTrace.mark("tap-read", frame, this.headerBytes);
+        this.frameHandler?.(frames);
+      },
       (code, message) => {
         const hint = code === "EBADFD" || code === "EBADF" ? " (the device was deleted)" : "";
         void this.shutdown(new BackendError("device-error", `${message}${hint}`));
