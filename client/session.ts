@@ -252,7 +252,7 @@ export class Session {
    * while a flush PING is already in flight, or when no TX went out since the last one.
    */
   flushCompletions(): void {
-    if (!this.lazyCompletions || this.flushPingSeq !== null || !this.txSinceFlushPing || this.outstanding === 0) return;
+    if (!this.lazyCompletions || this.flushPingSeq !== null || !(this.txSinceFlushPing || this.encoderHasTx) || this.outstanding === 0) return;
     // The TX being built must reach the segment before the PING; and a message with TX would not count as a flush request.
     this.flush();
     const seq = this.control.seq();
