@@ -41,9 +41,9 @@ import { join } from "node:path";
 import { nodeSocketFactory } from "../client/node-socket.ts";
 import { Session } from "../client/session.ts";
 import { parseMac } from "../datapath/mac.ts";
+import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
 import { describeBudget, latencyBudget, type HopFigures, type LatencyBudget } from "./lib/latency-budget.ts";
 import { commandExists, guestSkipReason, Namespaces, type Background } from "../test/e2e/guests.ts";
-import { startRelay, type RunningRelay } from "../test/e2e/relay-harness.ts";
 
 type Scenario = "edgelan" | "direct" | "vde" | "veth" | "bridge";
 /** All scenarios in run order; "direct" (TAPs joined to workerd's own port, bypassing wrangler dev's proxy) is opt-in. */
@@ -336,7 +336,7 @@ async function relayBase(config: Config): Promise<string> {
   if (config.relayUrl !== undefined) return config.relayUrl;
   if (relay === undefined) {
     console.log("edgelan  starting wrangler dev …");
-    const starting = startRelay();
+    const starting = startWranglerDev();
     // Registered before it is up, so an interrupt during start-up still stops it; stop() runs once.
     onCleanup(async () => {
       const started = await starting.catch(() => undefined);
@@ -403,7 +403,8 @@ async function benchSegment(label: string, base: string, config: Config): Promis
   try {
     const a = namespaces.create("a");
     const b = namespaces.create("b");
-    const extra = config.offload ? ["--offload"] : [];
+    // `edgelan join` takes offloads by default where the TAP has them: the plain runs decline them.
+    const extra = config.offload ? ["--offload"] : ["--no-offload"];
     const traces = config.budget ? traceFiles() : undefined;
     withTrace(traces?.a, () => namespaces.join(a, url, { tap: "elt0", mac: A_MAC, mtu: config.mtu, extra }));
     withTrace(traces?.b, () => namespaces.join(b, url, { tap: "elt0", mac: B_MAC, mtu: config.mtu, extra }));

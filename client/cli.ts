@@ -21,7 +21,7 @@ export class CliError extends Error {
 const HELP = `edgelan — virtual Ethernet LANs at the edge
 
 Usage:
-  edgelan join <url> --tap NAME [--mac MAC] [--mtu N] [--netns NS] [--offload] [--kind member|bridge] [--token T]
+  edgelan join <url> --tap NAME [--mac MAC] [--mtu N] [--netns NS] [--offload | --no-offload] [--kind member|bridge] [--token T]
   edgelan qemu <url> --listen HOST:PORT|PATH [--token T]
   edgelan pipe <url> [--mac MAC] [--kind member|bridge] [--token T]
   edgelan ping <url> <ipv4> [--source-ip IP] [--count N] [--interval MS] [--token T]
@@ -39,7 +39,7 @@ const OPTIONS = {
   kind: { type: "string" }, token: { type: "string" }, listen: { type: "string" }, "source-ip": { type: "string" },
   count: { type: "string" }, interval: { type: "string" }, relay: { type: "string" }, "admin-token": { type: "string" },
   "open-join": { type: "boolean" }, "max-frame-size": { type: "string" }, "max-ports": { type: "string" }, ttl: { type: "string" },
-  role: { type: "string" }, offload: { type: "boolean" }, help: { type: "boolean", short: "h" }, quiet: { type: "boolean", short: "q" },
+  role: { type: "string" }, offload: { type: "boolean" }, "no-offload": { type: "boolean" }, help: { type: "boolean", short: "h" }, quiet: { type: "boolean", short: "q" },
 } satisfies ParseArgsConfig["options"];
 
 type Values = ReturnType<typeof parseCommandLine>["values"];
@@ -85,7 +85,8 @@ async function join(args: string[], values: Values): Promise<number> {
   const mac = values.mac?.[0] !== undefined ? macOption(values.mac[0]) : randomLocalMac();
   const backend = await openBackend(`tap:${values.tap}`, {
     mac, mtu: values.mtu === undefined ? undefined : intOption("--mtu", values.mtu, 68, 65535), netns: values.netns,
-    offload: values.offload === true,
+    // Offloads by default where the TAP supports them; --offload insists, --no-offload declines.
+    offload: values["no-offload"] === true ? false : values.offload === true ? true : "auto",
   });
   const kind = kindOption(values.kind, ["member", "bridge"]);
   const ended = endOnFatal();

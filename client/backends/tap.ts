@@ -160,13 +160,8 @@ export class TapBackend implements NetBackend {
     const mac = options.mac === undefined ? undefined : macBytes(options.mac);
     const netns = options.netns === undefined ? undefined : netnsPath(options.netns);
     const addon = loadTapAddon();
-    let opened: ReturnType<TapAddon["open"]>;
-    try {
-      opened = addon.open(name, netns, options.offload === true);
-    } catch (error) {
-      throw describeOpenError(error, name, options.netns);
-    }
-    const backend = new TapBackend(addon, opened.handle, opened.name, opened.fd, netns, options.offload === true);
+    const { opened, offload } = openTapDevice(addon, name, netns, options);
+    const backend = new TapBackend(addon, opened.handle, opened.name, opened.fd, netns, offload);
     try {
       if (options.mtu !== undefined) backend.configure("MTU", () => addon.setMtu(opened.name, options.mtu as number, netns));
       if (mac !== undefined) backend.configure("MAC address", () => addon.setMac(opened.name, mac, netns));
@@ -263,6 +258,32 @@ export class TapBackend implements NetBackend {
   info(): InterfaceInfo {
     return this.addon.getInfo(this.ifname, this.netns);
   }
+}
+
+/**
+ * Opens the device: with offloads when asked (`true`: or fail), when possible (`"auto"`: a kernel or an
+ * existing device that refuses IFF_VNET_HDR or the offloads gets a plain TAP instead), or plain.
+ */
+export function openTapDevice(addon: TapAddon, name: string, netns: string | undefined, options: TapOptions): { opened: ReturnType<TapAddon["open"]>; offload: boolean } {
+  const wanted = options.offload ?? false;
+  if (wanted !== false) {
+    try {
+      return { opened: addon.open(name, netns, true), offload: true };
+    } catch (error) {
+      if (wanted === true || !refusedOffload(error)) throw describeOpenError(error, name, options.netns);
+    }
+  }
+  try {
+    return { opened: addon.open(name, netns, false), offload: false };
+  } catch (error) {
+    throw describeOpenError(error, name, options.netns);
+  }
+}
+
+/** Whether an open() failed for the virtio-net header or the offloads rather than for the device itself. */
+function refusedOffload(error: unknown): boolean {
+  const e = asSystemError(error);
+  return e.syscall === "ioctl(TUNSETVNETHDRSZ)" || e.syscall === "ioctl(TUNSETOFFLOAD)" || (e.syscall === "ioctl(TUNSETIFF)" && e.code === "EINVAL");
 }
 
 /** The registry's opener for "tap:NAME". */
