@@ -222,6 +222,7 @@ function endOnFatal(): { readonly code: number | undefined; readonly exit: Promi
 
 /** Says when a joined session loses its connection and when it is back (resumed or as a new port). */
 function logReconnects(values: Values, session: Session): void {
+  session.on("warning", (warning) => log(values, `edgelan: ${warning.message}`));
   let lost = false;
   session.on("close", ({ code, reason, reconnecting }) => {
     if (!reconnecting || lost) return;
