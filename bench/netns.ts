@@ -21,6 +21,10 @@
 // EDGELAN_BENCH_OFFLOAD=1 (join the TAPs with `--offload`: virtio-net header, TSO and
 // checksum offload, GSO super-frames carried through the segment).
 //
+// EDGELAN_BENCH_COMPARE=DIR adds "compare": the same as "edgelan" on the same relay, with the agents
+// of another checkout (DIR/bin/edgelan.mjs, e.g. a copy of main), so before/after come from one run;
+// the JSON then has compare_* and tcp_vs_compare / ping_vs_compare (this checkout ÷ the other).
+//
 // Scenario "vde" (default when vde2 is installed): the same namespaces joined by vde_switch
 // and one vde_plug2tap each, the user-space switch the segment is measured against; the JSON
 // then has vde_tcp_gbps, vde_ping_p50_ms and the ratios tcp_vs_vde (edgelan ÷ vde, higher is
@@ -34,7 +38,7 @@
 //
 // A failed run is reported and the others go on (exit status 1 at the end).
 // The last line of output is one JSON object for scripts.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,11 +47,14 @@ import { Session } from "../client/session.ts";
 import { parseMac } from "../datapath/mac.ts";
 import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
 import { describeBudget, latencyBudget, type HopFigures, type LatencyBudget } from "./lib/latency-budget.ts";
-import { commandExists, guestSkipReason, Namespaces, type Background } from "../test/e2e/guests.ts";
+import { background, commandExists, guestSkipReason, Namespaces, type Background } from "../test/e2e/guests.ts";
 
-type Scenario = "edgelan" | "direct" | "vde" | "veth" | "bridge";
-/** All scenarios in run order; "direct" (TAPs joined to workerd's own port, bypassing wrangler dev's proxy) is opt-in. */
-const SCENARIOS: readonly Scenario[] = ["edgelan", "direct", "vde", "veth", "bridge"];
+type Scenario = "edgelan" | "compare" | "direct" | "vde" | "veth" | "bridge";
+/**
+ * All scenarios in run order; "direct" (TAPs joined to workerd's own port, bypassing wrangler dev's proxy) and
+ * "compare" (another checkout's `edgelan join`, EDGELAN_BENCH_COMPARE) are opt-in.
+ */
+const SCENARIOS: readonly Scenario[] = ["edgelan", "compare", "direct", "vde", "veth", "bridge"];
 /** "vde" runs by default when vde2 is installed. */
 const DEFAULT_SCENARIOS: readonly Scenario[] = ["edgelan", "vde", "veth", "bridge"];
 
@@ -63,6 +70,8 @@ interface Config {
   relayUrl: string | undefined;
   /** Trace every ICMP echo through both agents and print the latency budget (EDGELAN_BENCH_BUDGET=1). */
   budget: boolean;
+  /** `bin/edgelan.mjs` of another checkout for the "compare" scenario (EDGELAN_BENCH_COMPARE=DIR). */
+  compareCli: string | undefined;
 }
 
 interface PingRun { p50Ms: number; minMs: number; maxMs: number; transmitted: number; received: number }
@@ -99,6 +108,11 @@ function readConfig(): Config {
   const defaults = DEFAULT_SCENARIOS.filter((name) => name !== "vde" || vdeSkipReason() === null);
   const only = onlyText === undefined || onlyText === "" ? defaults : onlyText.split(",").map((s) => s.trim());
   if (process.env.EDGELAN_BENCH_DIRECT === "1" && !only.includes("direct")) only.splice(1, 0, "direct");
+  const compareDir = process.env.EDGELAN_BENCH_COMPARE;
+  const compareCli = compareDir === undefined || compareDir === "" ? undefined : join(compareDir, "bin", "edgelan.mjs");
+  if (compareCli !== undefined && !existsSync(compareCli)) fail(`EDGELAN_BENCH_COMPARE: ${compareCli} does not exist`);
+  if (compareCli !== undefined && !only.includes("compare")) only.splice(1, 0, "compare");
+  if (compareCli === undefined && only.includes("compare")) fail("the compare scenario needs EDGELAN_BENCH_COMPARE=DIR (another checkout)");
   for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) fail(`EDGELAN_BENCH_ONLY: unknown scenario "${name}" (use ${SCENARIOS.join(",")})`);
   const relayUrl = process.env.EDGELAN_BENCH_URL;
   return {
@@ -112,6 +126,7 @@ function readConfig(): Config {
     only: SCENARIOS.filter((name) => only.includes(name)),
     relayUrl: relayUrl === undefined || relayUrl === "" ? undefined : relayUrl.replace(/\/+$/, ""),
     budget: process.env.EDGELAN_BENCH_BUDGET === "1",
+    compareCli,
   };
 }
 
@@ -392,8 +407,16 @@ function processGroupOf(pid: number): number | null {
   }
 }
 
-/** Two namespaces with `edgelan join` TAPs on one segment at `base`. */
-async function benchSegment(label: string, base: string, config: Config): Promise<ScenarioResult> {
+/** The `join` flags for plain or offload runs; a checkout older than `--no-offload` joins plain by default. */
+function joinFlags(config: Config, cli: string | undefined): string[] {
+  if (config.offload) return ["--offload"];
+  if (cli === undefined) return ["--no-offload"];
+  const help = spawnSync(process.execPath, [cli, "--help"], { encoding: "utf8", timeout: 30_000 });
+  return `${help.stdout}${help.stderr}`.includes("--no-offload") ? ["--no-offload"] : [];
+}
+
+/** Two namespaces with `edgelan join` TAPs on one segment at `base`; `cli` is another checkout's bin/edgelan.mjs. */
+async function benchSegment(label: string, base: string, config: Config, cli?: string): Promise<ScenarioResult> {
   const name = `bench-${label}-${process.pid}`;
   const url = `${base}/v1/segments/${name}/connect`;
   console.log(`${label.padEnd(8)} segment ${url}`);
@@ -404,10 +427,15 @@ async function benchSegment(label: string, base: string, config: Config): Promis
     const a = namespaces.create("a");
     const b = namespaces.create("b");
     // `edgelan join` takes offloads by default where the TAP has them: the plain runs decline them.
-    const extra = config.offload ? ["--offload"] : ["--no-offload"];
+    const extra = joinFlags(config, cli);
     const traces = config.budget ? traceFiles() : undefined;
-    withTrace(traces?.a, () => namespaces.join(a, url, { tap: "elt0", mac: A_MAC, mtu: config.mtu, extra }));
-    withTrace(traces?.b, () => namespaces.join(b, url, { tap: "elt0", mac: B_MAC, mtu: config.mtu, extra }));
+    const joinIn = (ns: string, mac: string): void => {
+      const options = { tap: "elt0", mac, mtu: config.mtu, extra };
+      if (cli === undefined) namespaces.join(ns, url, options);
+      else namespaces.track(background(process.execPath, [cli, "join", url, "--tap", "elt0", "--netns", ns, "--mac", mac, "--quiet", "--mtu", String(config.mtu), ...extra]));
+    };
+    withTrace(traces?.a, () => joinIn(a, A_MAC));
+    withTrace(traces?.b, () => joinIn(b, B_MAC));
     await namespaces.address(a, "elt0", `${A_IP}/24`);
     await namespaces.address(b, "elt0", `${B_IP}/24`);
     const budget = traces === undefined ? undefined : async (result: ScenarioResult): Promise<void> => {
@@ -485,6 +513,11 @@ async function configureSegment(base: string, name: string, config: Record<strin
 
 async function benchEdgelan(config: Config): Promise<ScenarioResult> {
   return benchSegment("edgelan", await relayBase(config), config);
+}
+
+/** The same with another checkout's agents (EDGELAN_BENCH_COMPARE): before/after in one run, on one relay. */
+async function benchCompare(config: Config): Promise<ScenarioResult> {
+  return benchSegment("compare", await relayBase(config), config, config.compareCli);
 }
 
 /** The same through workerd's own port, without wrangler dev's proxy in the path (diagnostic). */
@@ -603,7 +636,7 @@ async function main(): Promise<number> {
   console.log(`bench:netns: ${config.runs} runs × (${config.pings} pings at ${config.pingIntervalS} s; iperf3 TCP ${config.seconds} s after a ${config.warmupSeconds} s warm-up), MTU ${config.mtu}${config.offload ? ", TAP offload on" : ""}, scenarios ${config.only.join(", ")}`);
   console.log("bench:netns: figures on a shared 2-core machine are noisy; compare against the kernel baselines from the same run.");
   const results: Partial<Record<Scenario, ScenarioResult>> = {};
-  const runners: Record<Scenario, (config: Config) => Promise<ScenarioResult>> = { edgelan: benchEdgelan, direct: benchDirect, vde: benchVde, veth: benchVeth, bridge: benchBridge };
+  const runners: Record<Scenario, (config: Config) => Promise<ScenarioResult>> = { edgelan: benchEdgelan, compare: benchCompare, direct: benchDirect, vde: benchVde, veth: benchVeth, bridge: benchBridge };
   let failed = false;
   for (const scenario of config.only) {
     try {
@@ -618,7 +651,7 @@ async function main(): Promise<number> {
   }
 
   const summary: Record<string, unknown> = {};
-  const prefix: Record<Scenario, string> = { edgelan: "", direct: "direct_", vde: "vde_", veth: "veth_", bridge: "bridge_" };
+  const prefix: Record<Scenario, string> = { edgelan: "", compare: "compare_", direct: "direct_", vde: "vde_", veth: "veth_", bridge: "bridge_" };
   const nullable = (value: number, digits: number): number | null => (Number.isNaN(value) ? null : round(value, digits));
   for (const scenario of SCENARIOS) {
     const result = results[scenario];
@@ -640,13 +673,19 @@ async function main(): Promise<number> {
   }
   const vdeTcp = summary.vde_tcp_gbps as number | null | undefined;
   const vdePing = summary.vde_ping_p50_ms as number | null | undefined;
-  for (const [scenario, key] of [["edgelan", ""], ["direct", "direct_"]] as const) {
+  for (const [scenario, key] of [["edgelan", ""], ["compare", "compare_"], ["direct", "direct_"]] as const) {
     if (results[scenario] === undefined || typeof vdeTcp !== "number" || typeof vdePing !== "number") continue;
     const tcp = summary[`${key}tcp_gbps`];
     const p50 = summary[`${key}ping_p50_ms`];
     // TCP: edgelan ÷ vde (higher is better); ping: edgelan ÷ vde (lower is better).
     summary[`${key}tcp_vs_vde`] = typeof tcp === "number" && vdeTcp > 0 ? round(tcp / vdeTcp, 3) : null;
     summary[`${key}ping_vs_vde`] = typeof p50 === "number" && vdePing > 0 ? round(p50 / vdePing, 3) : null;
+  }
+  if (typeof summary.tcp_gbps === "number" && typeof summary.compare_tcp_gbps === "number" && typeof summary.ping_p50_ms === "number" && typeof summary.compare_ping_p50_ms === "number") {
+    // This checkout ÷ the other one, from the same run.
+    summary.tcp_vs_compare = round(summary.tcp_gbps / summary.compare_tcp_gbps, 3);
+    summary.ping_vs_compare = round(summary.ping_p50_ms / summary.compare_ping_p50_ms, 3);
+    console.log(`edgelan  vs compare (${config.compareCli ?? ""}): tcp ${String(summary.tcp_vs_compare)}×, ping p50 ${String(summary.ping_vs_compare)}×`);
   }
   if (summary.tcp_vs_vde !== undefined) {
     console.log(`edgelan  vs vde_switch (issue 13: tcp ≥ 2× without offload, ≥ 4× with; ping ≤ 1×): tcp ${String(summary.tcp_vs_vde)}×, ping p50 ${String(summary.ping_vs_vde)}×`);
