@@ -45,6 +45,7 @@ import { join } from "node:path";
 import { nodeSocketFactory } from "../client/node-socket.ts";
 import { Session } from "../client/session.ts";
 import { parseMac } from "../datapath/mac.ts";
+import { procCpuMs } from "./lib/cpu-sampler.ts";
 import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
 import { describeBudget, latencyBudget, type HopFigures, type LatencyBudget } from "./lib/latency-budget.ts";
 import { background, commandExists, guestSkipReason, Namespaces, type Background } from "../test/e2e/guests.ts";
@@ -75,7 +76,8 @@ interface Config {
 }
 
 interface PingRun { p50Ms: number; minMs: number; maxMs: number; transmitted: number; received: number }
-interface TcpRun { gbps: number; retransmits: number | null }
+/** `agentCpuMsPerMb`: CPU time of both edgelan agents per MB iperf3 moved (edgelan scenarios only; steadier than Gbit/s under load). */
+interface TcpRun { gbps: number; retransmits: number | null; bytes: number; agentCpuMsPerMb?: number }
 interface ScenarioResult { ping: PingRun[]; tcp: TcpRun[]; errors: string[]; budget?: LatencyBudget }
 
 /** Issue #5's targets at MTU 1500 through the segment. */
@@ -247,7 +249,7 @@ async function pingRun(ns: string, target: string, config: Config): Promise<Ping
 
 interface IperfJson {
   error?: string;
-  end?: { sum_received?: { bits_per_second?: number }; sum_sent?: { retransmits?: number } };
+  end?: { sum_received?: { bits_per_second?: number; bytes?: number }; sum_sent?: { retransmits?: number } };
 }
 
 /** One iperf3 TCP run: a one-shot server in `serverNs` (tracked, stopped by cleanup), the client in `clientNs`. */
@@ -272,7 +274,7 @@ async function tcpRun(namespaces: Namespaces, serverNs: string, clientNs: string
     }
     const bps = parsed.end?.sum_received?.bits_per_second;
     if (parsed.error !== undefined || typeof bps !== "number") throw new Error(`iperf3 failed: ${parsed.error ?? "no end.sum_received.bits_per_second"}`);
-    return { gbps: bps / 1e9, retransmits: parsed.end?.sum_sent?.retransmits ?? null };
+    return { gbps: bps / 1e9, retransmits: parsed.end?.sum_sent?.retransmits ?? null, bytes: parsed.end?.sum_received?.bytes ?? 0 };
   } finally {
     await server.stop();
   }
@@ -282,7 +284,9 @@ async function tcpRun(namespaces: Namespaces, serverNs: string, clientNs: string
  * The ping and iperf3 runs between A and B, printed as they complete; a failed run is recorded and the rest go on.
  * `afterPings` runs between the ping runs and the TCP runs (the latency budget reads its traces there).
  */
-async function measure(label: string, namespaces: Namespaces, a: string, b: string, config: Config, afterPings?: (result: ScenarioResult) => Promise<void>): Promise<ScenarioResult> {
+async function measure(
+  label: string, namespaces: Namespaces, a: string, b: string, config: Config, afterPings?: (result: ScenarioResult) => Promise<void>, agentPids: readonly number[] = [],
+): Promise<ScenarioResult> {
   const tag = label.padEnd(8);
   await waitReachable(a, B_IP, 20_000);
   await waitReachable(b, A_IP, 20_000);
@@ -317,9 +321,12 @@ async function measure(label: string, namespaces: Namespaces, a: string, b: stri
   }
   for (let run = 1; run <= config.runs; run++) {
     try {
+      const cpuBefore = agentCpuMs(agentPids);
       const t = await tcpRun(namespaces, b, a, B_IP, config);
+      if (agentPids.length > 0 && t.bytes > 0) t.agentCpuMsPerMb = (agentCpuMs(agentPids) - cpuBefore) / (t.bytes / 1e6);
       result.tcp.push(t);
-      console.log(`${tag} tcp   run ${run}/${config.runs}: ${t.gbps.toFixed(3)} Gbit/s (${config.seconds} s, ${t.retransmits ?? "?"} retransmits)`);
+      const cpu = t.agentCpuMsPerMb === undefined ? "" : `, agents ${t.agentCpuMsPerMb.toFixed(2)} CPU ms/MB`;
+      console.log(`${tag} tcp   run ${run}/${config.runs}: ${t.gbps.toFixed(3)} Gbit/s (${config.seconds} s, ${t.retransmits ?? "?"} retransmits${cpu})`);
     } catch (error) {
       result.errors.push(`tcp run ${run}: ${message(error)}`);
       console.log(`${tag} tcp   run ${run}/${config.runs}: FAILED: ${message(error)}`);
@@ -429,10 +436,13 @@ async function benchSegment(label: string, base: string, config: Config, cli?: s
     // `edgelan join` takes offloads by default where the TAP has them: the plain runs decline them.
     const extra = joinFlags(config, cli);
     const traces = config.budget ? traceFiles() : undefined;
+    const agentPids: number[] = [];
     const joinIn = (ns: string, mac: string): void => {
       const options = { tap: "elt0", mac, mtu: config.mtu, extra };
-      if (cli === undefined) namespaces.join(ns, url, options);
-      else namespaces.track(background(process.execPath, [cli, "join", url, "--tap", "elt0", "--netns", ns, "--mac", mac, "--quiet", "--mtu", String(config.mtu), ...extra]));
+      const agent = cli === undefined
+        ? namespaces.join(ns, url, options)
+        : namespaces.track(background(process.execPath, [cli, "join", url, "--tap", "elt0", "--netns", ns, "--mac", mac, "--quiet", "--mtu", String(config.mtu), ...extra]));
+      if (agent.child.pid !== undefined) agentPids.push(agent.child.pid);
     };
     withTrace(traces?.a, () => joinIn(a, A_MAC));
     withTrace(traces?.b, () => joinIn(b, B_MAC));
@@ -442,10 +452,15 @@ async function benchSegment(label: string, base: string, config: Config, cli?: s
       result.budget = await readBudget(traces, url);
       for (const line of describeBudget(label, result.budget)) console.log(line);
     };
-    return await measure(label, namespaces, a, b, config, budget);
+    return await measure(label, namespaces, a, b, config, budget, agentPids);
   } finally {
     await namespaces.cleanup();
   }
+}
+
+/** CPU time (user + system) the agents used so far, in ms. */
+function agentCpuMs(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => sum + procCpuMs(pid), 0);
 }
 
 // ---- latency budget -------------------------------------------------------------------------
@@ -664,6 +679,11 @@ async function main(): Promise<number> {
     summary[`${key}tcp_gbps_runs`] = tcp;
     summary[`${key}ping_p50_ms_runs`] = p50;
     summary[`${key}tcp_retransmits_runs`] = result.tcp.map((t) => t.retransmits);
+    const cpuPerMb = result.tcp.flatMap((t) => (t.agentCpuMsPerMb === undefined ? [] : [round(t.agentCpuMsPerMb, 3)]));
+    if (cpuPerMb.length > 0) {
+      summary[`${key}agent_cpu_ms_per_mb`] = nullable(median(cpuPerMb), 3);
+      summary[`${key}agent_cpu_ms_per_mb_runs`] = cpuPerMb;
+    }
     summary[`${key}ping_lost_runs`] = result.ping.map((p) => p.transmitted - p.received);
     if (result.errors.length > 0) summary[`${key}errors`] = result.errors;
     if (result.budget !== undefined) {
@@ -685,7 +705,10 @@ async function main(): Promise<number> {
     // This checkout ÷ the other one, from the same run.
     summary.tcp_vs_compare = round(summary.tcp_gbps / summary.compare_tcp_gbps, 3);
     summary.ping_vs_compare = round(summary.ping_p50_ms / summary.compare_ping_p50_ms, 3);
-    console.log(`edgelan  vs compare (${config.compareCli ?? ""}): tcp ${String(summary.tcp_vs_compare)}×, ping p50 ${String(summary.ping_vs_compare)}×`);
+    const cpu = summary.agent_cpu_ms_per_mb;
+    const compareCpu = summary.compare_agent_cpu_ms_per_mb;
+    if (typeof cpu === "number" && typeof compareCpu === "number" && compareCpu > 0) summary.agent_cpu_vs_compare = round(cpu / compareCpu, 3);
+    console.log(`edgelan  vs compare (${config.compareCli ?? ""}): tcp ${String(summary.tcp_vs_compare)}×, ping p50 ${String(summary.ping_vs_compare)}×, agent CPU per MB ${String(summary.agent_cpu_vs_compare ?? "n/a")}×`);
   }
   if (summary.tcp_vs_vde !== undefined) {
     console.log(`edgelan  vs vde_switch (issue 13: tcp ≥ 2× without offload, ≥ 4× with; ping ≤ 1×): tcp ${String(summary.tcp_vs_vde)}×, ping p50 ${String(summary.ping_vs_vde)}×`);
