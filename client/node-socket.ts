@@ -12,6 +12,9 @@ export const nodeSocketFactory: SocketFactory = (url, protocols, headers) => {
   // With the default random mask `ws` masks each message into a buffer of its own before send() returns,
   // so the session may hand it a view of its encoder's buffer (a zero mask would send that view as is).
   Object.defineProperty(ws, "copiesOnSend", { value: true });
+  // Binary messages as Buffers (the default): views of the socket's read chunks, which Node never reuses; the
+  // session keeps this type, so no message is copied into an ArrayBuffer of its own.
+  ws.binaryType = "nodebuffer";
   const socket = ws as unknown as SocketLike;
   ws.on("unexpected-response", (_request, response) => {
     let body = "";

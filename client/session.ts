@@ -260,7 +260,9 @@ export class Session {
       this.fatal(new SessionError(0, `cannot open ${this.options.url}: ${error instanceof Error ? error.message : String(error)}`));
       return;
     }
-    socket.binaryType = "arraybuffer";
+    // Node's `ws` delivers Buffers, views of the socket's own read chunk: asking it for ArrayBuffers would copy
+    // nearly every message. Browsers default to Blob and get ArrayBuffers.
+    if (socket.binaryType !== "nodebuffer") socket.binaryType = "arraybuffer";
     this.socket = socket;
     this.connection = "connecting";
     this.lastSocketError = "";
@@ -291,9 +293,11 @@ export class Session {
   }
 
   private onMessage(socket: SocketLike, data: unknown): void {
-    if (!(data instanceof ArrayBuffer) || socket !== this.socket || socket === this.abandoned) return; // the keepalive answer is text
+    // The keepalive answer is text (a string); binary data is an ArrayBuffer, or a Buffer from Node's `ws`.
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null;
+    if (bytes === null || socket !== this.socket || socket === this.abandoned) return;
     this.received = [];
-    const walked = forEachRecord(new Uint8Array(data), this.visitor);
+    const walked = forEachRecord(bytes, this.visitor);
     if (!walked.ok) {
       // A segment bug must not end a long-running agent: drop the connection and resume.
       this.recoverFromProtocolError(`segment sent an undecodable message (${walked.error.message})`, "undecodable message from segment");
@@ -314,7 +318,7 @@ export class Session {
     if (!this.receiving) return;
     const headerFlag = (flags & RxFlag.VnetHeader) !== 0;
     this.options.trace?.mark("ws-recv", frame, headerFlag ? VNET_HEADER_BYTES : 0);
-    // A view is safe: every message arrives in its own ArrayBuffer that nothing reuses.
+    // A view is safe: every message arrives in its own ArrayBuffer, or in a socket read chunk, that nothing rewrites.
     this.received.push(this.options.vnetHeader !== true || headerFlag ? frame : withZeroVnetHeader(frame));
   }
 

@@ -534,6 +534,46 @@ describe("Session: completions, control requests and protocol errors", () => {
   });
 });
 
+describe("Session receiving Buffers from Node's ws (binaryType nodebuffer)", () => {
+  it("keeps the socket's binaryType and delivers frames as views of the received chunk, not copies", async () => {
+    // A browser-like socket is switched to ArrayBuffers.
+    const plain = await opened();
+    expect(plain.socket.binaryType).toBe("arraybuffer");
+
+    const viaNode = scripted({
+      socketFactory: (url, _protocols, headers) => {
+        const created = new ScriptedSocket(url, headers);
+        created.binaryType = "nodebuffer";
+        viaNodeSockets.push(created);
+        return created;
+      },
+    });
+    const viaNodeSockets: ScriptedSocket[] = [];
+    const opening = viaNode.session.start();
+    const ws = viaNodeSockets[0] as ScriptedSocket;
+    expect(ws.binaryType).toBe("nodebuffer");
+    ws.open();
+    // A read chunk holding bytes before and after the message, as a socket read would.
+    const deliver = (records: TunnelRecord[]): Uint8Array => {
+      const message = encodeMessage(records);
+      const chunk = new Uint8Array(message.length + 16);
+      chunk.set(message, 8);
+      const view = chunk.subarray(8, 8 + message.length);
+      ws.onmessage?.({ data: view });
+      return chunk;
+    };
+    deliver([welcome()]);
+    await opening;
+    const received: Uint8Array[] = [];
+    viaNode.session.on("frames", (frames) => received.push(...frames));
+    ws.onmessage?.({ data: "keepalive answer" });
+    const chunk = deliver([{ type: "rx", flags: 0, frame: frame(64) }]);
+    expect(received).toHaveLength(1);
+    expect(received[0]?.buffer).toBe(chunk.buffer);
+    expect(received[0]?.length).toBe(64);
+  });
+});
+
 describe("TxQueue (the deferred-TX ring)", () => {
   it("is first in, first out across wrap-around and growth, and refuses past its limit", () => {
     const queue = new TxQueue(100);
