@@ -14,8 +14,8 @@
 //
 // Knobs: EDGELAN_BENCH_RUNS (3), EDGELAN_BENCH_SECONDS (10), EDGELAN_BENCH_PINGS (100),
 // EDGELAN_BENCH_PING_INTERVAL (0.01 s), EDGELAN_BENCH_WARMUP (2 s; 0 = none),
-// EDGELAN_BENCH_MTU (1500), EDGELAN_BENCH_ONLY (comma list of edgelan,direct,veth,bridge;
-// default edgelan,veth,bridge), EDGELAN_BENCH_DIRECT=1 (add "direct": the same TAPs
+// EDGELAN_BENCH_MTU (1500), EDGELAN_BENCH_ONLY (comma list of edgelan,compare,direct,vde,veth,bridge,
+// run in the order given; default edgelan,vde,veth,bridge), EDGELAN_BENCH_DIRECT=1 (add "direct": the same TAPs
 // joined to workerd's own port, bypassing wrangler dev's proxy), EDGELAN_BENCH_URL
 // (use a relay already running at this ws:// base instead of starting `wrangler dev`),
 // EDGELAN_BENCH_OFFLOAD=1 (join the TAPs with `--offload`: virtio-net header, TSO and
@@ -125,7 +125,8 @@ function readConfig(): Config {
     warmupSeconds: intEnv("EDGELAN_BENCH_WARMUP", 2, 0, 60),
     mtu: intEnv("EDGELAN_BENCH_MTU", 1500, 576, 65535),
     offload: process.env.EDGELAN_BENCH_OFFLOAD === "1",
-    only: SCENARIOS.filter((name) => only.includes(name)),
+    // In the order given (so "compare,edgelan" can check for an order bias), each once.
+    only: [...new Set(only)] as Scenario[],
     relayUrl: relayUrl === undefined || relayUrl === "" ? undefined : relayUrl.replace(/\/+$/, ""),
     budget: process.env.EDGELAN_BENCH_BUDGET === "1",
     compareCli,
