@@ -23,13 +23,18 @@
 // to add a descriptor 64 B run under V8's sampling profiler (through wrangler dev's inspector) and
 // print where the worker's time goes, EDGELAN_BENCH_QUICK=1 to run the descriptor 64 B case only (tuning).
 // Human-readable lines first; the last line is one JSON object.
+//
+// The wire client, bench frames with their integrity checker, the CPU sampler and the relay
+// launcher live in bench/lib/.
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import WebSocket from "ws";
 import { forEachRecord, MessageEncoder, type RecordVisitor } from "../datapath/tunnel/codec.ts";
-import { Feature, MAX_RX_CREDITS, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
-import type { TunnelRecord } from "../datapath/tunnel/records.ts";
-import { startRelay, type RunningRelay } from "../test/e2e/relay-harness.ts";
+import { MAX_RX_CREDITS } from "../datapath/tunnel/constants.ts";
+import { benchFrame, frame, stamp } from "./lib/bench-frames.ts";
+import { cpuSample, cpuShares, groupOf, round } from "./lib/cpu-sampler.ts";
+import { DescriptorPort, RawPort, TX_WINDOW } from "./lib/wire-client.ts";
+import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
 
 const ADMIN = "bench-admin-token";
 const MEASURE_S = Number(process.env.EDGELAN_BENCH_SECONDS ?? 5);
@@ -38,11 +43,6 @@ const SENDERS = Number(process.env.EDGELAN_BENCH_SENDERS ?? 2);
 const BATCH = Number(process.env.EDGELAN_BENCH_BATCH ?? 256);
 const RTT_ITERATIONS = Number(process.env.EDGELAN_BENCH_RTT ?? 2000);
 const TRY_DIRECT = process.env.EDGELAN_BENCH_DIRECT !== "0";
-/** The relay grants at most this window; we ask for it. */
-const TX_WINDOW = 1024;
-/** Repost RX credits once this many of MAX_RX_CREDITS are used. */
-const CREDIT_REPOST = 8192;
-const RX_BUFFER = 2048;
 /** Raw senders stop writing while this much is buffered in ws. */
 const RAW_BUFFERED_LIMIT = 256 * 1024;
 /** The whole run is bounded: past this the relay is stopped and the process exits. */
@@ -56,357 +56,9 @@ const senderMac = (i: number): number => 0x02_00_00_00_00_10 + i;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function writeMac(bytes: Uint8Array, at: number, mac: number): void {
-  for (let i = 0; i < 6; i++) bytes[at + i] = Math.floor(mac / 2 ** (8 * (5 - i))) % 256;
-}
-
-/** An Ethernet frame of `size` bytes from `src` to `dst`, EtherType 0x88b5 (local experimental). */
-function frame(dst: number, src: number, size: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  writeMac(bytes, 0, dst);
-  writeMac(bytes, 6, src);
-  bytes[12] = 0x88;
-  bytes[13] = 0xb5;
-  return bytes;
-}
-
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-
-/** A zero mask makes `ws` skip masking (and its copy); RFC 6455 allows any mask value. */
-const zeroMask = (mask: Buffer): void => {
-  mask.fill(0);
-};
-
-function openSocket(url: string, protocols: string[]): Promise<WebSocket> {
-  const ws = new WebSocket(url, protocols, { perMessageDeflate: false, generateMask: zeroMask, skipUTF8Validation: true });
-  ws.binaryType = "nodebuffer";
-  return new Promise((resolve, reject) => {
-    ws.once("open", () => resolve(ws));
-    ws.once("error", reject);
-    ws.once("unexpected-response", (_req, res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)));
-  });
-}
-
-function encodeRecords(records: readonly TunnelRecord[]): Uint8Array {
-  const encoder = new MessageEncoder(1024);
-  for (const record of records) encoder.add(record);
-  return encoder.finish();
-}
-
-function view(data: Buffer): Uint8Array {
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-}
-
-// ---------------------------------------------------------------------------
-// Descriptor ports
-
-/** One descriptor-mode port: HELLO/WELCOME, RX credits kept topped up, a TX window kept full. */
-class DescriptorPort {
-  rxFrames = 0;
-  rxBytes = 0;
-  /** Per-sender sequence checks on received bench frames (see stamp()). */
-  readonly integrity = new Integrity();
-  completedOk = 0;
-  completedDropped = 0;
-  readonly dropsByStatus = new Map<number, number>();
-  /** Ids are sent in order and completed in order (the relay completes each message at once). */
-  private nextId = 0;
-  private completedUpTo = 0;
-  private creditsOutstanding = 0;
-  private readonly encoder = new MessageEncoder(64 * 1024);
-  portId = 0;
-  private welcomed: ((portId: number) => void) | null = null;
-  private failed: ((error: Error) => void) | null = null;
-  onRx: ((frame: Uint8Array) => void) | null = null;
-  onPong: ((seq: number, timestamp: number) => void) | null = null;
-  onCompletion: (() => void) | null = null;
-  error: Error | null = null;
-  private readonly visitor: RecordVisitor;
-
-  private constructor(readonly ws: WebSocket, readonly window: number) {
-    this.visitor = {
-      rx: (_flags, frame) => {
-        this.rxFrames++;
-        this.rxBytes += frame.length;
-        this.integrity.check(frame);
-        this.onRx?.(frame);
-      },
-      txComplete: (firstId, count, status) => {
-        if (firstId !== (this.completedUpTo & 0xffff)) this.fail(new Error(`completion for id ${firstId}, expected ${this.completedUpTo & 0xffff}`));
-        this.completedUpTo += count;
-        if (status === 0) this.completedOk += count;
-        else {
-          this.completedDropped += count;
-          this.dropsByStatus.set(status, (this.dropsByStatus.get(status) ?? 0) + count);
-        }
-      },
-      record: (record) => {
-        if (record.type === "welcome") this.welcomed?.(record.portId);
-        else if (record.type === "refuse") this.fail(new Error(`refused: ${record.reason}`));
-        else if (record.type === "pong") this.onPong?.(record.seq, record.timestamp);
-      },
-    };
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) return;
-      const before = this.rxFrames;
-      const completedBefore = this.completedUpTo;
-      const walked = forEachRecord(view(data), this.visitor);
-      if (!walked.ok) this.fail(new Error(`relay sent an undecodable message: ${walked.error.message}`));
-      const consumed = this.rxFrames - before;
-      if (consumed > 0) {
-        this.creditsOutstanding -= consumed;
-        if (this.creditsOutstanding < 0) this.fail(new Error("relay delivered more RX than credits posted"));
-        this.topUpCredits(false);
-      }
-      if (this.completedUpTo !== completedBefore) this.onCompletion?.();
-    });
-    ws.on("close", (code, reason) => {
-      if (code !== 1000 && code !== 1005) this.fail(new Error(`socket closed with ${code} ${reason.toString()}`));
-    });
-  }
-
-  static async join(url: string, mac: number, window = TX_WINDOW): Promise<DescriptorPort> {
-    const ws = await openSocket(url, [SUBPROTOCOL_V1]);
-    if (ws.protocol !== SUBPROTOCOL_V1) throw new Error("the relay did not select edgelan.v1");
-    const port = new DescriptorPort(ws, window);
-    const welcome = new Promise<number>((resolve, reject) => {
-      port.welcomed = resolve;
-      port.failed = reject;
-    });
-    ws.send(encodeRecords([
-      {
-        type: "hello", minVersion: 1, maxVersion: 1, features: Feature.CoalescedCompletions | Feature.RxQueue, portKind: "member",
-        macs: [mac], txWindow: window, rxQueue: MAX_RX_CREDITS, clientName: "bench-relay", clientVersion: "0",
-      },
-      { type: "rx-post", count: MAX_RX_CREDITS, bufferSize: RX_BUFFER },
-    ]));
-    port.creditsOutstanding = MAX_RX_CREDITS;
-    port.portId = await welcome;
-    port.failed = null;
-    return port;
-  }
-
-  private fail(error: Error): void {
-    if (this.error === null) this.error = error;
-    this.failed?.(error);
-  }
-
-  /** RX credits posted and not yet used, as the client counts them. */
-  get credits(): number {
-    return this.creditsOutstanding;
-  }
-
-  /** Frames sent so far. */
-  get sent(): number {
-    return this.nextId;
-  }
-
-  get outstanding(): number {
-    return this.nextId - this.completedUpTo;
-  }
-
-  /** Re-posts RX credits once CREDIT_REPOST are used (or always, with `force`). */
-  topUpCredits(force: boolean): void {
-    const missing = MAX_RX_CREDITS - this.creditsOutstanding;
-    if (missing === 0 || (!force && missing < CREDIT_REPOST)) return;
-    this.creditsOutstanding += missing;
-    this.encoder.reset();
-    this.encoder.addRxPost(missing, RX_BUFFER);
-    this.ws.send(this.encoder.finish());
-  }
-
-  /** Sends messages of `batch` TX records (`template` stamped with a sequence number) while the window has room for a whole batch. */
-  fillWindow(template: Uint8Array, batch: number): number {
-    let sent = 0;
-    while (this.outstanding + batch <= this.window) {
-      this.encoder.reset();
-      for (let i = 0; i < batch; i++) {
-        stamp(template, this.nextId);
-        this.encoder.addTx(this.nextId & 0xffff, 0, template);
-        this.nextId++;
-      }
-      // finish() copies: ws may hold on to the buffer after send() returns (no masking copy with a zero mask).
-      this.ws.send(this.encoder.finish());
-      sent += batch;
-    }
-    return sent;
-  }
-
-  sendOne(frameBytes: Uint8Array): void {
-    this.encoder.reset();
-    this.encoder.addTx(this.nextId & 0xffff, 0, frameBytes);
-    this.nextId++;
-    this.ws.send(this.encoder.finish());
-  }
-
-  sendPing(seq: number, timestamp: number): void {
-    this.encoder.reset();
-    this.encoder.add({ type: "ping", seq, timestamp });
-    this.ws.send(this.encoder.finish());
-  }
-
-  close(): void {
-    this.ws.close(1000, "bench done");
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Integrity: every bench frame carries its sender (byte 18) and a sequence number (bytes 14-17)
-
-const SEQ_AT = 14;
-const SENDER_AT = 18;
-
-function stamp(bytes: Uint8Array, seq: number): void {
-  bytes[SEQ_AT] = seq & 0xff;
-  bytes[SEQ_AT + 1] = (seq >>> 8) & 0xff;
-  bytes[SEQ_AT + 2] = (seq >>> 16) & 0xff;
-  bytes[SEQ_AT + 3] = (seq >>> 24) & 0xff;
-}
-
-/**
- * Frames from one sender arrive in order (one message is switched at a time), so each sender's
- * sequence must grow by exactly one; a gap is a drop (or corruption), a step back is corruption.
- */
-class Integrity {
-  gaps = 0;
-  /** Frames skipped over by gaps. */
-  missing = 0;
-  backwards = 0;
-  private readonly expected: number[] = [];
-
-  check(frame: Uint8Array): void {
-    if (frame.length < SENDER_AT + 1 || frame[12] !== 0x88 || frame[13] !== 0xb5) return;
-    const sender = frame[SENDER_AT] as number;
-    const seq = ((frame[SEQ_AT] as number) | ((frame[SEQ_AT + 1] as number) << 8) | ((frame[SEQ_AT + 2] as number) << 16)) +
-      (frame[SEQ_AT + 3] as number) * 0x100_0000;
-    const expected = this.expected[sender] ?? 0;
-    if (seq > expected) {
-      this.gaps++;
-      this.missing += seq - expected;
-    }
-    else if (seq < expected) this.backwards++;
-    this.expected[sender] = seq + 1;
-  }
-}
-
-/** A bench frame from sender `index`: ready for stamp(). */
-function benchFrame(dst: number, index: number, size: number): Uint8Array {
-  const bytes = frame(dst, senderMac(index), size);
-  bytes[SENDER_AT] = index;
-  return bytes;
-}
-
-// ---------------------------------------------------------------------------
-// Raw ports
-
-class RawPort {
-  rxFrames = 0;
-  rxBytes = 0;
-  readonly integrity = new Integrity();
-  onRx: ((frame: Uint8Array) => void) | null = null;
-
-  private constructor(readonly ws: WebSocket) {
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) return;
-      this.rxFrames++;
-      this.rxBytes += data.length;
-      const bytes = view(data);
-      this.integrity.check(bytes);
-      this.onRx?.(bytes);
-    });
-  }
-
-  /** Connects without a subprotocol and announces `mac` with one broadcast frame (a raw member claims its first source). */
-  static async join(url: string, mac: number): Promise<RawPort> {
-    const ws = await openSocket(url, []);
-    if (ws.protocol !== "") throw new Error(`expected raw mode, got ${ws.protocol}`);
-    const port = new RawPort(ws);
-    const hello = frame(0xffff_ffff_ffff, mac, 60);
-    hello[13] = 0xb6; // not a bench frame: Integrity ignores it
-    ws.send(hello);
-    return port;
-  }
-
-  close(): void {
-    this.ws.close(1000, "bench done");
-  }
-}
-
-// ---------------------------------------------------------------------------
-// CPU accounting: the client (this process) and every process of the relay's process group
-
-interface CpuSample { wall: number; client: number; machine: number; procs: Map<number, number> }
-
-const CLOCK_TICKS = 100;
-
-function groupOf(relayPort: number): { pgid: number; pids: Array<{ pid: number; name: string }> } | null {
-  let pgid = -1;
-  const all: Array<{ pid: number; pgid: number; name: string }> = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      const name = stat.slice(stat.indexOf("(") + 1, close);
-      const fields = stat.slice(close + 2).split(" ");
-      const procPgid = Number(fields[2]);
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-      // wrangler dev runs two workerd: the worker itself (with an inspector) and the proxy in front of it.
-      const role = name !== "workerd" ? name : cmdline.some((arg) => arg.startsWith("--inspector-addr")) ? "workerd-worker" : "workerd-proxy";
-      all.push({ pid: Number(entry), pgid: procPgid, name: role });
-      const portAt = cmdline.indexOf("--port");
-      if (cmdline.some((arg) => arg.endsWith("wrangler.js")) && portAt >= 0 && cmdline[portAt + 1] === String(relayPort)) pgid = procPgid;
-    } catch {
-      // The process went away.
-    }
-  }
-  if (pgid < 0) return null;
-  return { pgid, pids: all.filter((p) => p.pgid === pgid).map(({ pid, name }) => ({ pid, name })) };
-}
-
-function procCpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
-}
-
-/** Busy CPU time of the whole machine (all processes, ours and everyone else's), in ms. */
-function machineBusyMs(): number {
-  try {
-    const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
-    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-    return ((total - (fields[3] ?? 0) - (fields[4] ?? 0)) * 1000) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
-}
-
-function cpuSample(pids: readonly number[]): CpuSample {
-  const usage = process.cpuUsage();
-  return {
-    wall: performance.now(), client: (usage.user + usage.system) / 1000, machine: machineBusyMs(),
-    procs: new Map(pids.map((pid) => [pid, procCpuMs(pid)])),
-  };
-}
-
-/** CPU share (1.0 = one core) of the client and each relay process between two samples. */
-function cpuShares(a: CpuSample, b: CpuSample, names: ReadonlyMap<number, string>): Record<string, number> {
-  const wall = b.wall - a.wall;
-  const shares: Record<string, number> = { machine: round((b.machine - a.machine) / wall, 2), client: round((b.client - a.client) / wall, 2) };
-  for (const [pid, ms] of b.procs) shares[`${names.get(pid) ?? "?"}:${pid}`] = round((ms - (a.procs.get(pid) ?? ms)) / wall, 2);
-  return shares;
-}
-
-function round(value: number, digits: number): number {
-  const scale = 10 ** digits;
-  return Math.round(value * scale) / scale;
 }
 
 // ---------------------------------------------------------------------------
@@ -476,7 +128,7 @@ async function descriptorThroughput(relay: RunningRelay, wsBase: string, size: n
   for (let i = 0; i < SENDERS; i++) senders.push(await DescriptorPort.join(url, senderMac(i)));
   let running = true;
   senders.forEach((sender, i) => {
-    const template = benchFrame(RECEIVER_MAC, i, size);
+    const template = benchFrame(RECEIVER_MAC, senderMac(i), i, size);
     sender.onCompletion = () => {
       if (running) sender.fillWindow(template, BATCH);
     };
@@ -558,7 +210,7 @@ async function rawThroughput(relay: RunningRelay, wsBase: string, size: number):
   let running = true;
   let sent = 0;
   const pumps = senders.map((sender, i) => {
-    const template = benchFrame(RECEIVER_MAC, i, size);
+    const template = benchFrame(RECEIVER_MAC, senderMac(i), i, size);
     let seq = 0;
     const socket = (sender.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
     const pump = (): void => {
@@ -805,7 +457,7 @@ const fmtCpu = (cpu: Record<string, number>): string => Object.entries(cpu).filt
 async function main(): Promise<void> {
   const codec = clientCodecRates();
   console.log(`client codec alone (batch ${BATCH}): encode tx 64 B ${fmtM(codec.encode_tx64_fps)}, walk rx 64 B ${fmtM(codec.walk_rx64_fps)}, encode tx 1514 B ${fmtM(codec.encode_tx1514_fps)}`);
-  const relay = await startRelay({ adminToken: ADMIN });
+  const relay = await startWranglerDev({ adminToken: ADMIN });
   const overall = setTimeout(() => {
     console.error("bench:relay: overall timeout; stopping the relay");
     void relay.stop().finally(() => process.exit(2));

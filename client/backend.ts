@@ -143,9 +143,11 @@ export interface TapOptions {
   /**
    * Open with IFF_VNET_HDR and the CSUM/TSO4/TSO6 offloads: the kernel hands over
    * (and accepts) GSO super-frames and partial checksums, every frame carrying a
-   * 10-byte virtio-net header (capabilities.vnetHeader). Default false.
+   * 10-byte virtio-net header (capabilities.vnetHeader). Default false. `"auto"` (what `edgelan join`
+   * uses unless told `--no-offload`) asks for them and falls back to a plain TAP when the kernel or an
+   * existing device refuses IFF_VNET_HDR or the offloads; capabilities.vnetHeader says which it got.
    */
-  offload?: boolean;
+  offload?: boolean | "auto";
 }
 
 export interface StdioOptions {

@@ -1,103 +1,38 @@
 // The client side of a descriptor-mode tunnel: handshake, TX window with
 // backpressure, RX credits, completions, control requests, keepalive and
 // reconnect with resume. Runs in Node (with `ws`) and in browsers (global WebSocket).
+//
+// The parts live in client/session/: options, counters and events; the socket
+// surface; errors and close codes; backoff; the outgoing message (outbox); the TX
+// path (window, callbacks, the deferred-TX ring, flush PINGs); control requests
+// and the event emitter. This file is the connection state machine that joins
+// them, the receive side, and the public API.
 import {
-  SUBPROTOCOL_V1, KEEPALIVE_REQUEST, Feature, MAX_FRAME_BYTES, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, RxFlag, TxFlag, VNET_HEADER_BYTES, type PortKind,
+  SUBPROTOCOL_V1, KEEPALIVE_REQUEST, Feature, MAX_FRAME_BYTES, RxFlag, TxFlag, VNET_HEADER_BYTES,
 } from "../datapath/tunnel/constants.ts";
 import { isTrivialVnetHeader, segmentWithHeader, withZeroVnetHeader } from "../datapath/offload.ts";
-import { CLOSE_CODE_INFO, isKnownCloseCode } from "../datapath/tunnel/close-codes.ts";
-import { decodeMessage, MessageEncoder } from "../datapath/tunnel/codec.ts";
-import type { AckRecord, StatsReplyRecord, TunnelRecord, WelcomeRecord } from "../datapath/tunnel/records.ts";
-import { TxWindow } from "../datapath/tunnel/tx-window.ts";
+import { forEachRecord, type RecordVisitor } from "../datapath/tunnel/codec.ts";
+import type { AckRecord, ResumeCredentials, StatsReplyRecord, TunnelRecord, WelcomeRecord } from "../datapath/tunnel/records.ts";
+import { RxCreditPoster } from "../datapath/tunnel/rx-credits.ts";
 import { DropReason } from "../datapath/counters.ts";
 import type { MacKey } from "../datapath/mac.ts";
+import { Backoff } from "./session/backoff.ts";
+import { ControlRequests, type ControlReply } from "./session/control.ts";
+import { describeClose, SessionError, shouldReconnect } from "./session/errors.ts";
+import { Emitter } from "./session/events.ts";
+import { helloRecord, upgradeTarget } from "./session/handshake.ts";
+import { newSessionCounters, SESSION_DEFAULTS as DEFAULTS, type ConnectionState, type SessionEvents, type SessionOptions } from "./session/options.ts";
+import { Outbox } from "./session/outbox.ts";
+import { browserSocket, SOCKET_OPEN, type SocketLike } from "./session/socket.ts";
+import { TxPath } from "./session/tx-path.ts";
+import type { TxCallback } from "./session/tx-queue.ts";
 
-/** The subset of the WebSocket API the session needs; both `ws` and browsers provide it. */
-export interface SocketLike {
-  binaryType: string;
-  readonly protocol: string;
-  readyState: number;
-  send(data: Uint8Array | string): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string; httpStatus?: number }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-}
+export { SessionError } from "./session/errors.ts";
+export type { ConnectionState, SessionCounters, SessionEvents, SessionOptions } from "./session/options.ts";
+export type { SocketFactory, SocketLike } from "./session/socket.ts";
+export type { TxCallback } from "./session/tx-queue.ts";
 
-/** Opens a socket; Node callers pass one that can also set headers. */
-export type SocketFactory = (url: string, protocols: string[], headers: Record<string, string>) => SocketLike;
 
-export interface SessionOptions {
-  /** `ws(s)://host/v1/segments/NAME/connect` (a `?kind=` is added from `kind`). */
-  url: string;
-  /** Join token; sent as `Authorization: Bearer` where the factory can set headers, else as `?token=`. */
-  token?: string;
-  kind?: PortKind;
-  macs?: MacKey[];
-  /** Wanted TX window (power of two), default 256. */
-  txWindow?: number;
-  /** Wanted RX queue at the segment, default 256. */
-  rxQueue?: number;
-  /** RX buffers kept posted, default 4096 (TCP bursts through a TAP overflowed 1024 plus the segment's queue); size defaults to the granted max frame size. */
-  rxBuffers?: number;
-  rxBufferSize?: number;
-  /** Frames deferred while the TX window is full before further sends are dropped (counted). */
-  maxDeferred?: number;
-  clientName?: string;
-  clientVersion?: string;
-  /** Receive filter applied at every (re)connect; full network stacks (TAP, VMs) want allMulticast for IPv6. */
-  filter?: { promiscuous: boolean; allMulticast: boolean; multicast: MacKey[] };
-  /**
-   * Reconnect with exponential backoff and jitter; false to stay closed.
-   * `beforeOpen: false` retries only after a first WELCOME, so start() fails fast when the relay
-   * cannot be reached or answers the upgrade with a 5xx (the CLI's choice); the default retries then too.
-   */
-  reconnect?: false | { initialMs?: number; maxMs?: number; beforeOpen?: boolean };
-  /** Seconds between text keepalives (answered by the runtime without waking the segment); 0 disables. */
-  keepaliveSeconds?: number;
-  socketFactory?: SocketFactory;
-  /**
-   * Frames given to send() and emitted as "frames" start with a 10-byte virtio-net header (a TAP with
-   * offloads). The session offers Gso: when granted, offload requests go out as they are (TX flag
-   * VnetHeader); otherwise it completes checksums and segments super-frames itself (datapath/offload.ts).
-   */
-  vnetHeader?: boolean;
-  /** Injected for tests; defaults to Math.random. */
-  random?: () => number;
-}
-
-/** Called once per TX frame with 0 (ok) or a DropReason code. */
-export type TxCallback = (status: number) => void;
-
-export interface SessionCounters {
-  txFrames: number; txBytes: number; txOk: number; txDropped: number; txReset: number; txDeferred: number; txDeferDrops: number;
-  rxFrames: number; rxBytes: number; reconnects: number; creditsPosted: number;
-}
-
-export interface SessionEvents {
-  open: (welcome: WelcomeRecord) => void;
-  frames: (frames: Uint8Array[]) => void;
-  close: (info: { code: number; reason: string; reconnecting: boolean }) => void;
-  link: (up: boolean, reason: string) => void;
-  /** A fatal refusal or protocol error: the session will not reconnect. */
-  error: (error: SessionError) => void;
-  /** A reconnect attempt is scheduled `delayMs` from now (attempt 1 is the first after a loss). */
-  retry: (info: { attempt: number; delayMs: number }) => void;
-}
-
-/** An error a user can act on: a code (close code or HTTP-like) and a message. */
-export class SessionError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-    this.name = "SessionError";
-  }
-}
-
-const OPEN = 1;
-/** Room kept free for any non-TX record the session sends (a set-filter with 64 MACs is the largest). */
-const MAX_CONTROL_BODY_BYTES = 512;
-const DEFAULTS = { txWindow: 256, rxQueue: 256, rxBuffers: 4096, maxDeferred: 4096, initialMs: 250, maxMs: 10_000, keepaliveSeconds: 30 };
 
 /**
  * One port on a segment. `send` never drops for lack of window: a full window
@@ -106,26 +41,21 @@ const DEFAULTS = { txWindow: 256, rxQueue: 256, rxBuffers: 4096, maxDeferred: 40
  * session reconnects with backoff, resuming its port.
  */
 export class Session {
-  readonly counters: SessionCounters = {
-    txFrames: 0, txBytes: 0, txOk: 0, txDropped: 0, txReset: 0, txDeferred: 0, txDeferDrops: 0,
-    rxFrames: 0, rxBytes: 0, reconnects: 0, creditsPosted: 0,
-  };
+  readonly counters = newSessionCounters();
   /** The last WELCOME (kept across reconnects: its MACs and credentials are what a resume asks for). */
   welcome: WelcomeRecord | null = null;
+  private connection: ConnectionState = "idle";
   private socket: SocketLike | null = null;
-  /** True once the current socket's handshake is done (its WELCOME arrived). */
-  private welcomed = false;
-  private window: TxWindow | null = null;
-  private readonly callbacks = new Map<number, TxCallback | undefined>();
-  private readonly deferred: Array<{ frame: Uint8Array; flags: number; done: TxCallback | undefined }> = [];
-  private readonly encoder = new MessageEncoder();
-  private flushScheduled = false;
-  private creditsOutstanding = 0;
-  private resume: { sessionId: Uint8Array; token: Uint8Array } | null = null;
-  private readonly pending = new Map<number, (record: AckRecord | StatsReplyRecord | { type: "pong"; timestamp: number }) => void>();
-  private nextSeq = 1;
-  private attempt = 0;
-  private stopped = false;
+  /** The socket this side decided to close (a protocol error): what it still delivers is ignored. */
+  private abandoned: SocketLike | null = null;
+  private readonly outbox: Outbox;
+  private readonly tx: TxPath;
+  private credits: RxCreditPoster | null = null;
+  private resume: ResumeCredentials | null = null;
+  private readonly control = new ControlRequests();
+  /** Frames of the message being received (one array per message, none per record). */
+  private received: Uint8Array[] = [];
+  private readonly backoff: Backoff;
   /** Set when this side closed a broken connection and wants a fresh one regardless of the code. */
   private reconnectAfterClose = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -136,23 +66,40 @@ export class Session {
   private lastSocketError = "";
   /** The REFUSE reason of the current connection, when its code allows a retry. */
   private refusal: string | null = null;
-  private readonly listeners: { [K in keyof SessionEvents]: Array<SessionEvents[K]> } = { open: [], frames: [], close: [], link: [], error: [], retry: [] };
+  private readonly events = new Emitter<SessionEvents>();
+  private readonly visitor: RecordVisitor = {
+    rx: (flags, frame) => this.onRx(flags, frame),
+    txComplete: (firstId, count, status) => this.onCompletion(firstId, count, status),
+    record: (record) => this.onControlRecord(record),
+  };
 
-  constructor(private readonly options: SessionOptions) {}
+  constructor(private readonly options: SessionOptions) {
+    // Fails here rather than at the first WELCOME.
+    new RxCreditPoster(options.rxBuffers ?? DEFAULTS.rxBuffers, 1514);
+    this.outbox = new Outbox(options.trace);
+    this.tx = new TxPath({
+      counters: this.counters, outbox: this.outbox, canSend: () => this.isOpen, gsoGranted: () => this.gsoGranted,
+      lazyGranted: () => this.lazyCompletions, nextSeq: () => this.control.seq(),
+    }, options.maxDeferred ?? DEFAULTS.maxDeferred);
+    const reconnect = options.reconnect === false ? undefined : options.reconnect;
+    this.backoff = new Backoff({
+      initialMs: reconnect?.initialMs ?? DEFAULTS.initialMs, maxMs: reconnect?.maxMs ?? DEFAULTS.maxMs, random: options.random ?? Math.random,
+    });
+  }
 
   /** Registers an event handler. */
   on<K extends keyof SessionEvents>(event: K, handler: SessionEvents[K]): this {
-    this.listeners[event].push(handler);
+    this.events.on(event, handler);
     return this;
   }
 
   /** Connects and resolves with the WELCOME, or rejects with a SessionError (refusal, HTTP error, unreachable). */
   start(): Promise<WelcomeRecord> {
-    this.stopped = false;
+    this.connection = "connecting";
     return new Promise((resolve, reject) => {
       const settled = (): void => {
-        this.off("open", onOpen);
-        this.off("error", onError);
+        this.events.off("open", onOpen);
+        this.events.off("error", onError);
         this.startWaiters.delete(onError);
       };
       const onOpen = (welcome: WelcomeRecord): void => {
@@ -169,19 +116,29 @@ export class Session {
     });
   }
 
+  /** Where the connection is. */
+  get state(): ConnectionState {
+    return this.connection;
+  }
+
   /** Whether the session is open (handshake done, socket up). */
   get isOpen(): boolean {
-    return this.welcomed && this.socket?.readyState === OPEN;
+    return this.connection === "open" && this.socket?.readyState === SOCKET_OPEN;
   }
 
   /** TX descriptors in flight. */
   get outstanding(): number {
-    return this.window?.outstanding ?? 0;
+    return this.tx.outstanding;
   }
 
   /** Frames waiting for window space. */
   get deferredCount(): number {
-    return this.deferred.length;
+    return this.tx.deferredCount;
+  }
+
+  /** Whether the current connection was granted LazyCompletions. */
+  get lazyCompletions(): boolean {
+    return this.connection === "open" && ((this.welcome?.features ?? 0) & Feature.LazyCompletions) !== 0;
   }
 
   /**
@@ -193,6 +150,23 @@ export class Session {
       if (this.options.vnetHeader === true) this.sendWithHeader(frame, done);
       else this.sendOne(frame, 0, done);
     }
+  }
+
+  /**
+   * Resolves once every frame handed to send() so far has its completion (ok, dropped or reset).
+   * With LazyCompletions it asks the segment for the completions it holds (one PING).
+   */
+  whenCompleted(): Promise<void> {
+    return this.tx.whenCompleted();
+  }
+
+  /**
+   * With LazyCompletions: sends a PING in a message of its own, which the segment answers with every
+   * completion it holds for this port. Does nothing without lazy completions, with nothing outstanding,
+   * while a flush PING is already in flight, or when no TX went out since the last one.
+   */
+  flushCompletions(): void {
+    this.tx.flushCompletions();
   }
 
   /** Whether the current session was granted Gso (false before the first WELCOME). */
@@ -217,7 +191,7 @@ export class Session {
 
   /** Sends or defers one record's frame. */
   private sendOne(frame: Uint8Array, flags: number, done: TxCallback | undefined): void {
-    if (this.stopped) {
+    if (this.connection === "closed") {
       // Closed for good (close() or a fatal error): nothing will ever send it.
       this.counters.txReset++;
       done?.(DropReason.Reset);
@@ -225,49 +199,51 @@ export class Session {
       // The format cannot carry it; the encoder would throw.
       this.counters.txDropped++;
       done?.(DropReason.Oversize);
-    } else if (this.deferred.length > 0 || !this.trySend(frame, flags, done)) {
-      this.defer(frame, flags, done);
+    } else {
+      this.tx.send(frame, flags, done);
     }
   }
 
   /** Asks for the port's counters at the segment. */
-  stats(): Promise<StatsReplyRecord> {
-    return this.request((seq) => ({ type: "stats-request", seq })) as Promise<StatsReplyRecord>;
+  async stats(): Promise<StatsReplyRecord> {
+    return (await this.request((seq) => ({ type: "stats-request", seq }))) as StatsReplyRecord;
   }
 
   /** Round-trip time to the segment in milliseconds (protocol ping, not the keepalive). */
   async ping(): Promise<number> {
-    const started = Date.now();
-    await this.request((seq) => ({ type: "ping", seq, timestamp: started }));
-    return Date.now() - started;
+    const started = performance.now();
+    await this.request((seq) => ({ type: "ping", seq, timestamp: Date.now() }));
+    return performance.now() - started;
   }
 
   /** Replaces the receive filter. */
-  setFilter(filter: { promiscuous: boolean; allMulticast: boolean; multicast: MacKey[] }): Promise<AckRecord> {
-    return this.request((seq) => ({ type: "set-filter", seq, ...filter })) as Promise<AckRecord>;
+  async setFilter(filter: { promiscuous: boolean; allMulticast: boolean; multicast: MacKey[] }): Promise<AckRecord> {
+    return (await this.request((seq) => ({ type: "set-filter", seq, ...filter }))) as AckRecord;
   }
 
   /** Registers another MAC. */
-  addMac(mac: MacKey): Promise<AckRecord> {
-    return this.request((seq) => ({ type: "add-mac", seq, mac })) as Promise<AckRecord>;
+  async addMac(mac: MacKey): Promise<AckRecord> {
+    return (await this.request((seq) => ({ type: "add-mac", seq, mac }))) as AckRecord;
   }
 
   /** Gives up a MAC. */
-  removeMac(mac: MacKey): Promise<AckRecord> {
-    return this.request((seq) => ({ type: "remove-mac", seq, mac })) as Promise<AckRecord>;
+  async removeMac(mac: MacKey): Promise<AckRecord> {
+    return (await this.request((seq) => ({ type: "remove-mac", seq, mac }))) as AckRecord;
   }
 
   /** Says BYE and closes for good; outstanding TX completes with reset. */
   close(): void {
-    this.stopped = true;
+    const wasOpen = this.isOpen;
+    this.connection = "closed";
     this.clearTimers();
-    if (this.isOpen) {
-      this.add({ type: "bye", code: 1000, reason: "client closing" });
-      this.flush();
+    if (wasOpen) {
+      this.outbox.add({ type: "bye", code: 1000, reason: "client closing" });
+      this.outbox.flush();
     }
     this.socket?.close(1000, "client closing");
-    this.failOutstanding();
-    this.failDeferred();
+    this.tx.failOutstanding();
+    this.tx.failDeferred();
+    this.control.failAll(new SessionError(0, "session closed"));
     const waiters = [...this.startWaiters];
     for (const reject of waiters) reject(new SessionError(0, "session closed before the segment welcomed it"));
   }
@@ -278,37 +254,27 @@ export class Session {
     const factory = this.options.socketFactory ?? browserSocket;
     let socket: SocketLike;
     try {
-      const { url, headers } = this.target();
+      const { url, headers } = upgradeTarget(this.options);
       socket = factory(url, [SUBPROTOCOL_V1], headers);
     } catch (error) {
       this.fatal(new SessionError(0, `cannot open ${this.options.url}: ${error instanceof Error ? error.message : String(error)}`));
       return;
     }
-    socket.binaryType = "arraybuffer";
+    // Node's `ws` delivers Buffers, views of the socket's own read chunk: asking it for ArrayBuffers would copy
+    // nearly every message. Browsers default to Blob and get ArrayBuffers.
+    if (socket.binaryType !== "nodebuffer") socket.binaryType = "arraybuffer";
     this.socket = socket;
-    this.welcomed = false;
+    this.connection = "connecting";
     this.lastSocketError = "";
     this.refusal = null;
     socket.onopen = () => this.sendHello(socket);
-    socket.onmessage = (event) => this.onMessage(event.data);
+    socket.onmessage = (event) => this.onMessage(socket, event.data);
     socket.onclose = (event) => this.onSocketClose(socket, event.code, event.reason, event.httpStatus);
     socket.onerror = (event) => {
       // The close event that follows carries the code; keep the cause (ECONNREFUSED, …) for the message.
       const message = (event as { message?: unknown } | null)?.message;
       if (socket === this.socket && typeof message === "string") this.lastSocketError = message;
     };
-  }
-
-  /** The URL with kind and (for header-less sockets) token, and the headers to send. */
-  private target(): { url: string; headers: Record<string, string> } {
-    const url = new URL(this.options.url);
-    if (this.options.kind !== undefined && this.options.kind !== "member") url.searchParams.set("kind", this.options.kind);
-    const headers: Record<string, string> = {};
-    if (this.options.token !== undefined) {
-      if (this.options.socketFactory !== undefined) headers.authorization = `Bearer ${this.options.token}`;
-      else url.searchParams.set("token", this.options.token);
-    }
-    return { url: url.toString(), headers };
   }
 
   private sendHello(socket: SocketLike): void {
@@ -319,37 +285,45 @@ export class Session {
       socket.close(1000, "subprotocol not selected");
       return;
     }
+    this.connection = "handshaking";
     // The HELLO must open the first message: nothing left over from an earlier connection may precede it.
-    this.encoder.reset();
-    this.encoder.add({
-      type: "hello", minVersion: PROTOCOL_VERSION_MIN, maxVersion: PROTOCOL_VERSION_MAX,
-      features: Feature.CoalescedCompletions | Feature.RxQueue | Feature.Stats | Feature.LinkNotices | Feature.Vlan | Feature.LargeFrames | Feature.Resume
-        | (this.options.vnetHeader === true ? Feature.Gso : 0),
-      portKind: this.options.kind ?? "member", macs: this.welcome?.macs ?? this.options.macs ?? [],
-      txWindow: this.options.txWindow ?? DEFAULTS.txWindow, rxQueue: this.options.rxQueue ?? DEFAULTS.rxQueue,
-      clientName: this.options.clientName ?? "edgelan", clientVersion: this.options.clientVersion ?? "0.1.0",
-      ...(this.resume === null ? {} : { resume: this.resume }),
-    });
-    this.flush();
+    this.outbox.use(socket);
+    this.outbox.add(helloRecord(this.options, this.welcome, this.resume));
+    this.outbox.flush();
   }
 
-  private onMessage(data: unknown): void {
-    if (!(data instanceof ArrayBuffer)) return; // the keepalive answer is text
-    const decoded = decodeMessage(new Uint8Array(data));
-    if (!decoded.ok) {
+  private onMessage(socket: SocketLike, data: unknown): void {
+    // The keepalive answer is text (a string); binary data is an ArrayBuffer, or a Buffer from Node's `ws`.
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null;
+    if (bytes === null || socket !== this.socket || socket === this.abandoned) return;
+    this.received = [];
+    const walked = forEachRecord(bytes, this.visitor);
+    if (!walked.ok) {
       // A segment bug must not end a long-running agent: drop the connection and resume.
-      console.error(`edgelan: segment sent an undecodable message (${decoded.error.message}); reconnecting`);
-      this.reconnectAfterClose = true;
-      this.socket?.close(4000, "undecodable message from segment");
+      this.recoverFromProtocolError(`segment sent an undecodable message (${walked.error.message})`, "undecodable message from segment");
       return;
     }
-    const received: Uint8Array[] = [];
-    for (const record of decoded.value) this.onRecord(record, received);
-    if (received.length > 0) this.deliver(received);
-    this.flush();
+    const received = this.received;
+    this.received = [];
+    if (received.length > 0 && socket === this.socket && socket !== this.abandoned) this.deliver(received);
+    this.outbox.flush();
   }
 
-  private onRecord(record: TunnelRecord, received: Uint8Array[]): void {
+  /** Whether records of the message being walked still count (its connection was not given up meanwhile). */
+  private get receiving(): boolean {
+    return this.socket !== null && this.socket !== this.abandoned;
+  }
+
+  private onRx(flags: number, frame: Uint8Array): void {
+    if (!this.receiving) return;
+    const headerFlag = (flags & RxFlag.VnetHeader) !== 0;
+    this.options.trace?.mark("ws-recv", frame, headerFlag ? VNET_HEADER_BYTES : 0);
+    // A view is safe: every message arrives in its own ArrayBuffer, or in a socket read chunk, that nothing rewrites.
+    this.received.push(this.options.vnetHeader !== true || headerFlag ? frame : withZeroVnetHeader(frame));
+  }
+
+  private onControlRecord(record: TunnelRecord): void {
+    if (!this.receiving) return;
     switch (record.type) {
       case "welcome":
         this.onWelcome(record);
@@ -359,24 +333,19 @@ export class Session {
         if (this.mayRetry() && shouldReconnect(record.code)) this.refusal = record.reason;
         else this.fatal(new SessionError(record.code, `segment refused the join: ${record.reason}`));
         return;
-      case "tx-complete":
-        this.onCompletion(record.firstId, record.count, record.status);
-        return;
-      case "rx":
-        // A view is safe: every message arrives in its own ArrayBuffer that nothing reuses.
-        if (this.options.vnetHeader !== true || (record.flags & RxFlag.VnetHeader) !== 0) received.push(record.frame);
-        else received.push(withZeroVnetHeader(record.frame));
+      case "pong":
+        this.tx.onPong(record.seq);
+        this.control.settle(record);
         return;
       case "ack":
       case "stats-reply":
-      case "pong":
-        this.settle(record.seq, record);
+        this.control.settle(record);
         return;
       case "ping":
-        this.add({ type: "pong", seq: record.seq, timestamp: record.timestamp });
+        this.outbox.add({ type: "pong", seq: record.seq, timestamp: record.timestamp });
         return;
       case "link":
-        this.emit("link", record.up, record.reason);
+        this.events.emit("link", record.up, record.reason);
         return;
       default:
         return;
@@ -387,16 +356,17 @@ export class Session {
     const resumed = this.welcome !== null;
     this.welcome = { ...welcome, sessionId: welcome.sessionId.slice(), resumeToken: welcome.resumeToken.slice() };
     this.resume = welcome.resumeToken.length > 0 ? { sessionId: this.welcome.sessionId, token: this.welcome.resumeToken } : null;
-    this.window = new TxWindow(welcome.txWindow);
-    this.welcomed = true;
-    this.attempt = 0;
+    this.connection = "open";
+    this.backoff.reset();
     if (resumed) this.counters.reconnects++;
-    this.creditsOutstanding = 0;
-    if (this.options.filter !== undefined) this.add({ type: "set-filter", seq: this.nextSeq++ >>> 0, ...this.options.filter });
+    // A Gso port may receive super-frames up to 65,535 bytes after their header.
+    const bufferSize = this.options.rxBufferSize ?? (this.gsoGranted ? MAX_FRAME_BYTES + VNET_HEADER_BYTES : welcome.maxFrameSize + 4);
+    this.credits = new RxCreditPoster(this.options.rxBuffers ?? DEFAULTS.rxBuffers, bufferSize);
+    if (this.options.filter !== undefined) this.outbox.add({ type: "set-filter", seq: this.control.seq(), ...this.options.filter });
     this.postCredits();
     this.startKeepalive();
-    this.emit("open", this.welcome);
-    this.pumpDeferred();
+    this.events.emit("open", this.welcome);
+    this.tx.open(welcome.txWindow);
   }
 
   private onSocketClose(socket: SocketLike, code: number, reason: string, httpStatus?: number): void {
@@ -406,19 +376,19 @@ export class Session {
       return;
     }
     this.socket = null;
-    this.welcomed = false;
+    this.abandoned = null;
     this.clearTimers();
     // Records queued for the dead connection (TX of failed ids, pongs, acks' requests) must not go out on the next one.
-    this.encoder.reset();
-    this.failOutstanding();
-    for (const settle of this.pending.values()) settle({ type: "ack", seq: 0, status: 255, reason: "connection closed" });
-    this.pending.clear();
+    this.outbox.use(null);
+    this.tx.failOutstanding();
+    this.control.failAll(new SessionError(code, `connection closed (${code}${reason ? `: ${reason}` : ""}) before the segment answered`));
     const retry = this.mayRetry() && (this.reconnectAfterClose || shouldReconnect(code));
     this.reconnectAfterClose = false;
     const why = this.refusal ?? reason;
-    this.emit("close", { code, reason: why, reconnecting: retry });
+    this.events.emit("close", { code, reason: why, reconnecting: retry });
     if (retry) this.scheduleReconnect();
-    else if (!this.stopped && code !== 1000) this.fatal(new SessionError(code, describeClose(code, why, this.options.url, this.lastSocketError)));
+    else if (this.connection !== "closed" && code !== 1000) this.fatal(new SessionError(code, describeClose(code, why, this.options.url, this.lastSocketError)));
+    else if (this.connection !== "closed") this.connection = "closed";
   }
 
   /** The relay answered the upgrade with an HTTP error: auth and not-found are final, 5xx is retried. */
@@ -426,185 +396,87 @@ export class Session {
     this.socket = null;
     this.clearTimers();
     const retry = status >= 500 && this.mayRetry();
-    this.emit("close", { code: 1006, reason, reconnecting: retry });
+    this.events.emit("close", { code: 1006, reason, reconnecting: retry });
     if (retry) this.scheduleReconnect();
     else this.fatal(new SessionError(status, `relay refused the connection: ${reason}`));
+  }
+
+  /** Gives up the current connection after a recoverable protocol error; the close that follows reconnects. */
+  private recoverFromProtocolError(detail: string, closeReason: string): void {
+    this.counters.protocolErrors++;
+    this.events.emit("warning", new SessionError(4000, `${detail}; reconnecting`));
+    this.reconnectAfterClose = true;
+    this.abandoned = this.socket;
+    this.socket?.close(4000, closeReason);
   }
 
   /** Whether a lost or failed connection may be retried at all (the close code decides the rest). */
   private mayRetry(): boolean {
     const policy = this.options.reconnect;
-    if (this.stopped || policy === false) return false;
+    if (this.connection === "closed" || policy === false) return false;
     return this.welcome !== null || policy?.beforeOpen !== false;
   }
 
   private scheduleReconnect(): void {
-    const initial = (this.options.reconnect === false ? undefined : this.options.reconnect?.initialMs) ?? DEFAULTS.initialMs;
-    const max = (this.options.reconnect === false ? undefined : this.options.reconnect?.maxMs) ?? DEFAULTS.maxMs;
-    const ceiling = Math.min(max, initial * 2 ** this.attempt);
-    const delay = ceiling / 2 + (this.options.random ?? Math.random)() * (ceiling / 2);
-    this.attempt++;
-    this.emit("retry", { attempt: this.attempt, delayMs: delay });
+    this.connection = "backoff";
+    const delay = this.backoff.next();
+    this.events.emit("retry", { attempt: this.backoff.attempts, delayMs: delay });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      if (!this.stopped) this.connect();
+      if (this.connection === "backoff") this.connect();
     }, delay);
-  }
-
-  // ---- TX -------------------------------------------------------------------------
-
-  /** Sends one frame if the window has an id free. */
-  private trySend(frame: Uint8Array, flags: number, done: TxCallback | undefined): boolean {
-    if (!this.isOpen || this.window === null) return false;
-    if (flags !== 0 && !this.gsoGranted) {
-      // Deferred before a reconnect to a segment that no longer grants Gso: the segment would call it malformed.
-      this.counters.txDropped++;
-      done?.(DropReason.Malformed);
-      return true;
-    }
-    const id = this.window.acquire();
-    if (id === undefined) return false;
-    this.callbacks.set(id, done);
-    // A message holds at most 4096 records and 1 MiB: a full one goes out now and the frame starts the next.
-    if (!this.encoder.fitsFrame(frame.length)) this.flush();
-    this.encoder.addTx(id, flags, frame);
-    this.counters.txFrames++;
-    this.counters.txBytes += frame.length;
-    this.scheduleFlush();
-    return true;
-  }
-
-  private defer(frame: Uint8Array, flags: number, done: TxCallback | undefined): void {
-    if (this.deferred.length >= (this.options.maxDeferred ?? DEFAULTS.maxDeferred)) {
-      this.counters.txDeferDrops++;
-      done?.(DropReason.RxQueueFull);
-      return;
-    }
-    this.counters.txDeferred++;
-    this.deferred.push({ frame: frame.slice(), flags, done });
-  }
-
-  /** Moves deferred frames into freed window slots. */
-  private pumpDeferred(): void {
-    while (this.deferred.length > 0) {
-      const next = this.deferred[0] as { frame: Uint8Array; flags: number; done: TxCallback | undefined };
-      if (!this.trySend(next.frame, next.flags, next.done)) return;
-      this.deferred.shift();
-    }
-  }
-
-  private onCompletion(firstId: number, count: number, status: number): void {
-    const window = this.window;
-    if (window === null) return;
-    const applied = window.applyCompletion(firstId, count, status);
-    if (!applied.ok) {
-      this.fatal(new SessionError(4000, `segment completed ids it never got: ${applied.error.message}`));
-      this.socket?.close(4000, "bad completion");
-      return;
-    }
-    for (let i = 0; i < count; i++) {
-      const id = (firstId + i) & 0xffff;
-      const done = this.callbacks.get(id);
-      this.callbacks.delete(id);
-      if (status === 0) this.counters.txOk++;
-      else this.counters.txDropped++;
-      done?.(status);
-    }
-    this.pumpDeferred();
-  }
-
-  /** Completes every deferred frame with reset: the session is closed for good, nothing would send them. */
-  private failDeferred(): void {
-    for (const { done } of this.deferred.splice(0)) {
-      this.counters.txReset++;
-      done?.(DropReason.Reset);
-    }
-  }
-
-  /** Completes every outstanding TX with reset at once (the obsolete-device rule). */
-  private failOutstanding(): void {
-    const ids = this.window?.failAll() ?? [];
-    this.window = null;
-    for (const id of ids) {
-      const done = this.callbacks.get(id);
-      this.callbacks.delete(id);
-      this.counters.txReset++;
-      done?.(DropReason.Reset);
-    }
-    this.callbacks.clear();
   }
 
   // ---- RX -------------------------------------------------------------------------
 
+  private onCompletion(firstId: number, count: number, status: number): void {
+    if (!this.receiving) return;
+    const completed = this.tx.complete(firstId, count, status);
+    if (!completed.ok) {
+      this.abandoned = this.socket;
+      this.fatal(new SessionError(4000, completed.error.message));
+      this.socket?.close(4000, "bad completion");
+    }
+  }
+
   private deliver(frames: Uint8Array[]): void {
-    this.creditsOutstanding -= frames.length;
+    const filled = this.credits?.filled(frames.length);
+    if (filled !== undefined && !filled.ok) {
+      this.recoverFromProtocolError(filled.error.message, "rx without credit");
+      return;
+    }
     for (const frame of frames) {
       this.counters.rxFrames++;
       this.counters.rxBytes += frame.length;
     }
-    this.emit("frames", frames);
+    this.events.emit("frames", frames);
     this.postCredits();
   }
 
   /** Tops posted buffers back up to the target once a quarter has been used. */
   private postCredits(): void {
-    const target = this.options.rxBuffers ?? DEFAULTS.rxBuffers;
-    const missing = target - this.creditsOutstanding;
-    if (missing <= 0 || (this.creditsOutstanding > 0 && missing < target / 4)) return;
-    // A Gso port may receive super-frames up to 65,535 bytes after their header.
-    const bufferSize = this.options.rxBufferSize ?? (this.gsoGranted ? MAX_FRAME_BYTES + VNET_HEADER_BYTES : (this.welcome?.maxFrameSize ?? 1514) + 4);
-    this.add({ type: "rx-post", count: missing, bufferSize });
-    this.creditsOutstanding += missing;
-    this.counters.creditsPosted += missing;
+    const credits = this.credits;
+    const count = credits?.take() ?? 0;
+    if (credits === null || count === 0) return;
+    this.outbox.add({ type: "rx-post", count, bufferSize: credits.bufferSize });
+    this.counters.creditsPosted += count;
   }
 
   // ---- control and output ---------------------------------------------------------
 
-  private request(build: (seq: number) => TunnelRecord): Promise<unknown> {
-    if (!this.isOpen) return Promise.reject(new SessionError(0, "session is not open"));
-    const seq = this.nextSeq++ >>> 0;
-    return new Promise((resolve, reject) => {
-      this.pending.set(seq, (record) => {
-        if (record.type === "ack" && record.status === 255 && record.seq === 0) reject(new SessionError(0, record.reason));
-        else resolve(record);
-      });
-      this.add(build(seq));
-    });
-  }
-
-  /** Queues a non-TX record for this turn's message, sending the current message first if it is full. */
-  private add(record: TunnelRecord): void {
-    if (this.encoder.recordCount > 0 && !this.encoder.fitsBody(MAX_CONTROL_BODY_BYTES)) this.flush();
-    this.encoder.add(record);
-    this.scheduleFlush();
-  }
-
-  private settle(seq: number, record: AckRecord | StatsReplyRecord | { type: "pong"; timestamp: number }): void {
-    const settle = this.pending.get(seq);
-    this.pending.delete(seq);
-    settle?.(record);
-  }
-
-  /** Everything queued in this turn goes out as one message, without a timer. */
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    queueMicrotask(() => this.flush());
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.encoder.recordCount === 0 || this.socket?.readyState !== OPEN) return;
-    const message = this.encoder.finish();
-    this.encoder.reset();
-    this.socket.send(message);
+  private async request(build: (seq: number) => TunnelRecord): Promise<ControlReply> {
+    if (!this.isOpen) throw new SessionError(0, "session is not open");
+    const seq = this.control.seq();
+    const reply = this.control.wait(seq);
+    this.outbox.add(build(seq));
+    return reply;
   }
 
   private startKeepalive(): void {
     const seconds = this.options.keepaliveSeconds ?? DEFAULTS.keepaliveSeconds;
     if (seconds <= 0) return;
     this.keepaliveTimer = setInterval(() => {
-      if (this.socket?.readyState === OPEN) this.socket.send(KEEPALIVE_REQUEST);
+      if (this.socket?.readyState === SOCKET_OPEN) this.socket.send(KEEPALIVE_REQUEST);
     }, seconds * 1000);
     (this.keepaliveTimer as { unref?: () => void }).unref?.();
   }
@@ -617,40 +489,9 @@ export class Session {
   }
 
   private fatal(error: SessionError): void {
-    this.stopped = true;
+    this.connection = "closed";
     this.clearTimers();
-    this.failDeferred();
-    this.emit("error", error);
+    this.tx.failDeferred();
+    this.events.emit("error", error);
   }
-
-  private off<K extends keyof SessionEvents>(event: K, handler: SessionEvents[K]): void {
-    const list = this.listeners[event] as Array<SessionEvents[K]>;
-    const index = list.indexOf(handler);
-    if (index >= 0) list.splice(index, 1);
-  }
-
-  private emit<K extends keyof SessionEvents>(event: K, ...args: Parameters<SessionEvents[K]>): void {
-    for (const handler of [...this.listeners[event]]) (handler as (...a: Parameters<SessionEvents[K]>) => void)(...args);
-  }
-}
-
-/** Reconnect after abnormal closes and after codes the protocol marks as resumable. */
-function shouldReconnect(code: number): boolean {
-  if (code === 1000) return false;
-  if (isKnownCloseCode(code)) return CLOSE_CODE_INFO[code].reconnect;
-  return code < 4000 || code >= 5000;
-}
-
-/** A message a user can act on for a close before or after the handshake. */
-function describeClose(code: number, reason: string, url: string, transportError: string): string {
-  if (isKnownCloseCode(code)) return `segment closed the tunnel: ${CLOSE_CODE_INFO[code].meaning}${reason ? ` (${reason})` : ""}`;
-  if (code === 1006) return `cannot reach the relay at ${url} (${transportError || "connection failed or dropped"})`;
-  return `tunnel closed with code ${code}${reason ? `: ${reason}` : ""}`;
-}
-
-/** The browser's (or Node 22's) global WebSocket. */
-function browserSocket(url: string, protocols: string[]): SocketLike {
-  const Global = (globalThis as unknown as { WebSocket?: new (url: string, protocols: string[]) => SocketLike }).WebSocket;
-  if (Global === undefined) throw new Error("no global WebSocket here: pass socketFactory (for example one built on the `ws` package)");
-  return new Global(url, protocols);
 }

@@ -17,7 +17,9 @@
 import {
   BackendError, type BackendCapabilities, type BackendStats, type NetBackend, type TapOptions,
 } from "../backend.ts";
+import { VNET_HDR_LEN } from "../../datapath/offload.ts";
 import { isMulticastMac, parseMac, writeMac, type MacKey } from "../../datapath/mac.ts";
+import { frameTrace } from "../frame-trace.ts";
 import { loadTapAddon, type InterfaceInfo, type TapAddon, type TapHandle } from "../native/tap-addon.ts";
 
 /** IFNAMSIZ is 16 with the terminating NUL. */
@@ -158,13 +160,8 @@ export class TapBackend implements NetBackend {
     const mac = options.mac === undefined ? undefined : macBytes(options.mac);
     const netns = options.netns === undefined ? undefined : netnsPath(options.netns);
     const addon = loadTapAddon();
-    let opened: ReturnType<TapAddon["open"]>;
-    try {
-      opened = addon.open(name, netns, options.offload === true);
-    } catch (error) {
-      throw describeOpenError(error, name, options.netns);
-    }
-    const backend = new TapBackend(addon, opened.handle, opened.name, opened.fd, netns, options.offload === true);
+    const { opened, offload } = openTapDevice(addon, name, netns, options);
+    const backend = new TapBackend(addon, opened.handle, opened.name, opened.fd, netns, offload);
     try {
       if (options.mtu !== undefined) backend.configure("MTU", () => addon.setMtu(opened.name, options.mtu as number, netns));
       if (mac !== undefined) backend.configure("MAC address", () => addon.setMac(opened.name, mac, netns));
@@ -184,12 +181,19 @@ export class TapBackend implements NetBackend {
     }
   }
 
+  /** Bytes before the Ethernet header of every frame (the virtio-net header with offloads). */
+  private get headerBytes(): number {
+    return this.capabilities.vnetHeader ? VNET_HDR_LEN : 0;
+  }
+
   send(frames: readonly Uint8Array[]): void {
     if (this.closed) {
       this.droppedAfterClose += frames.length;
       return;
     }
-    if (frames.length > 0) this.addon.write(this.handle, frames);
+    if (frames.length === 0) return;
+    if (frameTrace !== null) for (const frame of frames) frameTrace.mark("tap-write", frame, this.headerBytes);
+    this.addon.write(this.handle, frames);
   }
 
   onFrames(handler: (frames: Uint8Array[]) => void): void {
@@ -198,7 +202,10 @@ export class TapBackend implements NetBackend {
     this.started = true;
     this.addon.start(
       this.handle,
-      (frames) => this.frameHandler?.(frames),
+      (frames) => {
+        if (frameTrace !== null) for (const frame of frames) frameTrace.mark("tap-read", frame, this.headerBytes);
+        this.frameHandler?.(frames);
+      },
       (code, message) => {
         const hint = code === "EBADFD" || code === "EBADF" ? " (the device was deleted)" : "";
         void this.shutdown(new BackendError("device-error", `${message}${hint}`));
@@ -251,6 +258,32 @@ export class TapBackend implements NetBackend {
   info(): InterfaceInfo {
     return this.addon.getInfo(this.ifname, this.netns);
   }
+}
+
+/**
+ * Opens the device: with offloads when asked (`true`: or fail), when possible (`"auto"`: a kernel or an
+ * existing device that refuses IFF_VNET_HDR or the offloads gets a plain TAP instead), or plain.
+ */
+export function openTapDevice(addon: TapAddon, name: string, netns: string | undefined, options: TapOptions): { opened: ReturnType<TapAddon["open"]>; offload: boolean } {
+  const wanted = options.offload ?? false;
+  if (wanted !== false) {
+    try {
+      return { opened: addon.open(name, netns, true), offload: true };
+    } catch (error) {
+      if (wanted === true || !refusedOffload(error)) throw describeOpenError(error, name, options.netns);
+    }
+  }
+  try {
+    return { opened: addon.open(name, netns, false), offload: false };
+  } catch (error) {
+    throw describeOpenError(error, name, options.netns);
+  }
+}
+
+/** Whether an open() failed for the virtio-net header or the offloads rather than for the device itself. */
+function refusedOffload(error: unknown): boolean {
+  const e = asSystemError(error);
+  return e.syscall === "ioctl(TUNSETVNETHDRSZ)" || e.syscall === "ioctl(TUNSETOFFLOAD)" || (e.syscall === "ioctl(TUNSETIFF)" && e.code === "EINVAL");
 }
 
 /** The registry's opener for "tap:NAME". */

@@ -7,6 +7,7 @@ import { formatMac, type MacKey } from "../../datapath/mac.ts";
 import { attachSession } from "../attach.ts";
 import { openBackend } from "../backend.ts";
 import { netnsPath, validateInterfaceName } from "../backends/tap.ts";
+import type { WelcomeRecord } from "../../datapath/tunnel/records.ts";
 import { Session } from "../session.ts";
 import { defineCommand } from "./command.ts";
 import { usageError } from "./exit-codes.ts";
@@ -34,7 +35,8 @@ export const joinCommand = defineCommand({
     mac: { type: "string", value: "MAC", defaultText: "stable, derived from machine id, segment and TAP name", description: "the TAP's MAC address" },
     mtu: { type: "string", value: "N", defaultText: "the segment's largest frame minus 14", description: "the TAP's MTU; refused if larger than the segment carries" },
     netns: { type: "string", value: "NS", description: "create the TAP inside this network namespace (ip netns name or path)" },
-    offload: { type: "boolean", defaultText: "off", description: "virtio-net header with checksum/TSO offloads (64 KiB super-frames)" },
+    offload: { type: "boolean", defaultText: "on where the TAP supports it", description: "insist on the virtio-net header with checksum/TSO offloads (64 KiB super-frames)" },
+    "no-offload": { type: "boolean", description: "a plain TAP: no virtio-net header, no offloads" },
     kind: { type: "string", value: "KIND", default: "member", description: "port kind: member (one station) or bridge (a LAN behind the TAP)" },
     token: TOKEN_OPTION,
     quiet: QUIET_OPTION,
@@ -59,14 +61,20 @@ export const joinCommand = defineCommand({
     const log = logger(values.quiet);
 
     const join = { url, tokenGiven: token !== undefined };
-    const session = new Session({
-      filter: { promiscuous: false, allMulticast: true, multicast: [] },
-      ...(await sessionOptions(url, token, { kind, macs: kind === "member" ? [mac.key] : [], vnetHeader: values.offload === true })),
-    });
-    const welcome = await session.start().catch((error: unknown) => {
-      session.close();
-      throw toCliError(error, join);
-    });
+    // Offloads by default where the TAP supports them; --offload insists, --no-offload declines.
+    const offload = values["no-offload"] === true ? false : values.offload === true ? true : "auto";
+    const openSession = async (vnetHeader: boolean): Promise<{ session: Session; welcome: WelcomeRecord }> => {
+      const session = new Session({
+        filter: { promiscuous: false, allMulticast: true, multicast: [] },
+        ...(await sessionOptions(url, token, { kind, macs: kind === "member" ? [mac.key] : [], vnetHeader })),
+      });
+      const welcome = await session.start().catch((error: unknown) => {
+        session.close();
+        throw toCliError(error, join);
+      });
+      return { session, welcome };
+    };
+    let { session, welcome } = await openSession(offload !== false);
     const segmentMtu = welcome.maxFrameSize - ETH_HEADER_LEN;
     if (mtuWanted !== undefined && mtuWanted > segmentMtu) {
       session.close();
@@ -77,14 +85,22 @@ export const joinCommand = defineCommand({
       );
     }
     const mtu = Math.max(MIN_MTU, mtuWanted ?? segmentMtu);
-    const backend = await openBackend(`tap:${values.tap}`, { mac: mac.key, mtu, netns: values.netns, offload: values.offload === true }).catch((error: unknown) => {
+    const backend = await openBackend(`tap:${values.tap}`, { mac: mac.key, mtu, netns: values.netns, offload }).catch((error: unknown) => {
       session.close();
       throw error;
     });
+    if (!backend.capabilities.vnetHeader && offload === "auto") {
+      // The TAP refused the virtio-net header: the session must not expect it either.
+      session.close();
+      ({ session, welcome } = await openSession(false).catch(async (error: unknown) => {
+        await backend.close();
+        throw error;
+      }));
+    }
     const fatal = fatalLatch(join);
     const attachment = attachSession(backend, session, fatal.fail);
     log(`${backend.name} (${formatMac(mac.key)}) joined ${url} as port ${welcome.portId}`);
-    log(`MAC ${formatMac(mac.key)} (${mac.origin}), MTU ${mtu} (segment's largest frame ${welcome.maxFrameSize}), offload ${values.offload === true ? "on" : "off"}, kind ${kind}`);
+    log(`MAC ${formatMac(mac.key)} (${mac.origin}), MTU ${mtu} (segment's largest frame ${welcome.maxFrameSize}), offload ${backend.capabilities.vnetHeader ? "on" : "off"}, kind ${kind}`);
     logConnection(log, session);
     return runUntilSignal(log, [attachment], { status: values.quiet === true ? undefined : () => statusLine(session), fatal: fatal.exit });
   },

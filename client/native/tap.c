@@ -10,10 +10,14 @@
  *   close(handle)                                            (stops the poll, closes the fd)
  *   setMtu / setMac / setUp / getInfo (name, ..., netnsPath?) (ioctls on an AF_INET socket)
  *
- * Reads: on readability the fd is drained until EAGAIN (or until the batch
- * buffer or frame budget is full; the poll is level-triggered, so the rest
- * comes on the next loop turn) and JavaScript is called once with an array of
- * Uint8Array views over one ArrayBuffer holding the whole batch.
+ * Reads: on readability the fd is drained until EAGAIN (or until the arena or
+ * the frame budget is full; the poll is level-triggered, so the rest comes on
+ * the next loop turn) and JavaScript is called once with an array of
+ * Uint8Array views. The frames are read straight into an "arena": a 4 MiB
+ * ArrayBuffer that JavaScript owns, filled front to back and never written
+ * twice, so no copy is made and a view stays valid for as long as it is kept
+ * (it keeps its arena alive). A new arena starts when less than one read slot
+ * is left in the current one.
  * Errors thrown to JavaScript carry `code` (errno name), `errno` and `syscall`.
  */
 #define _GNU_SOURCE
@@ -37,7 +41,7 @@
 
 /* Largest frame a TAP without a virtio-net header hands over: MTU 65535 + headers, rounded up. */
 #define READ_SLOT 65792
-#define BATCH_BYTES (1024 * 1024)
+#define ARENA_BYTES (4 * 1024 * 1024)
 #define BATCH_FRAMES 1024
 
 typedef struct {
@@ -50,7 +54,9 @@ typedef struct {
   napi_ref on_frames; /* (frames: Uint8Array[]) => void */
   napi_ref on_error;  /* (code: string, message: string) => void */
   napi_async_context async_ctx;
-  uint8_t *scratch;
+  napi_ref arena_ref; /* the ArrayBuffer frames are read into; NULL until the first read */
+  uint8_t *arena;     /* its bytes (V8 never moves an ArrayBuffer's backing store) */
+  size_t arena_used;  /* bytes handed out so far; everything after is unread */
   uint32_t offsets[BATCH_FRAMES];
   uint32_t lengths[BATCH_FRAMES];
   double rx_frames, rx_bytes, rx_batches, rx_errors;
@@ -169,7 +175,6 @@ static tap_dev *get_dev(napi_env env, napi_value value) {
 static void dev_unref(tap_dev *dev) {
   if (--dev->refs > 0) return;
   if (dev->fd >= 0) close(dev->fd);
-  free(dev->scratch);
   free(dev);
 }
 
@@ -186,6 +191,9 @@ static void stop_polling(tap_dev *dev) {
   if (dev->on_error != NULL) napi_delete_reference(env, dev->on_error);
   if (dev->async_ctx != NULL) napi_async_destroy(env, dev->async_ctx);
   if (dev->self != NULL) napi_delete_reference(env, dev->self);
+  if (dev->arena_ref != NULL) napi_delete_reference(env, dev->arena_ref);
+  dev->arena_ref = NULL;
+  dev->arena = NULL;
   dev->on_frames = NULL;
   dev->on_error = NULL;
   dev->async_ctx = NULL;
@@ -193,10 +201,11 @@ static void stop_polling(tap_dev *dev) {
 }
 
 static void dev_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
   (void)hint;
   tap_dev *dev = (tap_dev *)data;
   /* Only reachable once nothing polls (the poll holds `self`), so the fd can simply go. */
+  if (dev->arena_ref != NULL) napi_delete_reference(env, dev->arena_ref);
+  dev->arena_ref = NULL;
   if (dev->fd >= 0) {
     close(dev->fd);
     dev->fd = -1;
@@ -237,15 +246,32 @@ static void report_error(tap_dev *dev, int err, const char *what) {
   if (on_error != NULL) napi_delete_reference(env, on_error);
 }
 
-static void deliver(tap_dev *dev, size_t count, size_t used) {
+/* Makes sure the arena has room for one more read; 0 on success, -1 when no new arena could be made. */
+static int ensure_arena(tap_dev *dev) {
+  if (dev->arena != NULL && ARENA_BYTES - dev->arena_used >= READ_SLOT) return 0;
+  napi_env env = dev->env;
+  napi_value buffer;
+  void *data = NULL;
+  napi_ref ref = NULL;
+  if (napi_create_arraybuffer(env, ARENA_BYTES, &data, &buffer) != napi_ok ||
+      napi_create_reference(env, buffer, 1, &ref) != napi_ok) {
+    return -1;
+  }
+  /* The old arena lives on in the views JavaScript still holds, and goes with the last of them. */
+  if (dev->arena_ref != NULL) napi_delete_reference(env, dev->arena_ref);
+  dev->arena_ref = ref;
+  dev->arena = data;
+  dev->arena_used = 0;
+  return 0;
+}
+
+static void deliver(tap_dev *dev, size_t count) {
   napi_env env = dev->env;
   napi_value buffer, frames;
-  void *data = NULL;
-  if (napi_create_arraybuffer(env, used, &data, &buffer) != napi_ok) {
-    dev->rx_errors += 1; /* out of memory: the batch is lost, and counted */
+  if (napi_get_reference_value(env, dev->arena_ref, &buffer) != napi_ok || buffer == NULL) {
+    dev->rx_errors += 1;
     return;
   }
-  memcpy(data, dev->scratch, used);
   napi_create_array_with_length(env, count, &frames);
   for (size_t i = 0; i < count; i++) {
     napi_value view;
@@ -267,25 +293,27 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   if (status < 0) {
     dev->rx_errors += 1;
     report_error(dev, -status, "poll");
+  } else if (ensure_arena(dev) < 0) {
+    dev->rx_errors += 1; /* out of memory: the frames stay in the kernel queue (dropped there when it is full) */
   } else {
-    size_t count = 0, used = 0;
+    size_t count = 0;
     int failed = 0;
-    while (count < BATCH_FRAMES && BATCH_BYTES - used >= READ_SLOT) {
-      ssize_t n = read(dev->fd, dev->scratch + used, READ_SLOT);
+    while (count < BATCH_FRAMES && ARENA_BYTES - dev->arena_used >= READ_SLOT) {
+      ssize_t n = read(dev->fd, dev->arena + dev->arena_used, READ_SLOT);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) failed = errno;
         break;
       }
       if (n == 0) break;
-      dev->offsets[count] = (uint32_t)used;
+      dev->offsets[count] = (uint32_t)dev->arena_used;
       dev->lengths[count] = (uint32_t)n;
       dev->rx_frames += 1;
       dev->rx_bytes += (double)n;
-      used += (size_t)n;
+      dev->arena_used += (size_t)n;
       count++;
     }
-    if (count > 0) deliver(dev, count, used);
+    if (count > 0) deliver(dev, count);
     if (failed != 0 && dev->poll == handle) {
       dev->rx_errors += 1;
       dev->last_errno = failed;
@@ -350,17 +378,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   leave_netns(saved);
 
   tap_dev *dev = calloc(1, sizeof *dev);
-  uint8_t *scratch = malloc(BATCH_BYTES);
-  if (dev == NULL || scratch == NULL) {
-    free(dev);
-    free(scratch);
+  if (dev == NULL) {
     close(fd);
-    return throw_errno(env, ENOMEM, "malloc", "batch buffer");
+    return throw_errno(env, ENOMEM, "malloc", "device state");
   }
   dev->env = env;
   dev->fd = fd;
   dev->refs = 1;
-  dev->scratch = scratch;
   memcpy(dev->name, ifr.ifr_name, IFNAMSIZ);
   dev->name[IFNAMSIZ - 1] = '\0';
 

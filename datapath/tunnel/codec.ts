@@ -596,7 +596,9 @@ export class MessageEncoder {
 
   /**
    * The finished message as a view of the encoder's own buffer: no copy, but valid only until the next
-   * add or reset. Use it when the bytes are consumed (or copied by the runtime) before that.
+   * add or reset. Use it when the bytes are consumed (or copied by the runtime) before that: the Node
+   * client hands it to `ws`, which masks every client message into a buffer of its own. A sender whose
+   * `send()` keeps a reference (workerd's WebSocket, `ws` with a zero mask) needs `finish()`.
    * @returns header + records
    */
   finishView(): Uint8Array {

@@ -41,7 +41,7 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       nsC = namespaces.create("oc");
       namespaces.join(nsA, segmentUrl("offload"), { mac: "02:00:00:00:e2:01", extra: ["--offload"] });
       namespaces.join(nsB, segmentUrl("offload"), { mac: "02:00:00:00:e2:02", extra: ["--offload"] });
-      namespaces.join(nsC, segmentUrl("offload"), { mac: "02:00:00:00:e2:03" });
+      namespaces.join(nsC, segmentUrl("offload"), { mac: "02:00:00:00:e2:03", extra: ["--no-offload"] });
       await namespaces.address(nsA, "elt0", "10.236.0.1/24");
       await namespaces.address(nsB, "elt0", "10.236.0.2/24");
       await namespaces.address(nsC, "elt0", "10.236.0.3/24");

@@ -144,6 +144,7 @@ describe.skipIf(reason !== undefined)(`TAP backend on a real kernel${reason === 
   let tap: TapBackend;
   const batches: Uint8Array[][] = [];
   const frames = (): Uint8Array[] => batches.flat();
+  const views: Uint8Array[] = [];
 
   beforeAll(async () => {
     ns = newNamespace();
@@ -152,8 +153,9 @@ describe.skipIf(reason !== undefined)(`TAP backend on a real kernel${reason === 
     tap = track(backend as TapBackend);
     ip("-n", ns, "addr", "add", `${hostIp}/24`, "dev", "elt0");
     tap.onFrames((batch) => {
-      // Frames are views into one buffer per batch; keep copies.
+      // Copies as they arrived, and the views themselves (which must never change afterwards).
       batches.push(batch.map((frame) => Uint8Array.from(frame)));
+      views.push(...batch);
     });
   });
 
@@ -216,6 +218,14 @@ describe.skipIf(reason !== undefined)(`TAP backend on a real kernel${reason === 
     const ours = batches.slice(before).map((batch) => batch.filter((f) => isUdpTo(f, staticIp, port)).length);
     expect(Math.max(...ours)).toBe(count);
     expect(tap.stats().rxBatches).toBeLessThan(tap.stats().rxFrames);
+  });
+
+  it("hands over frames that stay valid after later reads (read into an arena that is never rewritten)", () => {
+    const hex = (frame: Uint8Array): string => Buffer.from(frame).toString("hex");
+    expect(views.length).toBeGreaterThan(8);
+    expect(views.map(hex)).toEqual(frames().map(hex));
+    // Views of one batch share one ArrayBuffer, owned by JavaScript, larger than the batch (the arena).
+    expect(views.every((view) => view.buffer.byteLength >= 4 * 1024 * 1024)).toBe(true);
   });
 
   it("writes a batch, one frame per write, and counts it", () => {

@@ -8,6 +8,7 @@ import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
 import { Feature, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_MESSAGE, RxFlag } from "../../datapath/tunnel/constants.ts";
 import type { TunnelRecord, WelcomeRecord } from "../../datapath/tunnel/records.ts";
 import { Session, SessionError, type SessionOptions, type SocketLike } from "../../client/session.ts";
+import { TxQueue } from "../../client/session/tx-queue.ts";
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -20,6 +21,10 @@ class ScriptedSocket implements SocketLike {
   protocol = "";
   readyState = CONNECTING;
   readonly sent: Array<Uint8Array | string> = [];
+  /** Sees every binary message the session sends (a scripted relay). */
+  peer: ((bytes: Uint8Array) => void) | null = null;
+  /** Set to claim that send() copies, as Node's `ws` does. */
+  copiesOnSend?: boolean;
   onopen: SocketLike["onopen"] = null;
   onmessage: SocketLike["onmessage"] = null;
   onclose: SocketLike["onclose"] = null;
@@ -30,6 +35,7 @@ class ScriptedSocket implements SocketLike {
   send(data: Uint8Array | string): void {
     if (this.readyState !== OPEN) throw new Error("send on a socket that is not open");
     this.sent.push(data);
+    if (typeof data !== "string") this.peer?.(data);
   }
 
   close(code = 1000, reason = ""): void {
@@ -308,5 +314,277 @@ describe("Session with a virtio-net header backend (vnetHeader)", () => {
     expect(sent.map((r) => [r.flags, r.frame.length])).toEqual([[0, 1054], [0, 1054], [0, 554]]);
     socket.receive([{ type: "tx-complete", firstId: sent[0]?.id ?? 0, count: 3, status: 0 }]);
     expect(done).toEqual([0]);
+  });
+});
+
+/** The records of one message. */
+function recordsOf(bytes: Uint8Array): TunnelRecord[] {
+  const decoded = decodeMessage(bytes);
+  if (!decoded.ok) throw new Error(decoded.error.message);
+  return decoded.value;
+}
+
+/** An IPv4 ICMP echo (request or reply) from `src` to `dst`, as hex would show it. */
+function echo(dst: number, src: number, type: 0 | 8, seq: number): Uint8Array {
+  const eth = [0, 0, 0, 0, 0, dst, 0, 0, 0, 0, 0, src, 0x08, 0x00];
+  const ip = [0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, src, 10, 0, 0, dst];
+  const icmp = [type, 0, 0, 0, 0x12, 0x34, seq >> 8, seq & 0xff];
+  return Uint8Array.from([...eth, ...ip, ...icmp]);
+}
+
+describe("Session with LazyCompletions (docs/protocol.md §6.3 rule 2a)", () => {
+  const LAZY = 0x7f | Feature.LazyCompletions;
+
+  it("offers LazyCompletions in its HELLO unless told not to", async () => {
+    const offered = await opened();
+    expect((offered.socket.messages()[0]?.[0] as { features: number }).features & Feature.LazyCompletions).toBe(Feature.LazyCompletions);
+    const declined = await opened({ lazyCompletions: false });
+    expect((declined.socket.messages()[0]?.[0] as { features: number }).features & Feature.LazyCompletions).toBe(0);
+  });
+
+  /**
+   * A scripted relay for two ports that follows rule 2a: completions are held and ride on the next
+   * message to their port (an RX), flushed on their own at half the window, and with the PONG of a PING.
+   */
+  function lazyRelay(a: ScriptedSocket, b: ScriptedSocket, window: number): { toA: number; toB: number } {
+    const counts = { toA: 0, toB: 0 };
+    const held = new Map<ScriptedSocket, number[]>([[a, []], [b, []]]);
+    const deliver = (to: ScriptedSocket, records: TunnelRecord[]): void => {
+      const ids = held.get(to) ?? [];
+      const completions = ids.map((id): TunnelRecord => ({ type: "tx-complete", firstId: id, count: 1, status: 0 }));
+      held.set(to, []);
+      if (to === a) counts.toA++;
+      else counts.toB++;
+      queueMicrotask(() => to.receive([...completions, ...records]));
+    };
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      from.peer = (bytes) => {
+        const records = recordsOf(bytes);
+        const tx = records.filter((r): r is Extract<TunnelRecord, { type: "tx" }> => r.type === "tx");
+        held.get(from)?.push(...tx.map((r) => r.id));
+        for (const r of tx) deliver(to, [{ type: "rx", flags: 0, frame: r.frame }]);
+        const pings = records.filter((r): r is Extract<TunnelRecord, { type: "ping" }> => r.type === "ping");
+        if (tx.length === 0 && ((held.get(from)?.length ?? 0) > 0 || pings.length > 0)) {
+          deliver(from, pings.map((r): TunnelRecord => ({ type: "pong", seq: r.seq, timestamp: r.timestamp })));
+        } else if ((held.get(from)?.length ?? 0) >= window / 2) {
+          deliver(from, []);
+        }
+      };
+    }
+    return counts;
+  }
+
+  it("a ping between two ports costs 4 messages, and every frame is completed exactly once", async () => {
+    const a = await opened({}, { features: LAZY, txWindow: 16 });
+    const b = await opened({}, { features: LAZY, txWindow: 16, portId: 8 });
+    await tick();
+    const counts = lazyRelay(a.socket, b.socket, 16);
+    const sentBefore = { a: a.socket.sent.length, b: b.socket.sent.length };
+    // B's "kernel" answers every echo request.
+    b.session.on("frames", (frames) => {
+      for (const f of frames) if (f[34] === 8) b.session.send([echo(1, 2, 0, (f[40] as number) << 8 | (f[41] as number))], (status) => bDone.push(status));
+    });
+    const replies: number[] = [];
+    a.session.on("frames", (frames) => replies.push(...frames.map((f) => f[41] as number)));
+    const aDone: number[] = [];
+    const bDone: number[] = [];
+    const PINGS = 20;
+    for (let seq = 1; seq <= PINGS; seq++) {
+      a.session.send([echo(2, 1, 8, seq)], (status) => aDone.push(status));
+      await tick();
+      await tick();
+    }
+    expect(replies).toEqual(Array.from({ length: PINGS }, (_, i) => i + 1));
+    // One message each way per echo from each port: 4 per ping, none of them carrying only completions.
+    expect(a.socket.sent.length - sentBefore.a).toBe(PINGS);
+    expect(b.socket.sent.length - sentBefore.b).toBe(PINGS);
+    expect(counts).toEqual({ toA: PINGS, toB: PINGS });
+    expect(a.session.counters.flushPings + b.session.counters.flushPings).toBe(0);
+    // Every completion arrived with a later RX, in order; the last of B's is still held by the relay.
+    expect(aDone).toEqual(new Array<number>(PINGS).fill(0));
+    expect(bDone).toEqual(new Array<number>(PINGS - 1).fill(0));
+    expect(b.session.outstanding).toBe(1);
+    // A caller that waits for completions gets them with one PING.
+    const completed = b.session.whenCompleted();
+    await tick();
+    await completed;
+    expect(bDone).toEqual(new Array<number>(PINGS).fill(0));
+    expect(b.session.counters.flushPings).toBe(1);
+    expect(recordsOf(b.socket.sent.at(-1) as Uint8Array).map((r) => r.type)).toEqual(["ping"]);
+  });
+
+  it("asks for held completions with one PING, in a message of its own, when the window is full", async () => {
+    const { session, socket } = await opened({}, { features: LAZY, txWindow: 16 });
+    await tick();
+    const before = socket.sent.length;
+    const done: number[] = [];
+    session.send(Array.from({ length: 20 }, (_, i) => frame(60 + i)), (status) => done.push(status));
+    session.send([frame()], (status) => done.push(status));
+    await tick();
+    const sent = socket.messages().slice(before);
+    expect(sent.map((records) => records.map((r) => r.type).join(","))).toEqual([new Array(16).fill("tx").join(","), "ping"]);
+    expect(session.deferredCount).toBe(5);
+    const ping = sent[1]?.[0] as Extract<TunnelRecord, { type: "ping" }>;
+    const ids = (sent[0] ?? []).map((r) => (r.type === "tx" ? r.id : -1));
+    socket.receive([...ids.map((id): TunnelRecord => ({ type: "tx-complete", firstId: id, count: 1, status: 0 })), { type: "pong", seq: ping.seq, timestamp: 0 }]);
+    await tick();
+    expect(done).toEqual(new Array<number>(16).fill(0));
+    expect(socket.messages().slice(before + 2).flat().filter((r) => r.type === "tx")).toHaveLength(5);
+    expect(session.counters.flushPings).toBe(1);
+  });
+
+  it("does not send flush PINGs when the segment did not grant LazyCompletions", async () => {
+    const { session, socket } = await opened({}, { txWindow: 16 });
+    session.send(Array.from({ length: 20 }, () => frame()));
+    const completed = session.whenCompleted();
+    await tick();
+    expect(socket.messages().flat().some((r) => r.type === "ping")).toBe(false);
+    const ids = socket.messages().flat().flatMap((r) => (r.type === "tx" ? [r.id] : []));
+    socket.receive(ids.map((id): TunnelRecord => ({ type: "tx-complete", firstId: id, count: 1, status: 0 })));
+    await tick();
+    const more = socket.messages().flat().flatMap((r) => (r.type === "tx" ? [r.id] : [])).slice(16);
+    socket.receive(more.map((id): TunnelRecord => ({ type: "tx-complete", firstId: id, count: 1, status: 0 })));
+    await completed;
+    expect(session.counters.flushPings).toBe(0);
+  });
+});
+
+describe("Session: completions, control requests and protocol errors", () => {
+  it("calls a frame's callback once: a second completion for its id is a protocol error, not a second call", async () => {
+    const { session, socket } = await opened();
+    const errors: SessionError[] = [];
+    session.on("error", (error) => errors.push(error));
+    const done: number[] = [];
+    session.send([frame()], (status) => done.push(status));
+    await tick();
+    const tx = socket.messages().flat().find((r) => r.type === "tx");
+    const id = tx?.type === "tx" ? tx.id : -1;
+    socket.receive([{ type: "tx-complete", firstId: id, count: 1, status: 0 }]);
+    socket.receive([{ type: "tx-complete", firstId: id, count: 1, status: 0 }]);
+    expect(done).toEqual([0]);
+    expect(errors.map((e) => e.code)).toEqual([4000]);
+  });
+
+  it("rejects control requests in flight with a SessionError when the connection goes", async () => {
+    const { session, socket } = await opened();
+    const stats = session.stats();
+    socket.drop(1006, "gone");
+    const error = await stats.then(() => null, (e: unknown) => e);
+    expect(error).toBeInstanceOf(SessionError);
+    expect((error as SessionError).code).toBe(1006);
+  });
+
+  it("reports an undecodable message as a warning event (not the console) and resumes on a new socket", async () => {
+    const { session, sockets, socket } = await opened();
+    const warnings: SessionError[] = [];
+    session.on("warning", (warning) => warnings.push(warning));
+    socket.onmessage?.({ data: Uint8Array.from([0x45, 0x4c, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00]).buffer });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.message).toMatch(/undecodable message/);
+    expect(session.counters.protocolErrors).toBe(1);
+    await tick(20);
+    expect(sockets).toHaveLength(2);
+  });
+
+  it("treats RX beyond the posted credits as a protocol error and resumes", async () => {
+    const { session, sockets, socket } = await opened({ rxBuffers: 2 });
+    const warnings: SessionError[] = [];
+    session.on("warning", (warning) => warnings.push(warning));
+    const received: Uint8Array[] = [];
+    session.on("frames", (frames) => received.push(...frames));
+    socket.receive([1, 2, 3].map((): TunnelRecord => ({ type: "rx", flags: 0, frame: frame() })));
+    expect(received).toHaveLength(0);
+    expect(warnings[0]?.message).toMatch(/3 frames with only 2 buffers posted/);
+    await tick(20);
+    expect(sockets).toHaveLength(2);
+  });
+
+  it("posts RX credits again once a quarter of them are used", async () => {
+    const { socket } = await opened({ rxBuffers: 8 });
+    await tick();
+    const posts = (): number[] => socket.messages().flat().flatMap((r) => (r.type === "rx-post" ? [r.count] : []));
+    expect(posts()).toEqual([8]);
+    socket.receive([{ type: "rx", flags: 0, frame: frame() }]);
+    await tick();
+    expect(posts()).toEqual([8]);
+    socket.receive([{ type: "rx", flags: 0, frame: frame() }]);
+    await tick();
+    expect(posts()).toEqual([8, 2]);
+  });
+
+  it("hands a socket that copies on send a view of its encoder, and any other socket a copy of its own", async () => {
+    const copying = await opened({}, { txWindow: 16 });
+    copying.socket.copiesOnSend = true;
+    copying.session.send([frame()]);
+    await tick();
+    copying.session.send([frame()]);
+    await tick();
+    const [first, second] = copying.socket.sent.slice(-2) as Uint8Array[];
+    expect(first?.buffer).toBe(second?.buffer);
+    expect(first?.buffer.byteLength).toBeGreaterThan(first?.byteLength ?? 0);
+
+    const plain = await opened({}, { txWindow: 16 });
+    plain.session.send([frame()]);
+    await tick();
+    plain.session.send([frame()]);
+    await tick();
+    const [one, two] = plain.socket.sent.slice(-2) as Uint8Array[];
+    expect(one?.buffer).not.toBe(two?.buffer);
+    expect(one?.buffer.byteLength).toBe(one?.byteLength);
+  });
+});
+
+describe("Session receiving Buffers from Node's ws (binaryType nodebuffer)", () => {
+  it("keeps the socket's binaryType and delivers frames as views of the received chunk, not copies", async () => {
+    // A browser-like socket is switched to ArrayBuffers.
+    const plain = await opened();
+    expect(plain.socket.binaryType).toBe("arraybuffer");
+
+    const viaNode = scripted({
+      socketFactory: (url, _protocols, headers) => {
+        const created = new ScriptedSocket(url, headers);
+        created.binaryType = "nodebuffer";
+        viaNodeSockets.push(created);
+        return created;
+      },
+    });
+    const viaNodeSockets: ScriptedSocket[] = [];
+    const opening = viaNode.session.start();
+    const ws = viaNodeSockets[0] as ScriptedSocket;
+    expect(ws.binaryType).toBe("nodebuffer");
+    ws.open();
+    // A read chunk holding bytes before and after the message, as a socket read would.
+    const deliver = (records: TunnelRecord[]): Uint8Array => {
+      const message = encodeMessage(records);
+      const chunk = new Uint8Array(message.length + 16);
+      chunk.set(message, 8);
+      const view = chunk.subarray(8, 8 + message.length);
+      ws.onmessage?.({ data: view });
+      return chunk;
+    };
+    deliver([welcome()]);
+    await opening;
+    const received: Uint8Array[] = [];
+    viaNode.session.on("frames", (frames) => received.push(...frames));
+    ws.onmessage?.({ data: "keepalive answer" });
+    const chunk = deliver([{ type: "rx", flags: 0, frame: frame(64) }]);
+    expect(received).toHaveLength(1);
+    expect(received[0]?.buffer).toBe(chunk.buffer);
+    expect(received[0]?.length).toBe(64);
+  });
+});
+
+describe("TxQueue (the deferred-TX ring)", () => {
+  it("is first in, first out across wrap-around and growth, and refuses past its limit", () => {
+    const queue = new TxQueue(100);
+    const entry = (n: number): { frame: Uint8Array; flags: number; done: undefined } => ({ frame: Uint8Array.of(n), flags: 0, done: undefined });
+    for (let i = 0; i < 50; i++) queue.push(entry(i));
+    for (let i = 0; i < 40; i++) expect(queue.shift()?.frame[0]).toBe(i);
+    for (let i = 50; i < 140; i++) expect(queue.push(entry(i))).toBe(true);
+    expect(queue.push(entry(255))).toBe(false);
+    expect(queue.length).toBe(100);
+    expect(queue.peek()?.frame[0]).toBe(40);
+    expect(queue.drain().map((e) => e.frame[0])).toEqual(Array.from({ length: 100 }, (_, i) => i + 40));
+    expect(queue.shift()).toBeUndefined();
   });
 });

@@ -1,0 +1,31 @@
+// What a session sends to join: the URL and headers of the upgrade, and the HELLO.
+import { Feature, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN } from "../../datapath/tunnel/constants.ts";
+import type { HelloRecord, ResumeCredentials, WelcomeRecord } from "../../datapath/tunnel/records.ts";
+import { SESSION_DEFAULTS, type SessionOptions } from "./options.ts";
+
+/** Features every session offers; Gso and LazyCompletions depend on the options. */
+const OFFERED_FEATURES = Feature.CoalescedCompletions | Feature.RxQueue | Feature.Stats | Feature.LinkNotices | Feature.Vlan | Feature.LargeFrames | Feature.Resume;
+
+/** The URL with kind and (for header-less sockets) token, and the headers to send. */
+export function upgradeTarget(options: SessionOptions): { url: string; headers: Record<string, string> } {
+  const url = new URL(options.url);
+  if (options.kind !== undefined && options.kind !== "member") url.searchParams.set("kind", options.kind);
+  const headers: Record<string, string> = {};
+  if (options.token !== undefined) {
+    if (options.socketFactory !== undefined) headers.authorization = `Bearer ${options.token}`;
+    else url.searchParams.set("token", options.token);
+  }
+  return { url: url.toString(), headers };
+}
+
+/** The HELLO: a resume names the last WELCOME's MACs and credentials. */
+export function helloRecord(options: SessionOptions, last: WelcomeRecord | null, resume: ResumeCredentials | null): HelloRecord {
+  return {
+    type: "hello", minVersion: PROTOCOL_VERSION_MIN, maxVersion: PROTOCOL_VERSION_MAX,
+    features: OFFERED_FEATURES | (options.vnetHeader === true ? Feature.Gso : 0) | (options.lazyCompletions === false ? 0 : Feature.LazyCompletions),
+    portKind: options.kind ?? "member", macs: last?.macs ?? options.macs ?? [],
+    txWindow: options.txWindow ?? SESSION_DEFAULTS.txWindow, rxQueue: options.rxQueue ?? SESSION_DEFAULTS.rxQueue,
+    clientName: options.clientName ?? "edgelan", clientVersion: options.clientVersion ?? "0.1.0",
+    ...(resume === null ? {} : { resume }),
+  };
+}
