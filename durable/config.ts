@@ -2,6 +2,7 @@ import { fail, ok, type Result } from "../datapath/result.ts";
 import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
 import { PORT_KINDS, type PortKind } from "../datapath/bridge.ts";
+import { checkDhcpConfig, type DhcpConfig } from "../datapath/ipam/config.ts";
 
 export { PORT_KINDS, type PortKind };
 
@@ -36,6 +37,8 @@ export interface SegmentConfig {
   ttlSeconds: number | null;
   /** When the segment was created (ISO 8601); read-only. */
   createdAt: string;
+  /** The IPAM service (DHCP server, ARP proxy, DNS names; docs/ipam.md); absent or null: off. */
+  dhcp?: DhcpConfig | null;
 }
 
 /** An 802.1Q tag: what a tagged frame may add on top of `maxFrameSize`. */
@@ -65,7 +68,7 @@ interface IntegerRange {
 }
 
 type IntegerField = {
-  [K in keyof SegmentConfig]: SegmentConfig[K] extends number ? K : never;
+  [K in keyof SegmentConfig]-?: SegmentConfig[K] extends number ? K : never;
 }[keyof SegmentConfig];
 
 /** Allowed ranges, also quoted in error messages and docs/api.md. */
@@ -84,7 +87,7 @@ export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { rea
 export type ConfigErrorCode = "invalid-config" | "unknown-config-field" | "invalid-config-field";
 
 const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => key !== "ttlSeconds") as IntegerField[];
-const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG)]);
+const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG), "dhcp"]);
 
 /**
  * Applies a JSON patch to a segment's settings.
@@ -134,6 +137,12 @@ export function applyConfigPatch(
   if ("defaultPortKind" in fields) {
     if (!isPortKind(fields.defaultPortKind)) return invalidField("defaultPortKind", fields.defaultPortKind, `one of ${PORT_KINDS.join(", ")}`);
     next.defaultPortKind = fields.defaultPortKind;
+  }
+  if ("dhcp" in fields) {
+    // The whole object is replaced (not merged); datapath/ipam/config.ts says what is refused and why.
+    const dhcp = fields.dhcp === null ? ok(null) : checkDhcpConfig(fields.dhcp);
+    if (!dhcp.ok) return fail("invalid-config-field", dhcp.error.message);
+    next.dhcp = dhcp.value;
   }
   return checkConsistency(next);
 }
