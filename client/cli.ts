@@ -1,9 +1,11 @@
 // `edgelan`: join TAP devices, QEMU guests and VDE cables to segments; manage
 // segments and tokens; ping across a segment. Errors say what to do next.
+import { hostname } from "node:os";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { formatMac, parseMac, type MacKey } from "../datapath/mac.ts";
 import type { PortKind } from "../datapath/tunnel/constants.ts";
 import { attachBackend } from "./attach.ts";
+import { startDhcpAgent } from "./dhcp-agent.ts";
 import { isBackendError, openBackend, serveBackend } from "./backend.ts";
 import { nodeSocketFactory } from "./node-socket.ts";
 import { Session, SessionError, type SessionOptions } from "./session.ts";
@@ -21,7 +23,7 @@ export class CliError extends Error {
 const HELP = `edgelan — virtual Ethernet LANs at the edge
 
 Usage:
-  edgelan join <url> --tap NAME [--mac MAC] [--mtu N] [--netns NS] [--offload] [--kind member|bridge] [--token T]
+  edgelan join <url> --tap NAME [--mac MAC] [--mtu N] [--netns NS] [--offload] [--kind member|bridge] [--token T] [--dhcp [--default-route]]
   edgelan qemu <url> --listen HOST:PORT|PATH [--token T]
   edgelan pipe <url> [--mac MAC] [--kind member|bridge] [--token T]
   edgelan ping <url> <ipv4> [--source-ip IP] [--count N] [--interval MS] [--token T]
@@ -39,7 +41,7 @@ const OPTIONS = {
   kind: { type: "string" }, token: { type: "string" }, listen: { type: "string" }, "source-ip": { type: "string" },
   count: { type: "string" }, interval: { type: "string" }, relay: { type: "string" }, "admin-token": { type: "string" },
   "open-join": { type: "boolean" }, "max-frame-size": { type: "string" }, "max-ports": { type: "string" }, ttl: { type: "string" },
-  role: { type: "string" }, offload: { type: "boolean" }, help: { type: "boolean", short: "h" }, quiet: { type: "boolean", short: "q" },
+  role: { type: "string" }, offload: { type: "boolean" }, dhcp: { type: "boolean" }, "default-route": { type: "boolean" }, help: { type: "boolean", short: "h" }, quiet: { type: "boolean", short: "q" },
 } satisfies ParseArgsConfig["options"];
 
 type Values = ReturnType<typeof parseCommandLine>["values"];
@@ -93,7 +95,13 @@ async function join(args: string[], values: Values): Promise<number> {
     session.on("open", (welcome) => log(values, `edgelan: ${backend.name} (${formatMac(mac)}) joined ${url} as port ${welcome.portId}`));
     logReconnects(values, session);
   });
-  return runUntilSignal(values, [attachment], () => statusLine(attachment.session), ended.exit);
+  // --dhcp: the address comes from the segment's DHCP service (or any DHCP server on it); on exit its RELEASE goes out before the BYE.
+  const dhcp = values.dhcp === true ? startDhcpAgent({
+    session: attachment.session, mac, ifname: backend.name.replace(/^tap:/, ""), netns: values.netns,
+    defaultRoute: values["default-route"] === true, hostname: hostname().split(".")[0], log: (line) => log(values, line),
+  }) : undefined;
+  const closer = dhcp === undefined ? attachment : { close: () => dhcp.close().then(() => attachment.close()) };
+  return runUntilSignal(values, [closer], () => statusLine(attachment.session), ended.exit);
 }
 
 async function qemu(args: string[], values: Values): Promise<number> {

@@ -13,6 +13,7 @@ import { formatIpv4, parseIpv4 } from "../../datapath/inet.ts";
 import { checkDhcpConfig, ipamSettings } from "../../datapath/ipam/config.ts";
 import { IpamService } from "../../datapath/ipam/ipam-service.ts";
 import { formatMac, isMulticastMac, macKeyAt, parseMac, type MacKey } from "../../datapath/mac.ts";
+import { waitFor } from "./poll.ts";
 import { commandExists, guestSkipReason, Namespaces } from "./guests.ts";
 
 const skip = guestSkipReason();
@@ -80,17 +81,6 @@ function address(text: string): number {
   const parsed = parseIpv4(text);
   if (!parsed.ok) throw new Error(parsed.error.message);
   return parsed.value;
-}
-
-/** Polls `check` every 200 ms until it returns a value or `timeoutMs` passes. */
-async function waitFor<T>(what: string, check: () => T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 /**
