@@ -99,6 +99,11 @@ export class IpamService implements ServicePort {
     return this.leases.takeDirty();
   }
 
+  /** Forces the next `takeDirty()` to be true (after a reconfiguration dropped leases). */
+  markDirty(): void {
+    this.leases.markDirty();
+  }
+
   exportState(): ReturnType<LeaseTable["exportState"]> {
     return this.leases.exportState();
   }

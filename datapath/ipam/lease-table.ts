@@ -102,6 +102,11 @@ export class LeaseTable {
     return was;
   }
 
+  /** Makes the next `takeDirty()` true. */
+  markDirty(): void {
+    this.changed = true;
+  }
+
   /** The live entry holding `ip`, if any. */
   leaseOf(ip: Ipv4Address): Lease | undefined {
     return this.byIp.get(ip);
