@@ -7,6 +7,8 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { WebSocket } from "ws";
+import { DhcpClient, type DhcpClientEvent } from "../../client/dhcp-client.ts";
 import type { LeaseReport } from "../../datapath/ipam/lease-list.ts";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
 import { waitFor } from "./poll.ts";
@@ -76,6 +78,27 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       if (work !== undefined) rmSync(work, { recursive: true, force: true });
     });
 
+    it("a raw-mode guest (as v86: nothing but the URL) gets an address on a segment whose only dhcp setting is its subnet", async (ctx) => {
+      requireWired(ctx);
+      const created = await fetch(`${relay.baseUrl}/v1/segments/ipam-raw`, {
+        method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ openJoin: true, dhcp: { subnet: "10.239.0.0/24" } }),
+      });
+      expect(created.status).toBe(201);
+      const events: DhcpClientEvent[] = [];
+      const ws = new WebSocket(`${relay.wsUrl}/v1/segments/ipam-raw/connect`);
+      const client = new DhcpClient({ mac: 0x020000000e05, send: (frame) => ws.send(frame), onEvent: (event) => events.push(event) });
+      ws.on("open", () => client.start(Date.now()));
+      ws.on("message", (data: Buffer) => client.receive(new Uint8Array(data), Date.now()));
+      try {
+        const bound = await waitFor("a lease over raw mode", () => events.find((event) => event.kind === "bound"), 20_000);
+        expect(bound.lease).toMatchObject({ prefixLength: 24, dnsServers: [0x0aef00fe], server: 0x0aef00fe, domain: "lan", leaseSeconds: 3600 });
+        expect(bound.lease.address).toBeGreaterThanOrEqual(0x0aef0064);
+        expect(bound.lease.address).toBeLessThanOrEqual(0x0aef00fd);
+      } finally {
+        ws.close();
+      }
+    });
+
     it("a TAP host gets its address from the segment with join --dhcp", async (ctx) => {
       requireWired(ctx);
       const address = await waitFor("an address on nsA's elt0", () => {
@@ -112,6 +135,22 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       relay = await startRelay({ port, stateDir });
       expect((await leases()).leases).toContainEqual(expect.objectContaining({ ip: before, mac: MAC_B, state: "bound" }));
       await waitFor("nsB's agent to reconnect", () => (ping(namespaces, nsB, SERVER, 1).received === 1 ? true : undefined), 45_000, 500);
+      expect(udhcpc()).toBe(before);
+    });
+
+    it("leases survive a hibernation: the woken segment still lists them and renews the same address", { timeout: 150_000 }, async (ctx) => {
+      requireWired(ctx);
+      const before = (await leases()).leases.find((lease) => lease.mac === MAC_B)?.ip;
+      const starts = async (): Promise<number> => ((await (await fetch(`${relay.baseUrl}/v1/segments/${SEGMENT}`)).json()) as { counters: { instanceStarts: number } }).counters.instanceStarts;
+      const initial = await starts();
+      // Local workerd evicts an object idle for 10 s, checked periodically: wait without touching it (any request wakes it).
+      let woken = initial;
+      for (let round = 0; round < 4 && woken === initial; round++) {
+        await new Promise((resolve) => setTimeout(resolve, 25_000));
+        woken = await starts();
+      }
+      expect(woken).toBeGreaterThan(initial);
+      expect((await leases()).leases).toContainEqual(expect.objectContaining({ ip: before, mac: MAC_B, state: "bound" }));
       expect(udhcpc()).toBe(before);
     });
   },
