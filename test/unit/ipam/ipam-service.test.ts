@@ -210,6 +210,17 @@ describe("IPAM service: DHCP", () => {
     expect([...svc.leases.entries()].length).toBe(1);
   });
 
+  it("one MAC cycling client identifiers holds one lease; REQUESTs for made-up chaddrs lease nothing", () => {
+    const svc = service();
+    for (let i = 0; i < 50; i++) lease(svc, 20, { clientId: Uint8Array.of(0xff, i, 0, 0, 0, 0, 0) }, i);
+    expect([...svc.leases.entries()]).toHaveLength(1);
+    for (let i = 0; i < 50; i++) {
+      deliver(svc, dhcpFrame(request(100 + i, DhcpMessageType.Request, { requestedIp: ip(100 + (i % 10)) }), macOf(21)));
+    }
+    expect([...svc.leases.entries()]).toHaveLength(1);
+    expect(svc.counters.dhcpIgnored).toBe(50);
+  });
+
   it("exports leases for storage and imports them into a new service", () => {
     const svc = service();
     const a = lease(svc, 14, { hostName: "web" }).yiaddr;
