@@ -27,7 +27,7 @@ Usage:
   edgelan qemu <url> --listen HOST:PORT|PATH [--token T]
   edgelan pipe <url> [--mac MAC] [--kind member|bridge] [--token T]
   edgelan ping <url> <ipv4> [--source-ip IP] [--count N] [--interval MS] [--token T]
-  edgelan segments create|show|delete <name> [--relay URL] [--admin-token T] [--open-join] [--max-frame-size N] [--max-ports N] [--ttl S]
+  edgelan segments create|show|delete <name> [--relay URL] [--admin-token T] [--open-join] [--max-frame-size N] [--max-ports N] [--ttl S] [--dhcp SUBNET]
   edgelan token <segment> --role member|bridge|monitor [--ttl S] [--mac MAC]... [--relay URL] [--admin-token T]
 
 <url> is a segment's connect URL, e.g. ws://127.0.0.1:8787/v1/segments/lab/connect
@@ -184,6 +184,11 @@ async function segments(args: string[], values: Values): Promise<number> {
   if (values["max-frame-size"] !== undefined) config.maxFrameSize = intOption("--max-frame-size", values["max-frame-size"], 64, 65535);
   if (values["max-ports"] !== undefined) config.maxPorts = intOption("--max-ports", values["max-ports"], 1, 1024);
   if (values.ttl !== undefined) config.ttlSeconds = intOption("--ttl", values.ttl, 1, 31_536_000);
+  // `--dhcp SUBNET`: the subnet is the positional after the name (--dhcp is a flag for join); the relay validates it.
+  if (values.dhcp === true) {
+    if (args[2] === undefined) throw new CliError(ExitCode.Usage, "segments create --dhcp needs the subnet, e.g. --dhcp 10.44.0.0/24");
+    config.dhcp = { subnet: args[2] };
+  }
   return printJson(await adminCall(values, "PUT", path, config));
 }
 

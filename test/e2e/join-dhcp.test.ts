@@ -7,11 +7,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
 import { waitFor } from "./poll.ts";
-import { commandExists, guestSkipReason, Namespaces, ping, type Background } from "./guests.ts";
+import { background, commandExists, guestSkipReason, Namespaces, ping, type Background } from "./guests.ts";
 
 const skip = guestSkipReason();
 const missingTools = ["dnsmasq", "ping"].filter((tool) => !commandExists(tool));
 const CLIENT_MAC = "02:00:00:00:e3:02";
+const CLI = join(import.meta.dirname, "..", "..", "bin", "edgelan.mjs");
 
 /** `ip -4 addr show dev elt0` in `ns`, or "" while the TAP does not exist yet. */
 function addressesOf(namespaces: Namespaces, ns: string): string {
@@ -54,6 +55,19 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       await namespaces.cleanup();
       await relay?.stop();
       if (work !== undefined) rmSync(work, { recursive: true, force: true });
+    });
+
+    it("segments create --dhcp SUBNET stores the service's configuration; a bad subnet is refused with the relay's message", async () => {
+      const run = async (...args: string[]): Promise<{ code: number | null; output: string }> => {
+        const cli = background(process.execPath, [CLI, "segments", "create", ...args, "--relay", relay.baseUrl]);
+        return { code: await cli.exited, output: cli.output() };
+      };
+      const created = await run("dhcp-cli", "--dhcp", "10.44.0.0/24", "--open-join");
+      expect(created.code, created.output).toBe(0);
+      expect(JSON.parse(created.output)).toMatchObject({ openJoin: true, dhcp: { subnet: "10.44.0.0/24", range: ["10.44.0.100", "10.44.0.253"], server: "10.44.0.254" } });
+      const refused = await run("dhcp-cli-bad", "--dhcp", "10.44.0.5/24");
+      expect(refused.code).toBe(1);
+      expect(refused.output).toMatch(/400 invalid-config-field: dhcp: subnet 10\.44\.0\.5\/24 has host bits set; did you mean 10\.44\.0\.0\/24\?/);
     });
 
     it("configures the leased address and the default route on the TAP", async () => {
