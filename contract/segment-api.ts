@@ -8,6 +8,7 @@ import type { FdbSummary } from "../datapath/fdb.ts";
 import type { PortKind } from "../datapath/port-kind.ts";
 import type { Failure } from "../datapath/result.ts";
 import type { SwitchCounters } from "../datapath/segment-switch.ts";
+import type { DhcpConfig } from "../datapath/ipam/config.ts";
 import type { RegistryApi } from "./registry-api.ts";
 
 /** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
@@ -36,6 +37,8 @@ export interface SegmentConfig {
   allowedOrigins: string[] | null;
   /** When the segment was created (ISO 8601); read-only. */
   createdAt: string;
+  /** The IPAM service (DHCP server, ARP proxy, DNS names; docs/ipam.md); absent or null: off. */
+  dhcp?: DhcpConfig | null;
 }
 
 /** Why a configuration patch was refused. */

@@ -211,10 +211,14 @@ export const IPV4_SOURCE = 12;
 export const IPV4_DESTINATION = 16;
 export const IPV4_MIN_HEADER_LEN = 20;
 export const IPV4_PROTOCOL_ICMP = 1;
+export const IPV4_PROTOCOL_UDP = 17;
 export const IPV4_DEFAULT_TTL = 64;
 const IPV4_FLAG_DONT_FRAGMENT = 0x4000;
 const IPV4_FLAG_MORE_FRAGMENTS = 0x2000;
 const IPV4_FRAGMENT_OFFSET_MASK = 0x1fff;
+
+/** The limited broadcast address 255.255.255.255. */
+export const IPV4_BROADCAST: Ipv4Address = 0xffffffff;
 
 export type Ipv4Error = "truncated" | "bad-version" | "bad-ihl" | "bad-total-length" | "bad-checksum";
 
@@ -443,6 +447,94 @@ export function emitIcmpEcho(repr: IcmpEchoRepr, bytes: Uint8Array, offset = 0):
 }
 
 // ---------------------------------------------------------------------------
+// UDP (RFC 768) with the IPv4 pseudo-header checksum
+//
+//   0             2                  4        6          8
+//   | source port | destination port | length | checksum | payload ...
+
+export const UDP_SOURCE_PORT = 0;
+export const UDP_DESTINATION_PORT = 2;
+export const UDP_LENGTH = 4;
+export const UDP_CHECKSUM = 6;
+export const UDP_HEADER_LEN = 8;
+
+export type UdpError = "truncated" | "bad-length" | "bad-checksum";
+
+/** Read-only view over a checked UDP datagram; `bytes` is exactly the datagram (its length field). */
+export class UdpDatagram {
+  private constructor(readonly bytes: Uint8Array) {}
+
+  /** Wraps bytes without checks; the caller guarantees ≥ 8 bytes. */
+  static unchecked(bytes: Uint8Array): UdpDatagram {
+    return new UdpDatagram(bytes);
+  }
+
+  sourcePort(): number {
+    return readU16BE(this.bytes, UDP_SOURCE_PORT);
+  }
+
+  destinationPort(): number {
+    return readU16BE(this.bytes, UDP_DESTINATION_PORT);
+  }
+
+  /** The bytes after the header. A view, not a copy. */
+  payload(): Uint8Array {
+    return this.bytes.subarray(UDP_HEADER_LEN);
+  }
+}
+
+/** The fields of a UDP datagram this module emits. */
+export interface UdpRepr {
+  sourcePort: number;
+  destinationPort: number;
+  payload: Uint8Array;
+}
+
+/**
+ * Validates a UDP datagram carried in IPv4 (`bytes` is the IPv4 payload): at least 8 bytes, a
+ * length field covering the header and inside `bytes`, and a checksum over the pseudo-header
+ * that verifies (0 means the sender computed none, which IPv4 allows). The view is cut to the
+ * length field.
+ */
+export function checkUdpDatagram(bytes: Uint8Array, source: Ipv4Address, destination: Ipv4Address): Result<UdpDatagram, UdpError> {
+  if (bytes.length < UDP_HEADER_LEN) {
+    return fail("truncated", `UDP datagram of ${bytes.length} bytes is shorter than the ${UDP_HEADER_LEN}-byte header`);
+  }
+  const length = readU16BE(bytes, UDP_LENGTH);
+  if (length < UDP_HEADER_LEN || length > bytes.length) {
+    return fail("bad-length", `UDP length ${length} must cover the ${UDP_HEADER_LEN}-byte header and fit in the ${bytes.length} bytes of the IPv4 payload`);
+  }
+  const datagram = bytes.subarray(0, length);
+  if (readU16BE(bytes, UDP_CHECKSUM) !== 0 && udpChecksumOver(datagram, source, destination) !== 0) {
+    return fail("bad-checksum", `UDP checksum 0x${hex16(readU16BE(bytes, UDP_CHECKSUM))} does not verify`);
+  }
+  return ok(UdpDatagram.unchecked(datagram));
+}
+
+/** Writes `repr` at `bytes[offset..]` with its pseudo-header checksum; the caller provides 8 + payload bytes. */
+export function emitUdp(repr: UdpRepr, source: Ipv4Address, destination: Ipv4Address, bytes: Uint8Array, offset = 0): void {
+  const length = UDP_HEADER_LEN + repr.payload.length;
+  writeU16BE(bytes, offset + UDP_SOURCE_PORT, repr.sourcePort);
+  writeU16BE(bytes, offset + UDP_DESTINATION_PORT, repr.destinationPort);
+  writeU16BE(bytes, offset + UDP_LENGTH, length);
+  writeU16BE(bytes, offset + UDP_CHECKSUM, 0);
+  bytes.set(repr.payload, offset + UDP_HEADER_LEN);
+  const checksum = udpChecksumOver(bytes.subarray(offset, offset + length), source, destination);
+  // A computed 0 is sent as 0xffff: 0 on the wire means "no checksum" (RFC 768).
+  writeU16BE(bytes, offset + UDP_CHECKSUM, checksum === 0 ? 0xffff : checksum);
+}
+
+/** The checksum of a datagram with the IPv4 pseudo-header (source, destination, protocol 17, length). */
+function udpChecksumOver(datagram: Uint8Array, source: Ipv4Address, destination: Ipv4Address): number {
+  const pseudo = new Uint8Array(12);
+  writeU32BE(pseudo, 0, source);
+  writeU32BE(pseudo, 4, destination);
+  pseudo[9] = IPV4_PROTOCOL_UDP;
+  writeU16BE(pseudo, 10, datagram.length);
+  return ~onesComplementSum(datagram, onesComplementSum(pseudo)) & 0xffff;
+}
+
+// ---------------------------------------------------------------------------
 // Whole untagged Ethernet frames, zero-padded to the 60-byte minimum
 
 /** Addresses of an untagged Ethernet header. */
@@ -471,6 +563,22 @@ export function buildIcmpEchoFrame(
   const bytes = newFrame(link, ETHERTYPE_IPV4, IPV4_MIN_HEADER_LEN + icmpLength);
   emitIpv4Header({ ...ip, protocol: IPV4_PROTOCOL_ICMP, payloadLength: icmpLength }, bytes, ETH_HEADER_LEN);
   emitIcmpEcho(echo, bytes, ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN);
+  return bytes;
+}
+
+/**
+ * A UDP datagram in an IPv4 packet in an untagged Ethernet frame, padded to 60 bytes.
+ * `ip.protocol` and `ip.payloadLength` are filled in from the datagram.
+ */
+export function buildUdpFrame(
+  link: EthernetAddresses,
+  ip: Omit<Ipv4Repr, "protocol" | "payloadLength">,
+  udp: UdpRepr,
+): Uint8Array {
+  const udpLength = UDP_HEADER_LEN + udp.payload.length;
+  const bytes = newFrame(link, ETHERTYPE_IPV4, IPV4_MIN_HEADER_LEN + udpLength);
+  emitIpv4Header({ ...ip, protocol: IPV4_PROTOCOL_UDP, payloadLength: udpLength }, bytes, ETH_HEADER_LEN);
+  emitUdp(udp, ip.source, ip.destination, bytes, ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN);
   return bytes;
 }
 

@@ -6,6 +6,7 @@ import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
 export type { ConfigErrorCode, SegmentConfig };
 import { parseAllowedOrigins } from "../contract/origins.ts";
+import { checkDhcpConfig } from "../datapath/ipam/config.ts";
 
 const MIB = 1024 * 1024;
 /** The smallest tagged frame: what a queue must at least be able to hold. */
@@ -33,7 +34,7 @@ interface IntegerRange {
 }
 
 type IntegerField = {
-  [K in keyof SegmentConfig]: SegmentConfig[K] extends number ? K : never;
+  [K in keyof SegmentConfig]-?: SegmentConfig[K] extends number ? K : never;
 }[keyof SegmentConfig];
 
 /** Allowed ranges, also quoted in error messages and docs/api.md. */
@@ -51,7 +52,7 @@ export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { rea
 
 
 const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => key !== "ttlSeconds") as IntegerField[];
-const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG)]);
+const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG), "dhcp"]);
 
 /**
  * Applies a JSON patch to a segment's settings.
@@ -102,6 +103,12 @@ export function applyConfigPatch(
     const origins = parseAllowedOrigins(fields.allowedOrigins);
     if (!origins.ok) return invalidField("allowedOrigins", fields.allowedOrigins, origins.error.message);
     next.allowedOrigins = origins.value;
+  }
+  if ("dhcp" in fields) {
+    // The whole object is replaced (not merged); datapath/ipam/config.ts says what is refused and why.
+    const dhcp = fields.dhcp === null ? ok(null) : checkDhcpConfig(fields.dhcp);
+    if (!dhcp.ok) return fail("invalid-config-field", dhcp.error.message);
+    next.dhcp = dhcp.value;
   }
   return checkConsistency(next);
 }

@@ -2,9 +2,11 @@
 // first, so a refusal leaves no device behind and the TAP's MTU follows the
 // segment's largest frame (WELCOME maxFrameSize).
 import { existsSync } from "node:fs";
+import { hostname } from "node:os";
 import { ETH_HEADER_LEN } from "../../datapath/ethernet.ts";
 import { formatMac, type MacKey } from "../../datapath/mac.ts";
 import { attachSession } from "../attach.ts";
+import { startDhcpAgent } from "../dhcp-agent.ts";
 import { openBackend } from "../backend.ts";
 import { netnsPath, validateInterfaceName } from "../backends/tap.ts";
 import type { WelcomeRecord } from "../../datapath/tunnel/records.ts";
@@ -37,12 +39,14 @@ export const joinCommand = defineCommand({
     netns: { type: "string", value: "NS", description: "create the TAP inside this network namespace (ip netns name or path)" },
     offload: { type: "boolean", defaultText: "on where the TAP supports it", description: "insist on the virtio-net header with checksum/TSO offloads (64 KiB super-frames)" },
     "no-offload": { type: "boolean", description: "a plain TAP: no virtio-net header, no offloads" },
+    dhcp: { type: "boolean", description: "get the TAP's address from a DHCP server on the segment (its IPAM service, docs/ipam.md), renew it, release it on exit" },
+    "default-route": { type: "boolean", description: "with --dhcp: also install the default route the server offers" },
     kind: { type: "string", value: "KIND", default: "member", description: "port kind: member (one station) or bridge (a LAN behind the TAP)" },
     token: TOKEN_OPTION,
     quiet: QUIET_OPTION,
   },
   examples: [
-    "sudo edgelan join ws://127.0.0.1:8787/v1/segments/lab/connect --tap edge0",
+    "sudo edgelan join ws://127.0.0.1:8787/v1/segments/lab/connect --tap edge0 --dhcp",
     "sudo edgelan join wss://relay.example/v1/segments/lab/connect --tap edge0 --netns blue --token \"$EDGELAN_TOKEN\"",
   ],
   async run({ positionals, values }) {
@@ -52,6 +56,7 @@ export const joinCommand = defineCommand({
     validateInterfaceName(values.tap);
     if (values.kind === "monitor") throw usageError("join attaches a TAP as a member or bridge; to watch a segment's traffic use `edgelan capture` (see README)");
     const kind = choiceOption("--kind", values.kind, ["member", "bridge"] as const);
+    if (values["default-route"] === true && values.dhcp !== true) throw usageError("--default-route goes with --dhcp");
     if (values.netns !== undefined && !existsSync(netnsPath(values.netns))) {
       throw usageError(`network namespace ${values.netns} does not exist (${netnsPath(values.netns)}): create it with \`ip netns add ${values.netns}\``);
     }
@@ -102,7 +107,13 @@ export const joinCommand = defineCommand({
     log(`${backend.name} (${formatMac(mac.key)}) joined ${url} as port ${welcome.portId}`);
     log(`MAC ${formatMac(mac.key)} (${mac.origin}), MTU ${mtu} (segment's largest frame ${welcome.maxFrameSize}), offload ${backend.capabilities.vnetHeader ? "on" : "off"}, kind ${kind}`);
     logConnection(log, session);
-    return runUntilSignal(log, [attachment], { status: values.quiet === true ? undefined : () => statusLine(session), fatal: fatal.exit });
+    // --dhcp: on exit the RELEASE goes out (and is completed) before the session's BYE.
+    const dhcp = values.dhcp === true ? startDhcpAgent({
+      session, mac: mac.key, ifname: backend.name.replace(/^tap:/, ""), netns: values.netns,
+      defaultRoute: values["default-route"] === true, hostname: hostname().split(".")[0], log,
+    }) : undefined;
+    const closer = dhcp === undefined ? attachment : { close: () => dhcp.close().then(() => attachment.close()) };
+    return runUntilSignal(log, [closer], { status: values.quiet === true ? undefined : () => statusLine(session), fatal: fatal.exit });
   },
 });
 

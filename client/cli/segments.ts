@@ -2,19 +2,22 @@
 import { defineCommand, type OptionValues } from "./command.ts";
 import { adminCall, adminTarget, ADMIN_TOKEN_OPTION, RELAY_OPTION, relayDevMode, type AdminTarget } from "./admin-client.ts";
 import { ExitCode, usageError } from "./exit-codes.ts";
+import { MIN_CONFIGURABLE_FRAME_SIZE } from "../../datapath/ethernet.ts";
+import { MAX_FRAME_BYTES } from "../../datapath/tunnel/constants.ts";
 import { intOption } from "./values.ts";
 
 const ACTIONS = ["list", "create", "show", "delete"] as const;
-const CREATE_ONLY = ["open-join", "closed", "max-frame-size", "max-ports", "ttl"] as const;
+const CREATE_ONLY = ["open-join", "closed", "max-frame-size", "max-ports", "ttl", "dhcp"] as const;
 
 const options = {
   relay: RELAY_OPTION,
   "admin-token": ADMIN_TOKEN_OPTION,
   "open-join": { type: "boolean", description: "create: members may join without a token" },
   closed: { type: "boolean", description: "create: joins need a token again (openJoin false)" },
-  "max-frame-size": { type: "string", value: "N", defaultText: "1514 for a new segment", description: "create: largest frame in bytes (64-65535); join sets the TAP MTU to N-14" },
+  "max-frame-size": { type: "string", value: "N", defaultText: "1514 for a new segment", description: `create: largest frame in bytes (${MIN_CONFIGURABLE_FRAME_SIZE}-${MAX_FRAME_BYTES}); join sets the TAP MTU to N-14` },
   "max-ports": { type: "string", value: "N", defaultText: "64 for a new segment", description: "create: ports connected at once (1-1024)" },
   ttl: { type: "string", value: "S", defaultText: "never", description: "create: delete the segment after S seconds with no port connected" },
+  dhcp: { type: "string", value: "SUBNET", defaultText: "off", description: "create: the segment's DHCP/DNS service hands out addresses in SUBNET (e.g. 10.44.0.0/24; docs/ipam.md)" },
 } as const;
 
 export const segmentsCommand = defineCommand({
@@ -25,6 +28,7 @@ export const segmentsCommand = defineCommand({
   options,
   examples: [
     "edgelan segments create lab --max-ports 16 --ttl 3600",
+    "edgelan segments create lab --dhcp 10.44.0.0/24",
     "edgelan segments list --relay https://relay.example --admin-token \"$EDGELAN_ADMIN_TOKEN\"",
   ],
   async run({ positionals, values }) {
@@ -79,9 +83,11 @@ async function create(target: AdminTarget, path: string, name: string, values: O
   const config: Record<string, unknown> = {};
   if (values["open-join"] === true) config.openJoin = true;
   if (values.closed === true) config.openJoin = false;
-  if (values["max-frame-size"] !== undefined) config.maxFrameSize = intOption("--max-frame-size", values["max-frame-size"], 64, 65535);
+  if (values["max-frame-size"] !== undefined) config.maxFrameSize = intOption("--max-frame-size", values["max-frame-size"], MIN_CONFIGURABLE_FRAME_SIZE, MAX_FRAME_BYTES);
   if (values["max-ports"] !== undefined) config.maxPorts = intOption("--max-ports", values["max-ports"], 1, 1024);
   if (values.ttl !== undefined) config.ttlSeconds = intOption("--ttl", values.ttl, 10, 31_536_000);
+  // The relay validates the subnet (and fills in the range, lease time and the rest: docs/ipam.md).
+  if (values.dhcp !== undefined) config.dhcp = { subnet: values.dhcp };
   const { status, body } = await adminCall(target, "PUT", path, config);
   const changed = Object.keys(config);
   console.error(status === 201
