@@ -8,6 +8,7 @@
  */
 import { execFile } from "node:child_process";
 import { formatIpv4 } from "../datapath/inet.ts";
+import { segmentWithHeader, withZeroVnetHeader } from "../datapath/offload.ts";
 import type { MacKey } from "../datapath/mac.ts";
 import { DhcpClient, type DhcpClientEvent, type DhcpLease } from "./dhcp-client.ts";
 import type { Session } from "./session.ts";
@@ -25,6 +26,8 @@ export interface DhcpAgentOptions {
   /** Install the lease's first router as default route. */
   defaultRoute: boolean;
   hostname?: string;
+  /** The session carries a 10-byte virtio-net header before every frame (a TAP with offloads). */
+  vnetHeader?: boolean;
   log: (line: string) => void;
   /** Runs `ip` with these arguments; iproute2 in the namespace unless given (tests). */
   ip?: (args: string[]) => Promise<void>;
@@ -50,12 +53,22 @@ export function startDhcpAgent(options: DhcpAgentOptions): DhcpAgent {
     applying = applying.then(() => applyEvent(event, options, ip)).catch((error: unknown) => options.log(`edgelan: dhcp: ${String((error as Error).message ?? error)}`));
   };
   let afterSend: (() => void) | undefined;
+  // With offloads every frame on the session starts with a virtio-net header: a zero one on what the
+  // client sends (no offload requested); received frames may ask for a checksum to be completed (a
+  // peer's TAP left it partial), which segmentWithHeader does, before the client reads them.
+  const withHeader = options.vnetHeader === true;
+  const outgoing = (frame: Uint8Array): Uint8Array => (withHeader ? withZeroVnetHeader(frame) : frame);
+  const incoming = (frame: Uint8Array): Uint8Array[] => {
+    if (!withHeader) return [frame];
+    const plain = segmentWithHeader(frame);
+    return plain.ok ? plain.value : [];
+  };
   const client = new DhcpClient({
-    mac: options.mac, send: (frame) => options.session.send([frame], () => afterSend?.()), onEvent,
+    mac: options.mac, send: (frame) => options.session.send([outgoing(frame)], () => afterSend?.()), onEvent,
     ...(options.hostname === undefined ? {} : { hostname: options.hostname }),
   });
   options.session.on("frames", (frames) => {
-    for (const frame of frames) schedule(client.receive(frame, Date.now()));
+    for (const frame of frames) for (const plain of incoming(frame)) schedule(client.receive(plain, Date.now()));
   });
   let started = false;
   const start = (): void => {

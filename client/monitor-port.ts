@@ -10,6 +10,7 @@ import {
 } from "../datapath/tunnel/constants.ts";
 import type { StatsReplyRecord, TunnelRecord, WelcomeRecord } from "../datapath/tunnel/records.ts";
 import type { SocketFactory, SocketLike } from "./session.ts";
+import { EDGELAN_VERSION } from "../datapath/version.ts";
 
 /** One frame as the monitor port received it. */
 export interface MonitoredFrame {
@@ -157,7 +158,7 @@ export class MonitorPort {
       type: "hello", minVersion: PROTOCOL_VERSION_MIN, maxVersion: PROTOCOL_VERSION_MAX,
       features: Feature.RxQueue | Feature.Stats | Feature.Vlan | Feature.LargeFrames,
       portKind: "monitor", macs: [], txWindow: 1, rxQueue: this.options.rxQueue ?? DEFAULT_RX_QUEUE,
-      clientName: this.options.clientName ?? "edgelan-capture", clientVersion: "0.1.0",
+      clientName: this.options.clientName ?? "edgelan-capture", clientVersion: EDGELAN_VERSION,
     };
   }
 

@@ -9,6 +9,7 @@ import type { PortKind } from "../datapath/port-kind.ts";
 import type { Failure } from "../datapath/result.ts";
 import type { SwitchCounters } from "../datapath/segment-switch.ts";
 import type { DhcpConfig } from "../datapath/ipam/config.ts";
+import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
 import type { RegistryApi } from "./registry-api.ts";
 
 /** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
@@ -121,6 +122,8 @@ export interface SegmentApi extends Rpc.DurableObjectBranded {
   destroy(): Promise<{ portsClosed: number } | null>;
   /** The segment's `allowedOrigins` (null: any origin, or no such segment); the Worker checks browser joins against it. */
   allowedOrigins(): Promise<string[] | null>;
+  /** The IPAM service's leases (docs/ipam.md); null when the segment does not exist, `{ off: true }` without `dhcp`. */
+  leases(): Promise<LeaseReport | { off: true } | null>;
   fetch(request: Request): Promise<Response>;
 }
 

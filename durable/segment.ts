@@ -2,12 +2,14 @@ import { DurableObject } from "cloudflare:workers";
 import { errorResponse, httpError } from "../contract/http-error.ts";
 import { readPortRequestHeaders } from "../contract/port-request.ts";
 import type { ConfigureOutcome, Env, PortStats, SegmentApi, SegmentCounters, SegmentDescription } from "../contract/segment-api.ts";
+import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
 import { parseMac, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
 import { applyConfigPatch, loadSegment, saveSegment, type StoredSegment } from "./config.ts";
 import { SegmentRelay, type SegmentCounters as RelayAndSwitchCounters } from "./relay.ts";
 import { forgetSegment, recordSegment } from "./registry.ts";
+import { IpamHost } from "./ipam-host.ts";
 import { SessionStore } from "./sessions.ts";
 
 const NEXT_PORT_ID_KEY = "next-port-id";
@@ -28,6 +30,8 @@ const INSTANCE_STARTS_KEY = "instance-starts";
 export class Segment extends DurableObject<Env> implements SegmentApi {
   /** Built once the stored config is known; null while the segment does not exist. */
   private relay: SegmentRelay | null = null;
+  /** The IPAM service, a port of the relay's switch when the segment has `dhcp`. */
+  private readonly ipam = new IpamHost(() => this.relay?.switch ?? null, this.ctx.storage.kv);
   private readonly sessions: SessionStore;
   /** The stored record: undefined = not read yet, null = the segment does not exist. */
   #stored: StoredSegment | null | undefined;
@@ -89,6 +93,14 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   async portStats(): Promise<PortStats[] | null> {
     const stored = await this.load();
     return stored === null ? null : this.relayFor(stored).portStats();
+  }
+
+  /** The IPAM service's leases; null when the segment does not exist, `{ off: true }` when it has no `dhcp`. */
+  async leases(): Promise<LeaseReport | { off: true } | null> {
+    const stored = await this.load();
+    if (stored === null) return null;
+    this.relayFor(stored);
+    return this.ipam.leases(Date.now()) ?? { off: true };
   }
 
   /** The segment's `allowedOrigins` (null: any origin, or no such segment); the Worker checks browser joins against it. */
@@ -190,6 +202,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const relay = await this.relayForSocket(ws);
     relay?.onMessage(ws, message);
+    this.ipam.persist();
     this.saveCounters();
   }
 
@@ -224,6 +237,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (this.relay === null) {
       this.relay = new SegmentRelay(stored.config, this.sessions, Date.now, this.ctx.storage.kv.get<RelayAndSwitchCounters>(RELAY_COUNTERS_KEY));
       this.relay.restore(this.ctx.getWebSockets());
+      this.ipam.configure(stored.config.dhcp, Date.now());
     }
     return this.relay;
   }
@@ -286,6 +300,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     await saveSegment(this.ctx.storage, segment);
     this.#stored = segment;
     this.relay?.reconfigure(segment.config);
+    if (this.relay !== null) this.ipam.configure(segment.config.dhcp, Date.now());
     await recordSegment(this.env, { name: segment.name, openJoin: segment.config.openJoin, createdAt: segment.config.createdAt });
   }
 
@@ -296,6 +311,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     await this.ctx.storage.deleteAll();
     this.#stored = null;
     this.relay = null;
+    this.ipam.reset();
   }
 
   /**

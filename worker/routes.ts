@@ -2,7 +2,7 @@ import { connectPort } from "./connect.ts";
 import { healthz } from "./healthz.ts";
 import { getMetrics } from "./metrics.ts";
 import type { Route } from "./router.ts";
-import { deleteSegment, getPorts, getSegment, postToken, putSegment } from "./segment-admin.ts";
+import { deleteSegment, getLeases, getPorts, getSegment, postToken, putSegment } from "./segment-admin.ts";
 import { listSegments } from "./segment-list.ts";
 
 /** Every route the relay serves (documented in docs/api.md). */
@@ -14,6 +14,7 @@ export const ROUTES: readonly Route[] = [
   { method: "GET",    path: "/v1/segments/:name",         access: "admin",  handle: getSegment },
   { method: "DELETE", path: "/v1/segments/:name",         access: "admin",  handle: deleteSegment },
   { method: "GET",    path: "/v1/segments/:name/ports",   access: "admin",  handle: getPorts },
+  { method: "GET",    path: "/v1/segments/:name/leases",  access: "admin",  handle: getLeases },
   { method: "POST",   path: "/v1/segments/:name/tokens",  access: "admin",  handle: postToken },
   // Admin or the read-only EDGELAN_METRICS_TOKEN: the handler checks.
   { method: "GET",    path: "/v1/segments/:name/metrics", access: "public", handle: getMetrics },

@@ -35,6 +35,14 @@ export async function getPorts({ env, segment }: RouteContext): Promise<Response
   return ports === null ? segmentNotFound(segment) : jsonResponse({ name: segment, ports });
 }
 
+/** `GET /v1/segments/:name/leases`: the IPAM service's pool and leases (docs/ipam.md); 404 `dhcp-off` without `dhcp`. */
+export async function getLeases({ env, segment }: RouteContext): Promise<Response> {
+  const report = await env.SEGMENTS.getByName(segment).leases();
+  if (report === null) return segmentNotFound(segment);
+  if ("off" in report) return errorResponse(httpError(404, "dhcp-off", `segment ${JSON.stringify(segment)} has no dhcp setting: turn the service on with PUT /v1/segments/${segment} {"dhcp": {"subnet": "10.44.0.0/24"}}`));
+  return jsonResponse({ name: segment, ...report });
+}
+
 /** `DELETE /v1/segments/:name`: disconnects every port (close 4010) and erases the segment. */
 export async function deleteSegment({ env, segment }: RouteContext): Promise<Response> {
   const deleted = await env.SEGMENTS.getByName(segment).destroy();

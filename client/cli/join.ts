@@ -110,7 +110,7 @@ export const joinCommand = defineCommand({
     // --dhcp: on exit the RELEASE goes out (and is completed) before the session's BYE.
     const dhcp = values.dhcp === true ? startDhcpAgent({
       session, mac: mac.key, ifname: backend.name.replace(/^tap:/, ""), netns: values.netns,
-      defaultRoute: values["default-route"] === true, hostname: hostname().split(".")[0], log,
+      defaultRoute: values["default-route"] === true, hostname: hostname().split(".")[0], log, vnetHeader: backend.capabilities.vnetHeader,
     }) : undefined;
     const closer = dhcp === undefined ? attachment : { close: () => dhcp.close().then(() => attachment.close()) };
     return runUntilSignal(log, [closer], { status: values.quiet === true ? undefined : () => statusLine(session), fatal: fatal.exit });

@@ -72,8 +72,13 @@ async function list(target: AdminTarget): Promise<number> {
 }
 
 async function show(target: AdminTarget, path: string): Promise<number> {
-  const { body } = await adminCall<{ name: string; config?: { openJoin?: boolean } }>(target, "GET", path);
+  const { body } = await adminCall<{ name: string; config?: { openJoin?: boolean; dhcp?: unknown } }>(target, "GET", path);
   printJson(body);
+  if (body.config?.dhcp !== undefined && body.config.dhcp !== null) {
+    // The IPAM service's leases (docs/ipam.md), after the segment itself.
+    const { body: leases } = await adminCall(target, "GET", `${path}/leases`);
+    printJson(leases);
+  }
   if (body.config?.openJoin === true && (await relayDevMode(target)) === false) warnOpen([body.name]);
   return ExitCode.Ok;
 }

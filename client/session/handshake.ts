@@ -2,6 +2,7 @@
 import { Feature, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN } from "../../datapath/tunnel/constants.ts";
 import type { HelloRecord, ResumeCredentials, WelcomeRecord } from "../../datapath/tunnel/records.ts";
 import { SESSION_DEFAULTS, type SessionOptions } from "./options.ts";
+import { EDGELAN_VERSION } from "../../datapath/version.ts";
 
 /** Features every session offers; Gso and LazyCompletions depend on the options. */
 const OFFERED_FEATURES = Feature.CoalescedCompletions | Feature.RxQueue | Feature.Stats | Feature.LinkNotices | Feature.Vlan | Feature.LargeFrames | Feature.Resume;
@@ -25,7 +26,7 @@ export function helloRecord(options: SessionOptions, last: WelcomeRecord | null,
     features: OFFERED_FEATURES | (options.vnetHeader === true ? Feature.Gso : 0) | (options.lazyCompletions === false ? 0 : Feature.LazyCompletions),
     portKind: options.kind ?? "member", macs: last?.macs ?? options.macs ?? [],
     txWindow: options.txWindow ?? SESSION_DEFAULTS.txWindow, rxQueue: options.rxQueue ?? SESSION_DEFAULTS.rxQueue,
-    clientName: options.clientName ?? "edgelan", clientVersion: options.clientVersion ?? "0.1.0",
+    clientName: options.clientName ?? "edgelan", clientVersion: options.clientVersion ?? EDGELAN_VERSION,
     ...(resume === null ? {} : { resume }),
   };
 }

@@ -64,7 +64,8 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       };
       const created = await run("dhcp-cli", "--dhcp", "10.44.0.0/24", "--open-join");
       expect(created.code, created.output).toBe(0);
-      expect(JSON.parse(created.output)).toMatchObject({ openJoin: true, dhcp: { subnet: "10.44.0.0/24", range: ["10.44.0.100", "10.44.0.253"], server: "10.44.0.254" } });
+      // stderr says "created"; stdout is the JSON of the settings.
+      expect(JSON.parse(created.output.slice(created.output.indexOf("{")))).toMatchObject({ openJoin: true, dhcp: { subnet: "10.44.0.0/24", range: ["10.44.0.100", "10.44.0.253"], server: "10.44.0.254" } });
       const refused = await run("dhcp-cli-bad", "--dhcp", "10.44.0.5/24");
       expect(refused.code).toBe(1);
       expect(refused.output).toMatch(/400 invalid-config-field: dhcp: subnet 10\.44\.0\.5\/24 has host bits set; did you mean 10\.44\.0\.0\/24\?/);

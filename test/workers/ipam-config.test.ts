@@ -42,3 +42,28 @@ describe("PUT /v1/segments/:name with dhcp", () => {
     expect(body.message).toMatch(message);
   });
 });
+
+describe("GET /v1/segments/:name/leases", () => {
+  const get = (name: string): Promise<Response> =>
+    exports.default.fetch(`${BASE}/v1/segments/${name}/leases`, { headers: { Authorization: "Bearer test-admin-token" } });
+
+  it("is 404 segment-not-found for no segment and 404 dhcp-off without dhcp", async () => {
+    expect(((await (await get("ipam-none")).json()) as { error: string }).error).toBe("segment-not-found");
+    await put("ipam-off", {});
+    const off = await get("ipam-off");
+    expect(off.status).toBe(404);
+    expect(((await off.json()) as { error: string }).error).toBe("dhcp-off");
+  });
+
+  it("reports the hosted service's pool and reservations, and follows a reconfiguration", async () => {
+    await put("ipam-on", { dhcp: { subnet: "10.44.0.0/24", reservations: [{ mac: "02:00:00:00:00:10", ip: "10.44.0.10", hostname: "db" }] } });
+    const report = (await (await get("ipam-on")).json()) as { name: string; server: string; pool: { size: number; free: number }; leases: unknown[] };
+    expect(report).toMatchObject({ name: "ipam-on", server: "10.44.0.254", pool: { size: 154, free: 154 } });
+    expect(report.leases).toEqual([expect.objectContaining({ ip: "10.44.0.10", mac: "02:00:00:00:00:10", hostname: "db", state: "reserved" })]);
+    await put("ipam-on", { dhcp: { subnet: "10.45.0.0/24" } });
+    const moved = (await (await get("ipam-on")).json()) as { server: string; leases: unknown[] };
+    expect(moved).toMatchObject({ server: "10.45.0.254", leases: [] });
+    await put("ipam-on", { dhcp: null });
+    expect((await get("ipam-on")).status).toBe(404);
+  });
+});
