@@ -104,6 +104,11 @@ export type ConfigureOutcome =
   | { ok: true; created: boolean; config: SegmentConfig }
   | { ok: false; error: Failure<ConfigErrorCode | "segment-name-mismatch"> };
 
+/** What revoking a token did: `full` when the revocation list holds its maximum of unexpired entries. */
+export type RevokeOutcome =
+  | { ok: true; alreadyRevoked: boolean; portsClosed: number; until: string }
+  | { ok: false; error: Failure<"revocation-list-full"> };
+
 /** The Durable Object's RPC surface, as the Worker calls it (besides `fetch` for a connect). */
 export interface SegmentApi extends Rpc.DurableObjectBranded {
   /** Whether the segment has been created (and not deleted). */
@@ -118,6 +123,10 @@ export interface SegmentApi extends Rpc.DurableObjectBranded {
   destroy(): Promise<{ portsClosed: number } | null>;
   /** The segment's `allowedOrigins` (null: any origin, or no such segment); the Worker checks browser joins against it. */
   allowedOrigins(): Promise<string[] | null>;
+  /** The segment's epoch (minted tokens carry it as `sep`); null when the segment does not exist. */
+  tokenEpoch(): Promise<string | null>;
+  /** Adds a token id to the revocation list and closes its ports (4008); null when the segment does not exist. */
+  revokeToken(jti: string): Promise<RevokeOutcome | null>;
   fetch(request: Request): Promise<Response>;
 }
 
