@@ -79,8 +79,28 @@ export interface RelayCounters {
   windowOverruns: number;
 }
 
+/** Join-token lifecycle and admission counters (docs/api.md, "Join tokens"); stored by the segment. */
+export interface LifecycleCounters {
+  /** Ports closed (4008) because their join token expired. */
+  tokenExpiryCloses: number;
+  /** Ports closed (4008) because their join token was revoked. */
+  tokenRevocationCloses: number;
+  /** Connects refused 403 token-stale-segment. */
+  joinsRefusedStaleToken: number;
+  /** Connects refused 403 token-revoked. */
+  joinsRefusedRevoked: number;
+  /** Connects refused 403 token-port-limit. */
+  joinsRefusedPortLimit: number;
+  /** Connects refused 403 token-forbids-raw. */
+  joinsRefusedRaw: number;
+  /** Connects refused 503 hello-slots-full. */
+  joinsRefusedHelloSlots: number;
+  /** Resume rows evicted because the segment held 2 × maxPorts. */
+  resumeRowsEvicted: number;
+}
+
 /** Segment-wide counters: the sum over connected ports, plus what only the segment sees. */
-export interface SegmentCounters extends RelayCounters, SwitchCounters {
+export interface SegmentCounters extends RelayCounters, SwitchCounters, Partial<LifecycleCounters> {
   /** Times the object was (re)constructed: creation, wakes from hibernation, restarts. */
   instanceStarts: number;
   rxFrames: number;

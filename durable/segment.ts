@@ -1,7 +1,9 @@
 import { DurableObject } from "cloudflare:workers";
-import { errorResponse, httpError } from "../contract/http-error.ts";
+import { errorResponse, httpError, type HttpError } from "../contract/http-error.ts";
 import { readPortRequestHeaders, type TokenLimits } from "../contract/port-request.ts";
-import type { ConfigureOutcome, Env, PortStats, RevokeOutcome, SegmentApi, SegmentCounters, SegmentDescription } from "../contract/segment-api.ts";
+import type {
+  ConfigureOutcome, Env, LifecycleCounters, PortStats, RevokeOutcome, SegmentApi, SegmentCounters, SegmentDescription,
+} from "../contract/segment-api.ts";
 import { parseMac, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
@@ -11,7 +13,8 @@ import { forgetSegment, recordSegment } from "./registry.ts";
 import { RESUME_GRACE_MS, RESUME_LEASE_RENEW_MS, SESSION_ROWS_PER_PORT, SessionStore } from "./sessions.ts";
 import { RevocationList } from "./revocations.ts";
 import {
-  checkHelloSlots, checkTokenAdmission, closeExpiredTokens, closeRevokedToken, connectedTokenExpiry, nextTokenExpiry,
+  checkHelloSlots, checkTokenAdmission, closeExpiredTokens, closeRevokedToken, connectedTokenExpiry, newLifecycleCounters, nextTokenExpiry,
+  REFUSAL_COUNTERS,
 } from "./token-lifecycle.ts";
 
 const NEXT_PORT_ID_KEY = "next-port-id";
@@ -26,6 +29,8 @@ const UNKNOWN_EXPIRY_REVOCATION_MS = 30 * 86400 * 1000;
 
 /** Segment-level counters, kept in storage so hibernation does not reset them. */
 const RELAY_COUNTERS_KEY = "relay-counters";
+/** Join-token lifecycle and admission counters (LifecycleCounters). */
+const LIFECYCLE_COUNTERS_KEY = "lifecycle-counters";
 /** How many times this object was constructed: each wake from hibernation (or restart) adds one. */
 const INSTANCE_STARTS_KEY = "instance-starts";
 
@@ -95,7 +100,9 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       config: stored.config,
       ports: relay.listPorts(),
       forwardingTable: relay.fdbSummary(),
-      counters: { ...sumCounters(relay.portStats()), ...relay.counters, instanceStarts: this.ctx.storage.kv.get<number>(INSTANCE_STARTS_KEY) ?? 0 },
+      counters: {
+        ...sumCounters(relay.portStats()), ...relay.counters, ...this.lifecycleCounters(), instanceStarts: this.ctx.storage.kv.get<number>(INSTANCE_STARTS_KEY) ?? 0,
+      },
       queuedBytes: relay.queuedBytes,
     };
   }
@@ -133,6 +140,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       return { ok: false, error: { code: "revocation-list-full", message: "the segment's revocation list is full (10,000 unexpired entries): rotate the token key instead" } };
     }
     const portsClosed = closeRevokedToken(relay, jti);
+    this.countLifecycle("tokenRevocationCloses", portsClosed);
     this.saveCounters();
     if (portsClosed > 0 && relay.portCount === 0) await this.armIdleTimer();
     else await this.scheduleAlarm();
@@ -167,7 +175,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     }
     const connected = relay.portCount;
     relay.expireHellos();
-    closeExpiredTokens(relay, now);
+    this.countLifecycle("tokenExpiryCloses", closeExpiredTokens(relay, now));
     relay.age();
     this.saveCounters();
     this.renewResumeLeases(relay, now);
@@ -219,12 +227,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       epoch: this.epoch(), createdAtMs: Date.parse(stored.config.createdAt), maxPorts: stored.config.maxPorts,
       isRevoked: (jti) => this.revocations.has(jti, now),
     }, relay.runtimes());
-    if (tokenRefusal !== null) return errorResponse(tokenRefusal);
+    if (tokenRefusal !== null) return this.refuseJoin(tokenRefusal);
     if (relay.portCount >= stored.config.maxPorts) {
       return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${stored.config.maxPorts} ports connected`));
     }
     const helloRefusal = checkHelloSlots(port, mode, stored.config.maxPorts, relay.runtimes());
-    if (helloRefusal !== null) return errorResponse(helloRefusal);
+    if (helloRefusal !== null) return this.refuseJoin(helloRefusal);
 
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server);
@@ -300,6 +308,26 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     return null;
   }
 
+  /** Answers a connect refused by a lifecycle rule, and counts it. */
+  private refuseJoin(error: HttpError): Response {
+    const counter = REFUSAL_COUNTERS[error.code];
+    if (counter !== undefined) this.countLifecycle(counter, 1);
+    return errorResponse(error);
+  }
+
+  /** The stored lifecycle counters. */
+  private lifecycleCounters(): LifecycleCounters {
+    return { ...newLifecycleCounters(), ...this.ctx.storage.kv.get<LifecycleCounters>(LIFECYCLE_COUNTERS_KEY) };
+  }
+
+  /** Adds to a lifecycle counter (rare events: refusals, token closes, evictions), in storage. */
+  private countLifecycle(counter: keyof LifecycleCounters, by: number): void {
+    if (by === 0) return;
+    const counters = this.lifecycleCounters();
+    counters[counter] += by;
+    this.ctx.storage.kv.put(LIFECYCLE_COUNTERS_KEY, counters);
+  }
+
   /** Keeps the token's id and limits in the port's attachment (revocation, maxPorts, the policer), across hibernation. */
   private recordTokenFacts(relay: SegmentRelay, ws: WebSocket, tokenId: string | null, limits: TokenLimits | null): void {
     if (tokenId === null && limits === null) return;
@@ -332,8 +360,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     return epoch;
   }
 
-  /** Stores the segment-level counters when they changed (rarely: connects, closes, errors). */
+  /** Stores the segment-level counters when they changed (rarely: connects, closes, errors), and resume-row evictions. */
   private saveCounters(): void {
+    if (this.sessions.evicted > 0) {
+      this.countLifecycle("resumeRowsEvicted", this.sessions.evicted);
+      this.sessions.evicted = 0;
+    }
     if (this.relay === null || !this.relay.countersChanged) return;
     this.relay.countersSaved();
     this.ctx.storage.kv.put(RELAY_COUNTERS_KEY, this.relay.counters);
@@ -362,7 +394,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       this.relay?.nextHelloDeadline(),
       this.relay?.nextAgingDeadline(),
       nextTokenExpiry(runtimes),
-      runtimes.length > 0 ? Math.max(now, leasesRenewed + RESUME_LEASE_RENEW_MS) : undefined,
+      runtimes.some(({ attachment }) => attachment.resumeToken !== undefined) ? Math.max(now, leasesRenewed + RESUME_LEASE_RENEW_MS) : undefined,
       this.sessions.nextExpiry(),
       this.revocations.nextExpiry(),
     ].filter((deadline): deadline is number => deadline !== undefined);
@@ -436,7 +468,7 @@ function boundMacsOf(macs: readonly string[]): MacKey[] | null {
   return keys;
 }
 
-function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayAndSwitchCounters | "instanceStarts"> {
+function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayAndSwitchCounters | keyof LifecycleCounters | "instanceStarts"> {
   const sum = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, dropped: 0 };
   for (const { counters } of stats) {
     sum.rxFrames += counters.rxFrames;

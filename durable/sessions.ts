@@ -54,13 +54,18 @@ export class SessionStore {
     return (await constantTimeEqual(stored.token, token)) ? stored : undefined;
   }
 
+  /** Rows evicted by the `maxRows` bound since the segment last read this (it counts them). */
+  evicted = 0;
+
   /** Records (or refreshes) a session; a new row beyond `maxRows` evicts the rows that expire first. */
   save(sessionId: string, session: StoredSession): void {
     const sql = this.sql();
     sql.exec("INSERT OR REPLACE INTO resume_sessions (id, expires_at, body) VALUES (?, ?, ?)", sessionId, session.expiresAt, JSON.stringify(session));
     const excess = this.count() - this.maxRows;
     if (excess > 0) {
-      sql.exec("DELETE FROM resume_sessions WHERE id IN (SELECT id FROM resume_sessions WHERE id != ? ORDER BY expires_at LIMIT ?)", sessionId, excess);
+      this.evicted += sql.exec(
+        "DELETE FROM resume_sessions WHERE id IN (SELECT id FROM resume_sessions WHERE id != ? ORDER BY expires_at LIMIT ?)", sessionId, excess,
+      ).rowsWritten;
     }
   }
 

@@ -1,5 +1,6 @@
 import { httpError, type HttpError } from "../contract/http-error.ts";
 import type { PortRequest } from "../contract/port-request.ts";
+import type { LifecycleCounters } from "../contract/segment-api.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import type { PortMode, PortRuntime } from "./port.ts";
 
@@ -13,6 +14,23 @@ export const MAX_HELLO_SOCKETS = 8;
  * addresses are no credential (behind one NAT, or 127.0.0.1 for every local client).
  */
 export const MAX_HELLO_SOCKETS_PER_TOKEN = 2;
+
+/** The counter each admission refusal code bumps. */
+export const REFUSAL_COUNTERS: Readonly<Record<string, keyof LifecycleCounters>> = {
+  "token-stale-segment": "joinsRefusedStaleToken",
+  "token-revoked": "joinsRefusedRevoked",
+  "token-port-limit": "joinsRefusedPortLimit",
+  "token-forbids-raw": "joinsRefusedRaw",
+  "hello-slots-full": "joinsRefusedHelloSlots",
+};
+
+/** Fresh lifecycle counters. */
+export function newLifecycleCounters(): LifecycleCounters {
+  return {
+    tokenExpiryCloses: 0, tokenRevocationCloses: 0, joinsRefusedStaleToken: 0, joinsRefusedRevoked: 0, joinsRefusedPortLimit: 0,
+    joinsRefusedRaw: 0, joinsRefusedHelloSlots: 0, resumeRowsEvicted: 0,
+  };
+}
 
 /** What the admission checks need to know about the segment. */
 export interface SegmentFacts {

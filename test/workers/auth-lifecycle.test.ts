@@ -5,7 +5,8 @@ import { describe, expect, it } from "vitest";
 import { mintJoinToken, newJoinClaims, verifyJoinToken } from "../../worker/auth.ts";
 import type { PortAttachment } from "../../durable/port.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
-import { ADMIN, Port, createSegment, hello_ } from "./ports.ts";
+import { Segment } from "../../durable/segment.ts";
+import { ADMIN, Port, createSegment, describeSegment, hello_ } from "./ports.ts";
 
 // Join-token lifecycle (docs/api.md, "Join tokens"; issue 9 §4): expiry closes open ports, a segment's
 // epoch outlives no DELETE, revocation by token id, maxPorts per token, raw: false, limits.
@@ -63,9 +64,24 @@ describe("token expiry", () => {
     const keeps = await joinWith("expiry", (await mint("expiry", { role: "member", ttlSeconds: 600 })).token, 0x020000a00002);
     expect(await closedWithin(port, 10_000)).toEqual({ code: CloseCode.Policy, reason: "join token expired" });
     expect(keeps.closed).toBeUndefined();
+    expect((await describeSegment("expiry")).counters.tokenExpiryCloses).toBe(1);
     // The remaining port's alarm still waits for its own expiry.
     const alarm = await runInDurableObject(env.SEGMENTS.getByName("expiry"), (_instance, state) => state.storage.getAlarm());
     expect(alarm).not.toBeNull();
+  });
+
+  it("closes it also when the object was rebuilt from its sockets (as after hibernation): the expiry is in the attachment", async () => {
+    await createSegment("expiry-hibernated", { openJoin: false });
+    const { token } = await mint("expiry-hibernated", { role: "member", ttlSeconds: 600 });
+    const port = await joinWith("expiry-hibernated", token, 0x020000a00101);
+    await runInDurableObject(env.SEGMENTS.getByName("expiry-hibernated"), async (_instance, state) => {
+      for (const ws of state.getWebSockets()) {
+        const attachment = ws.deserializeAttachment() as PortAttachment;
+        ws.serializeAttachment({ ...attachment, tokenExp: Math.floor(Date.now() / 1000) - 1 });
+      }
+      await new Segment(state, env).alarm();
+    });
+    expect(await port.closedWith()).toEqual({ code: CloseCode.Policy, reason: "join token expired" });
   });
 });
 
@@ -112,6 +128,7 @@ describe("revocation", () => {
     expect(await victim.closedWith()).toEqual({ code: CloseCode.Policy, reason: "token revoked" });
     expect(await refusal(await connect("revoke", doomed.token))).toEqual([403, "token-revoked"]);
     expect(bystander.closed).toBeUndefined();
+    expect((await describeSegment("revoke")).counters).toMatchObject({ tokenRevocationCloses: 1, joinsRefusedRevoked: 1 });
     expect((await connect("revoke", other.token)).status).toBe(101);
   });
 

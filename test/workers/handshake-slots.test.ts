@@ -2,7 +2,7 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { helloSocketLimit } from "../../durable/token-lifecycle.ts";
-import { ADMIN, Port, createSegment, hello_ } from "./ports.ts";
+import { ADMIN, Port, createSegment, describeSegment, hello_ } from "./ports.ts";
 
 // HELLO-phase sockets (protocol.md §11.1, issue 9 §2): a segment holds at most min(8, maxPorts/4) sockets
 // that have not said HELLO, and one token (jti) at most 2; the next
@@ -54,6 +54,7 @@ describe("HELLO-phase sockets", () => {
     for (let i = 0; i < 3; i++) statuses.push((await connect("hello-per-segment", await token("hello-per-segment"))).status);
     expect(statuses).toEqual([101, 101, 101]);
     expect(await refusal(await connect("hello-per-segment", await token("hello-per-segment")))).toEqual([503, "hello-slots-full"]);
+    expect((await describeSegment("hello-per-segment")).counters.joinsRefusedHelloSlots).toBe(1);
   });
 
   it("tokenless joins share the segment limit only (8 with maxPorts 64)", async () => {

@@ -96,6 +96,8 @@ describe("resume rows", () => {
       await until(async () => (await describe_("rows-bounded")).ports.length === 0, "the port to leave");
     }
     expect(new Set((await rows("rows-bounded")).map((r) => r.id))).toEqual(new Set(sessions.slice(2)));
+    const counters = (await (await exports.default.fetch("http://edgelan.test/v1/segments/rows-bounded", { headers: ADMIN })).json()) as { counters: Record<string, number> };
+    expect(counters.counters.resumeRowsEvicted).toBe(2);
   });
 
   it("sweeps at most one page of expired rows per alarm run, and comes back at once for the rest", async () => {
