@@ -182,7 +182,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     // A page each; rows left expired keep the next alarm due at once (their expiry is in the past).
     this.sessions.sweep(now);
     this.revocations.sweep(now);
-    if (connected > 0 && relay.portCount === 0) await this.armIdleTimer();
+    // The last ports just closed, or none came back after a restart (no close events then): start the idle TTL.
+    if (relay.portCount === 0 && (connected > 0 || idleDeadline === undefined)) await this.armIdleTimer();
     else await this.scheduleAlarm();
   }
 
@@ -394,7 +395,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       this.relay?.nextHelloDeadline(),
       this.relay?.nextAgingDeadline(),
       nextTokenExpiry(runtimes),
-      runtimes.some(({ attachment }) => attachment.resumeToken !== undefined) ? Math.max(now, leasesRenewed + RESUME_LEASE_RENEW_MS) : undefined,
+      // While ports are connected the alarm comes at least this often (lease renewal, and a look at the idle TTL).
+      runtimes.length > 0 ? Math.max(now, leasesRenewed + RESUME_LEASE_RENEW_MS) : undefined,
       this.sessions.nextExpiry(),
       this.revocations.nextExpiry(),
     ].filter((deadline): deadline is number => deadline !== undefined);

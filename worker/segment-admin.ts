@@ -74,8 +74,9 @@ export async function postToken({ request, env, segment }: RouteContext): Promis
  */
 export async function revokeToken({ env, segment, params }: RouteContext): Promise<Response> {
   const jti = params.jti ?? "";
-  if (!/^[A-Za-z0-9._~-]{1,128}$/.test(jti)) {
-    return errorResponse(httpError(400, "invalid-token-id", "the token id (jti) must be 1-128 characters of A-Z a-z 0-9 . _ ~ -"));
+  // The same rule as a token's jti claim: 1-128 characters (percent-encoded in the path as needed).
+  if (jti.length < 1 || jti.length > 128) {
+    return errorResponse(httpError(400, "invalid-token-id", "the token id (jti) must be 1-128 characters (percent-encode what a path cannot hold)"));
   }
   const outcome = await env.SEGMENTS.getByName(segment).revokeToken(jti);
   if (outcome === null) return segmentNotFound(segment);
