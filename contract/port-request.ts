@@ -16,6 +16,12 @@ export const PORT_REQUEST_HEADERS = {
   tokenExp: "x-edgelan-token-exp",
   remote: "x-edgelan-remote",
   devMode: "x-edgelan-dev-mode",
+  tokenId: "x-edgelan-token-id",
+  tokenEpoch: "x-edgelan-token-epoch",
+  tokenIssuedAt: "x-edgelan-token-iat",
+  tokenMaxPorts: "x-edgelan-token-max-ports",
+  tokenRaw: "x-edgelan-token-raw",
+  tokenLimits: "x-edgelan-token-limits",
 } as const;
 
 const HEADER_PREFIX = "x-edgelan-";
@@ -38,6 +44,45 @@ export interface PortRequest {
   remote: string;
   /** Whether the relay runs in open development mode (auto-creates segments). */
   devMode: boolean;
+  /** What else the join token says (auth `token` only; null otherwise). */
+  token: TokenPolicy | null;
+}
+
+/** Per-port rate limits a join token may set (docs/api.md, "Join tokens"); absent keys keep the segment's defaults. */
+export interface TokenLimits {
+  bytesPerSecond?: number;
+  framesPerSecond?: number;
+  floodFramesPerSecond?: number;
+}
+
+/** The join token's lifecycle and policy claims, as the segment enforces them. */
+export interface TokenPolicy {
+  /** `jti`: the token's id (revocation, maxPorts); null when the token has none. */
+  id: string | null;
+  /** `sep`: the segment epoch the token was minted for; null when absent (minted elsewhere). */
+  epoch: string | null;
+  /** `iat` in Unix seconds; null when absent. */
+  issuedAt: number | null;
+  /** `maxPorts`: ports the token may hold open at once; null = no limit of its own. */
+  maxPorts: number | null;
+  /** false when the token forbids raw mode (`raw: false`). */
+  raw: boolean;
+  /** `limits`: rate limits for the port; null = the segment's defaults. */
+  limits: TokenLimits | null;
+}
+
+const TOKEN_LIMIT_KEYS = ["bytesPerSecond", "framesPerSecond", "floodFramesPerSecond"] as const;
+
+/** Checks a `limits` value: an object of at most the three keys, each a positive safe integer; null when anything is off. */
+export function parseTokenLimits(value: unknown): TokenLimits | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+  const limits: TokenLimits = {};
+  for (const [key, item] of Object.entries(value)) {
+    if (!(TOKEN_LIMIT_KEYS as readonly string[]).includes(key)) return null;
+    if (typeof item !== "number" || !Number.isSafeInteger(item) || item < 1) return null;
+    limits[key as (typeof TOKEN_LIMIT_KEYS)[number]] = item;
+  }
+  return limits;
 }
 
 /** Removes every `x-edgelan-*` header, so a client cannot forge the Worker's statements. */
@@ -56,6 +101,14 @@ export function writePortRequestHeaders(headers: Headers, request: PortRequest):
   headers.set(PORT_REQUEST_HEADERS.tokenExp, request.tokenExp === null ? "" : String(request.tokenExp));
   headers.set(PORT_REQUEST_HEADERS.remote, request.remote);
   headers.set(PORT_REQUEST_HEADERS.devMode, request.devMode ? "1" : "0");
+  const token = request.token;
+  if (token === null) return;
+  headers.set(PORT_REQUEST_HEADERS.tokenId, token.id ?? "");
+  headers.set(PORT_REQUEST_HEADERS.tokenEpoch, token.epoch ?? "");
+  headers.set(PORT_REQUEST_HEADERS.tokenIssuedAt, token.issuedAt === null ? "" : String(token.issuedAt));
+  headers.set(PORT_REQUEST_HEADERS.tokenMaxPorts, token.maxPorts === null ? "" : String(token.maxPorts));
+  headers.set(PORT_REQUEST_HEADERS.tokenRaw, token.raw ? "1" : "0");
+  headers.set(PORT_REQUEST_HEADERS.tokenLimits, token.limits === null ? "" : JSON.stringify(token.limits));
 }
 
 /**
@@ -85,11 +138,48 @@ export function readPortRequestHeaders(headers: Headers): Result<PortRequest, "b
   }
 
   let expiry: number | null = null;
+  let token: TokenPolicy | null = null;
   if (auth === "token") {
     if (tokenExp === null || !/^\d+$/.test(tokenExp)) return badForward(PORT_REQUEST_HEADERS.tokenExp);
     expiry = Number(tokenExp);
+    const policy = readTokenPolicy(headers);
+    if (!policy.ok) return policy;
+    token = policy.value;
   }
-  return ok({ segment, kind, auth, macs: boundMacs, tokenExp: expiry, remote, devMode: devMode === "1" });
+  return ok({ segment, kind, auth, macs: boundMacs, tokenExp: expiry, remote, devMode: devMode === "1", token });
+}
+
+/** The token's policy headers (all present, possibly empty). */
+function readTokenPolicy(headers: Headers): Result<TokenPolicy, "bad-forward"> {
+  const id = headers.get(PORT_REQUEST_HEADERS.tokenId);
+  const epoch = headers.get(PORT_REQUEST_HEADERS.tokenEpoch);
+  const issuedAt = optionalCount(headers.get(PORT_REQUEST_HEADERS.tokenIssuedAt));
+  const maxPorts = optionalCount(headers.get(PORT_REQUEST_HEADERS.tokenMaxPorts));
+  const raw = headers.get(PORT_REQUEST_HEADERS.tokenRaw);
+  const limitsText = headers.get(PORT_REQUEST_HEADERS.tokenLimits);
+  if (id === null) return badForward(PORT_REQUEST_HEADERS.tokenId);
+  if (epoch === null) return badForward(PORT_REQUEST_HEADERS.tokenEpoch);
+  if (issuedAt === undefined) return badForward(PORT_REQUEST_HEADERS.tokenIssuedAt);
+  if (maxPorts === undefined) return badForward(PORT_REQUEST_HEADERS.tokenMaxPorts);
+  if (raw !== "0" && raw !== "1") return badForward(PORT_REQUEST_HEADERS.tokenRaw);
+  let limits: TokenLimits | null = null;
+  if (limitsText === null) return badForward(PORT_REQUEST_HEADERS.tokenLimits);
+  if (limitsText !== "") {
+    try {
+      limits = parseTokenLimits(JSON.parse(limitsText));
+    } catch {
+      limits = null;
+    }
+    if (limits === null) return badForward(PORT_REQUEST_HEADERS.tokenLimits);
+  }
+  return ok({ id: id === "" ? null : id, epoch: epoch === "" ? null : epoch, issuedAt, maxPorts, raw: raw === "1", limits });
+}
+
+/** "" → null, digits → the number, anything else (or a missing header) → undefined. */
+function optionalCount(text: string | null): number | null | undefined {
+  if (text === null) return undefined;
+  if (text === "") return null;
+  return /^\d{1,15}$/.test(text) ? Number(text) : undefined;
 }
 
 function badForward(header: string): Result<never, "bad-forward"> {

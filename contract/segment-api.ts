@@ -83,8 +83,28 @@ export interface RelayCounters {
   windowOverruns: number;
 }
 
+/** Join-token lifecycle and admission counters (docs/api.md, "Join tokens"); stored by the segment. */
+export interface LifecycleCounters {
+  /** Ports closed (4008) because their join token expired. */
+  tokenExpiryCloses: number;
+  /** Ports closed (4008) because their join token was revoked. */
+  tokenRevocationCloses: number;
+  /** Connects refused 403 token-stale-segment. */
+  joinsRefusedStaleToken: number;
+  /** Connects refused 403 token-revoked. */
+  joinsRefusedRevoked: number;
+  /** Connects refused 403 token-port-limit. */
+  joinsRefusedPortLimit: number;
+  /** Connects refused 403 token-forbids-raw. */
+  joinsRefusedRaw: number;
+  /** Connects refused 503 hello-slots-full. */
+  joinsRefusedHelloSlots: number;
+  /** Resume rows evicted because the segment held 2 × maxPorts. */
+  resumeRowsEvicted: number;
+}
+
 /** Segment-wide counters: the sum over connected ports, plus what only the segment sees. */
-export interface SegmentCounters extends RelayCounters, SwitchCounters {
+export interface SegmentCounters extends RelayCounters, SwitchCounters, Partial<LifecycleCounters> {
   /** Times the object was (re)constructed: creation, wakes from hibernation, restarts. */
   instanceStarts: number;
   rxFrames: number;
@@ -108,6 +128,11 @@ export type ConfigureOutcome =
   | { ok: true; created: boolean; config: SegmentConfig }
   | { ok: false; error: Failure<ConfigErrorCode | "segment-name-mismatch"> };
 
+/** What revoking a token did: `full` when the revocation list holds its maximum of unexpired entries. */
+export type RevokeOutcome =
+  | { ok: true; alreadyRevoked: boolean; portsClosed: number; until: string }
+  | { ok: false; error: Failure<"revocation-list-full"> };
+
 /** The Durable Object's RPC surface, as the Worker calls it (besides `fetch` for a connect). */
 export interface SegmentApi extends Rpc.DurableObjectBranded {
   /** Whether the segment has been created (and not deleted). */
@@ -124,6 +149,10 @@ export interface SegmentApi extends Rpc.DurableObjectBranded {
   allowedOrigins(): Promise<string[] | null>;
   /** The IPAM service's leases (docs/ipam.md); null when the segment does not exist, `{ off: true }` without `dhcp`. */
   leases(): Promise<LeaseReport | { off: true } | null>;
+  /** The segment's epoch (minted tokens carry it as `sep`); null when the segment does not exist. */
+  tokenEpoch(): Promise<string | null>;
+  /** Adds a token id to the revocation list and closes its ports (4008); null when the segment does not exist. */
+  revokeToken(jti: string): Promise<RevokeOutcome | null>;
   fetch(request: Request): Promise<Response>;
 }
 

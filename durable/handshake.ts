@@ -6,14 +6,12 @@ import type { HelloRecord, TunnelRecord } from "../datapath/tunnel/records.ts";
 import { grantTxWindow } from "../datapath/tunnel/tx-window.ts";
 import type { SegmentConfig } from "./config.ts";
 import type { PortRuntime } from "./port.ts";
-import type { SessionStore, StoredSession } from "./sessions.ts";
+import { RESUME_GRACE_MS, type SessionStore, type StoredSession } from "./sessions.ts";
 
 /** How long a descriptor port may take to say HELLO (protocol.md §11.1); the alarm fires at the deadline. */
 export const HELLO_TIMEOUT_MS = 10_000;
 /** The segment grants at most this TX window, whatever a client asks. */
 const MAX_GRANTED_TX_WINDOW = 1024;
-/** While connected, a session stays resumable this long (refreshed on close to RESUME_GRACE_MS). */
-const CONNECTED_SESSION_MS = 7 * 24 * 3600 * 1000;
 /** What this relay implements, so what it grants of what a HELLO offers: every feature it knows. */
 const RELAY_FEATURES = KNOWN_FEATURES;
 
@@ -133,7 +131,7 @@ export class Handshake {
     attachment.helloDeadline = 0;
     const features = port.state.features;
     const resumeToken = (features & Feature.Resume) !== 0 && host.sessions !== null ? crypto.getRandomValues(new Uint8Array(16)) : new Uint8Array(0);
-    if (resumeToken.length > 0) this.saveSession(runtime, CONNECTED_SESSION_MS, toHex(resumeToken));
+    if (resumeToken.length > 0) this.saveSession(runtime, RESUME_GRACE_MS, toHex(resumeToken));
     host.switch.reply(port, {
       type: "welcome", version: attachment.version, features, portId: attachment.portId,
       maxFrameSize: port.maxFrameSize(host.config.maxFrameSize), txWindow: port.state.txWindow, rxQueue: port.ledger?.maxQueueFrames ?? 0,

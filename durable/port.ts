@@ -1,7 +1,7 @@
 import type { MacKey } from "../datapath/mac.ts";
 import type { PortKind } from "../datapath/port-kind.ts";
 import type { SwitchPort, SwitchPortMode, SwitchPortState } from "../datapath/switch-port.ts";
-import type { PortAuth } from "../contract/port-request.ts";
+import type { PortAuth, TokenLimits } from "../contract/port-request.ts";
 
 /** How a socket speaks: ring descriptors (`edgelan.v1`) or one raw frame per message. */
 export type PortMode = Exclude<SwitchPortMode, "service">;
@@ -34,8 +34,12 @@ export interface PortAttachment {
   resumeToken?: string;
   remote: string;
   auth: PortAuth;
-  /** Join token expiry (Unix seconds), null without a token. */
+  /** Join token expiry (Unix seconds), null without a token; the alarm closes the port then (4008). */
   tokenExp: number | null;
+  /** The join token's id (`jti`): revocation closes the port; `maxPorts` counts by it. Absent/null without one. */
+  tokenId?: string | null;
+  /** Rate limits from the join token (`limits` claim), for the switch's policer; absent/null = segment defaults. */
+  tokenLimits?: TokenLimits | null;
   connectedAt: number;
   /** Deadline (ms since epoch) for HELLO; 0 once open. */
   helloDeadline: number;

@@ -297,6 +297,7 @@ export class SegmentRelay implements HandshakeHost {
 
   /** Closes a port's socket with a code, after sending what it holds (held completions too). */
   closePort(runtime: PortRuntime, code: number, reason: string): void {
+    this.sessions?.forget(runtime.attachment.sessionId); // a port the segment closed is not resumable (protocol.md §11.3)
     this.switch.flushPort(runtime.port);
     closeQuietly(runtime.ws, code, reason);
     this.detach(runtime);

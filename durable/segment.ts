@@ -1,7 +1,9 @@
 import { DurableObject } from "cloudflare:workers";
-import { errorResponse, httpError } from "../contract/http-error.ts";
-import { readPortRequestHeaders } from "../contract/port-request.ts";
-import type { ConfigureOutcome, Env, PortStats, SegmentApi, SegmentCounters, SegmentDescription } from "../contract/segment-api.ts";
+import { errorResponse, httpError, type HttpError } from "../contract/http-error.ts";
+import { readPortRequestHeaders, type TokenLimits } from "../contract/port-request.ts";
+import type {
+  ConfigureOutcome, Env, LifecycleCounters, PortStats, RevokeOutcome, SegmentApi, SegmentCounters, SegmentDescription,
+} from "../contract/segment-api.ts";
 import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
 import { parseMac, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
@@ -10,14 +12,27 @@ import { applyConfigPatch, loadSegment, saveSegment, type StoredSegment } from "
 import { SegmentRelay, type SegmentCounters as RelayAndSwitchCounters } from "./relay.ts";
 import { forgetSegment, recordSegment } from "./registry.ts";
 import { IpamHost } from "./ipam-host.ts";
-import { SessionStore } from "./sessions.ts";
+import { RESUME_GRACE_MS, RESUME_LEASE_RENEW_MS, SESSION_ROWS_PER_PORT, SessionStore } from "./sessions.ts";
+import { RevocationList } from "./revocations.ts";
+import {
+  checkHelloSlots, checkTokenAdmission, closeExpiredTokens, closeRevokedToken, connectedTokenExpiry, newLifecycleCounters, nextTokenExpiry,
+  REFUSAL_COUNTERS,
+} from "./token-lifecycle.ts";
 
 const NEXT_PORT_ID_KEY = "next-port-id";
 /** When an idle segment with a TTL deletes itself (ms since epoch); absent while ports are connected. */
 export const IDLE_DEADLINE_KEY = "idle-deadline";
-const SESSION_SWEEP_MS = 60 * 60 * 1000;
+/** This incarnation's random epoch: tokens minted for it carry it as `sep`; a recreated segment gets a new one. */
+const EPOCH_KEY = "epoch";
+/** When the alarm last renewed the resume rows of connected sessions (ms since epoch). */
+const LEASES_RENEWED_KEY = "resume-leases-renewed";
+/** A revocation whose token's expiry the segment does not know lasts as long as the longest token POST tokens mints. */
+const UNKNOWN_EXPIRY_REVOCATION_MS = 30 * 86400 * 1000;
+
 /** Segment-level counters, kept in storage so hibernation does not reset them. */
 const RELAY_COUNTERS_KEY = "relay-counters";
+/** Join-token lifecycle and admission counters (LifecycleCounters). */
+const LIFECYCLE_COUNTERS_KEY = "lifecycle-counters";
 /** How many times this object was constructed: each wake from hibernation (or restart) adds one. */
 const INSTANCE_STARTS_KEY = "instance-starts";
 
@@ -33,12 +48,14 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   /** The IPAM service, a port of the relay's switch when the segment has `dhcp`. */
   private readonly ipam = new IpamHost(() => this.relay?.switch ?? null, this.ctx.storage.kv);
   private readonly sessions: SessionStore;
+  private readonly revocations: RevocationList;
   /** The stored record: undefined = not read yet, null = the segment does not exist. */
   #stored: StoredSegment | null | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sessions = new SessionStore(ctx.storage);
+    this.revocations = new RevocationList(ctx.storage);
     // Keepalives must not wake a hibernated segment: the runtime answers them.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE));
     // After hibernation the constructor runs again: rebuild every port from its socket before any event.
@@ -69,7 +86,10 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (!next.ok) return { ok: false, error: next.error };
     await this.store({ name, config: next.value });
     // The constructor counted nothing (there was no segment yet): this instance is the segment's first start.
-    if (stored === null) this.ctx.storage.kv.put(INSTANCE_STARTS_KEY, 1);
+    if (stored === null) {
+      this.ctx.storage.kv.put(INSTANCE_STARTS_KEY, 1);
+      this.ctx.storage.kv.put(EPOCH_KEY, newEpoch());
+    }
     await this.armIdleTimer();
     return { ok: true, created: stored === null, config: next.value };
   }
@@ -84,7 +104,9 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       config: stored.config,
       ports: relay.listPorts(),
       forwardingTable: relay.fdbSummary(),
-      counters: { ...sumCounters(relay.portStats()), ...relay.counters, instanceStarts: this.ctx.storage.kv.get<number>(INSTANCE_STARTS_KEY) ?? 0 },
+      counters: {
+        ...sumCounters(relay.portStats()), ...relay.counters, ...this.lifecycleCounters(), instanceStarts: this.ctx.storage.kv.get<number>(INSTANCE_STARTS_KEY) ?? 0,
+      },
       queuedBytes: relay.queuedBytes,
     };
   }
@@ -108,6 +130,35 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     return (await this.load())?.config.allowedOrigins ?? null;
   }
 
+  /** The segment's epoch (made at creation; made now for a segment created before epochs existed); null when it does not exist. */
+  async tokenEpoch(): Promise<string | null> {
+    if ((await this.load()) === null) return null;
+    return this.epoch();
+  }
+
+  /**
+   * Revokes token `jti`: later joins get 403 `token-revoked`, its open ports are closed (4008 "token revoked").
+   * The entry lasts until the token's expiry when a connected port shows it, else 30 days (the longest minted lifetime).
+   */
+  async revokeToken(jti: string): Promise<RevokeOutcome | null> {
+    const stored = await this.load();
+    if (stored === null) return null;
+    const relay = this.relayFor(stored);
+    const now = Date.now();
+    const tokenExp = connectedTokenExpiry(relay.runtimes(), jti);
+    const until = tokenExp !== undefined ? tokenExp * 1000 : now + UNKNOWN_EXPIRY_REVOCATION_MS;
+    const outcome = this.revocations.add(jti, until, now);
+    if (outcome === "full") {
+      return { ok: false, error: { code: "revocation-list-full", message: "the segment's revocation list is full (10,000 unexpired entries): rotate the token key instead" } };
+    }
+    const portsClosed = closeRevokedToken(relay, jti);
+    this.countLifecycle("tokenRevocationCloses", portsClosed);
+    this.saveCounters();
+    if (portsClosed > 0 && relay.portCount === 0) await this.armIdleTimer();
+    else await this.scheduleAlarm();
+    return { ok: true, alreadyRevoked: outcome === "already-revoked", portsClosed, until: new Date(until).toISOString() };
+  }
+
   /** Disconnects every port (close code 4010) and erases the segment; null when it does not exist. */
   async destroy(): Promise<{ portsClosed: number } | null> {
     const stored = await this.load();
@@ -118,9 +169,11 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   }
 
   /**
-   * The one alarm: closes ports that never said HELLO, ages the forwarding
-   * table, sweeps expired resume sessions, and deletes a segment that stayed
-   * idle for its TTL. Then it schedules itself for the earliest next deadline.
+   * The one alarm: closes ports that never said HELLO and ports whose join token
+   * expired (4008), ages the forwarding table, renews the resume leases of connected
+   * sessions, sweeps a page of expired resume rows and revocations, and deletes a
+   * segment that stayed idle for its TTL. Then it schedules itself for the earliest
+   * next deadline (docs/relay.md, "The alarm").
    */
   override async alarm(): Promise<void> {
     const stored = await this.load();
@@ -132,11 +185,18 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       await this.wipe();
       return;
     }
+    const connected = relay.portCount;
     relay.expireHellos();
+    this.countLifecycle("tokenExpiryCloses", closeExpiredTokens(relay, now));
     relay.age();
     this.saveCounters();
-    await this.sessions.sweep(now);
-    await this.scheduleAlarm();
+    this.renewResumeLeases(relay, now);
+    // A page each; rows left expired keep the next alarm due at once (their expiry is in the past).
+    this.sessions.sweep(now);
+    this.revocations.sweep(now);
+    // The last ports just closed, or none came back after a restart (no close events then): start the idle TTL.
+    if (relay.portCount === 0 && (connected > 0 || idleDeadline === undefined)) await this.armIdleTimer();
+    else await this.scheduleAlarm();
   }
 
   // -------------------------------------------------------------------------
@@ -174,17 +234,26 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       return errorResponse(httpError(403, "token-required-for-kind", `an open segment admits members without a token; a ${port.kind} port needs a ${port.kind} token`));
     }
     const relay = this.relayFor(stored);
+    const mode = offeredSubprotocols(request).includes(SUBPROTOCOL_V1) ? "descriptor" : "raw";
+    const now = Date.now();
+    const tokenRefusal = checkTokenAdmission(port, mode, {
+      epoch: this.epoch(), createdAtMs: Date.parse(stored.config.createdAt), maxPorts: stored.config.maxPorts,
+      isRevoked: (jti) => this.revocations.has(jti, now),
+    }, relay.runtimes());
+    if (tokenRefusal !== null) return this.refuseJoin(tokenRefusal);
     if (relay.portCount >= stored.config.maxPorts) {
       return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${stored.config.maxPorts} ports connected`));
     }
+    const helloRefusal = checkHelloSlots(port, mode, stored.config.maxPorts, relay.runtimes());
+    if (helloRefusal !== null) return this.refuseJoin(helloRefusal);
 
-    const mode = offeredSubprotocols(request).includes(SUBPROTOCOL_V1) ? "descriptor" : "raw";
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.ctx.acceptWebSocket(server);
     relay.accept(server, {
       portId: this.allocatePortId(), mode, kind: port.kind, boundMacs: boundMacsOf(port.macs), remote: port.remote,
       auth: port.auth, tokenExp: port.tokenExp,
     });
+    this.recordTokenFacts(relay, server, port.token?.id ?? null, port.token?.limits ?? null);
     this.ctx.storage.kv.delete(IDLE_DEADLINE_KEY);
     this.saveCounters();
     await this.scheduleAlarm();
@@ -254,8 +323,64 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     return null;
   }
 
-  /** Stores the segment-level counters when they changed (rarely: connects, closes, errors). */
+  /** Answers a connect refused by a lifecycle rule, and counts it. */
+  private refuseJoin(error: HttpError): Response {
+    const counter = REFUSAL_COUNTERS[error.code];
+    if (counter !== undefined) this.countLifecycle(counter, 1);
+    return errorResponse(error);
+  }
+
+  /** The stored lifecycle counters. */
+  private lifecycleCounters(): LifecycleCounters {
+    return { ...newLifecycleCounters(), ...this.ctx.storage.kv.get<LifecycleCounters>(LIFECYCLE_COUNTERS_KEY) };
+  }
+
+  /** Adds to a lifecycle counter (rare events: refusals, token closes, evictions), in storage. */
+  private countLifecycle(counter: keyof LifecycleCounters, by: number): void {
+    if (by === 0) return;
+    const counters = this.lifecycleCounters();
+    counters[counter] += by;
+    this.ctx.storage.kv.put(LIFECYCLE_COUNTERS_KEY, counters);
+  }
+
+  /** Keeps the token's id and limits in the port's attachment (revocation, maxPorts, the policer), across hibernation. */
+  private recordTokenFacts(relay: SegmentRelay, ws: WebSocket, tokenId: string | null, limits: TokenLimits | null): void {
+    if (tokenId === null && limits === null) return;
+    const runtime = relay.runtimes().find((candidate) => candidate.ws === ws);
+    if (runtime === undefined) return;
+    runtime.attachment.tokenId = tokenId;
+    runtime.attachment.tokenLimits = limits;
+    relay.persist(runtime);
+  }
+
+  /**
+   * Connected sessions keep their resume rows alive by lease: every RESUME_LEASE_RENEW_MS the alarm moves their
+   * expiry to now + RESUME_GRACE_MS, so after a crash (no close event) a row outlives its socket by at most the grace.
+   */
+  private renewResumeLeases(relay: SegmentRelay, now: number): void {
+    const renewed = this.ctx.storage.kv.get<number>(LEASES_RENEWED_KEY) ?? 0;
+    if (now < renewed + RESUME_LEASE_RENEW_MS) return;
+    const connected = relay.runtimes().filter(({ attachment }) => attachment.phase === "open" && attachment.resumeToken !== undefined);
+    this.sessions.renew(connected.map(({ attachment }) => attachment.sessionId), now + RESUME_GRACE_MS);
+    this.ctx.storage.kv.put(LEASES_RENEWED_KEY, now);
+  }
+
+  /** This incarnation's epoch, made on first use for a segment created before epochs existed. */
+  private epoch(): string {
+    let epoch = this.ctx.storage.kv.get<string>(EPOCH_KEY);
+    if (epoch === undefined) {
+      epoch = newEpoch();
+      this.ctx.storage.kv.put(EPOCH_KEY, epoch);
+    }
+    return epoch;
+  }
+
+  /** Stores the segment-level counters when they changed (rarely: connects, closes, errors), and resume-row evictions. */
   private saveCounters(): void {
+    if (this.sessions.evicted > 0) {
+      this.countLifecycle("resumeRowsEvicted", this.sessions.evicted);
+      this.sessions.evicted = 0;
+    }
     if (this.relay === null || !this.relay.countersChanged) return;
     this.relay.countersSaved();
     this.ctx.storage.kv.put(RELAY_COUNTERS_KEY, this.relay.counters);
@@ -276,11 +401,18 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
 
   /** Sets the alarm to the earliest pending deadline, or clears it. */
   private async scheduleAlarm(): Promise<void> {
+    const now = Date.now();
+    const runtimes = this.relay?.runtimes() ?? [];
+    const leasesRenewed = this.ctx.storage.kv.get<number>(LEASES_RENEWED_KEY) ?? now;
     const deadlines = [
       this.ctx.storage.kv.get<number>(IDLE_DEADLINE_KEY),
       this.relay?.nextHelloDeadline(),
       this.relay?.nextAgingDeadline(),
-      this.relay !== null && this.relay.portCount > 0 ? Date.now() + SESSION_SWEEP_MS : undefined,
+      nextTokenExpiry(runtimes),
+      // While ports are connected the alarm comes at least this often (lease renewal, and a look at the idle TTL).
+      runtimes.length > 0 ? Math.max(now, leasesRenewed + RESUME_LEASE_RENEW_MS) : undefined,
+      this.sessions.nextExpiry(),
+      this.revocations.nextExpiry(),
     ].filter((deadline): deadline is number => deadline !== undefined);
     if (deadlines.length === 0) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.min(...deadlines));
@@ -292,13 +424,17 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
 
   /** The stored record (cached after the first read); null when the segment does not exist. */
   protected async load(): Promise<StoredSegment | null> {
-    if (this.#stored === undefined) this.#stored = (await loadSegment(this.ctx.storage)) ?? null;
+    if (this.#stored === undefined) {
+      this.#stored = (await loadSegment(this.ctx.storage)) ?? null;
+      if (this.#stored !== null) this.sessions.maxRows = SESSION_ROWS_PER_PORT * this.#stored.config.maxPorts;
+    }
     return this.#stored;
   }
 
   private async store(segment: StoredSegment): Promise<void> {
     await saveSegment(this.ctx.storage, segment);
     this.#stored = segment;
+    this.sessions.maxRows = SESSION_ROWS_PER_PORT * segment.config.maxPorts;
     this.relay?.reconfigure(segment.config);
     if (this.relay !== null) this.ipam.configure(segment.config.dhcp, Date.now());
     await recordSegment(this.env, { name: segment.name, openJoin: segment.config.openJoin, createdAt: segment.config.createdAt });
@@ -309,6 +445,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (this.#stored) await forgetSegment(this.env, this.#stored.name);
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    this.sessions.reset();
+    this.revocations.reset();
     this.#stored = null;
     this.relay = null;
     this.ipam.reset();
@@ -323,6 +461,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     this.ctx.storage.kv.put(NEXT_PORT_ID_KEY, id + 1);
     return id;
   }
+}
+
+/** A random epoch id (base64url of 12 bytes). */
+function newEpoch(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** Subprotocols the client offered in Sec-WebSocket-Protocol. */
@@ -342,7 +486,7 @@ function boundMacsOf(macs: readonly string[]): MacKey[] | null {
   return keys;
 }
 
-function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayAndSwitchCounters | "instanceStarts"> {
+function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayAndSwitchCounters | keyof LifecycleCounters | "instanceStarts"> {
   const sum = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, dropped: 0 };
   for (const { counters } of stats) {
     sum.rxFrames += counters.rxFrames;

@@ -7,6 +7,7 @@ import { isPortKind, type PortKind } from "../datapath/port-kind.ts";
 import { configuredSecret, isDevMode, type Env } from "./env.ts";
 import { httpFail, type HttpResult } from "./http.ts";
 import { validateSegmentName } from "./segment-name.ts";
+import { parseTokenLimits, type TokenLimits, type TokenPolicy } from "../contract/port-request.ts";
 
 // ---------------------------------------------------------------------------
 // Admin authentication
@@ -87,9 +88,25 @@ export interface JoinClaims {
   exp: number;
   /** Not before, Unix seconds (optional). */
   nbf?: number;
-  /** Token id, so two tokens minted in the same second differ and can be told apart in logs (optional). */
+  /** Token id: names the token for revocation and counts its ports for `maxPorts` (optional when minted elsewhere). */
   jti?: string;
+  /** Segment epoch: the token works only on the segment incarnation that minted it (set by POST tokens). */
+  sep?: string;
+  /** Ports the token may hold open at once (1..MAX_TOKEN_MAX_PORTS); needs `jti`. */
+  maxPorts?: number;
+  /** false: the token may not join in raw mode. */
+  raw?: boolean;
+  /** Rate limits for the port, overriding the segment's defaults. */
+  limits?: TokenLimits;
 }
+
+/** The optional policy claims a minted token may carry. */
+export type JoinPolicyClaims = Pick<JoinClaims, "sep" | "maxPorts" | "raw" | "limits">;
+
+/** Largest `maxPorts` claim (a segment's own maxPorts limit). */
+export const MAX_TOKEN_MAX_PORTS = 1024;
+/** Longest `jti` and `sep` accepted. */
+const MAX_TOKEN_ID_LENGTH = 128;
 
 /** The HMAC secret for join tokens: EDGELAN_TOKEN_SECRET, else the admin token, else (dev mode only) the insecure dev key. */
 export function joinTokenSecret(env: Env): string | null {
@@ -121,11 +138,29 @@ export async function mintJoinToken(secret: string, claims: JoinClaims): Promise
 }
 
 /** Fresh claims for a token minted now. */
-export function newJoinClaims(segment: string, role: PortKind, ttlSeconds: number, macs: string[] | undefined, nowSeconds: number): JoinClaims {
+export function newJoinClaims(
+  segment: string,
+  role: PortKind,
+  ttlSeconds: number,
+  macs: string[] | undefined,
+  nowSeconds: number,
+  policy: JoinPolicyClaims = {},
+): JoinClaims {
   const jti = base64urlEncode(crypto.getRandomValues(new Uint8Array(12)));
   const claims: JoinClaims = { seg: segment, role, iat: nowSeconds, exp: nowSeconds + ttlSeconds, jti };
   if (macs !== undefined) claims.macs = macs;
+  for (const key of ["sep", "maxPorts", "raw", "limits"] as const) {
+    if (policy[key] !== undefined) Object.assign(claims, { [key]: policy[key] });
+  }
   return claims;
+}
+
+/** What the segment must enforce of valid claims (sent to it in x-edgelan-token-* headers). */
+export function tokenPolicyOf(claims: JoinClaims): TokenPolicy {
+  return {
+    id: claims.jti ?? null, epoch: claims.sep ?? null, issuedAt: claims.iat ?? null, maxPorts: claims.maxPorts ?? null,
+    raw: claims.raw !== false, limits: claims.limits ?? null,
+  };
 }
 
 /**
@@ -153,7 +188,12 @@ export async function verifyJoinToken(
     return tokenFailure(error);
   }
   const claims = parseClaims(payload);
-  if (claims === null) return fail("invalid-token", "the join token's claims are malformed: it needs seg (a segment name), role (member, bridge or monitor) and exp; macs must be unicast MACs");
+  if (claims === null) {
+    return fail(
+      "invalid-token",
+      `the join token's claims are malformed: it needs seg (a segment name), role (member, bridge or monitor) and exp; macs must be unicast MACs; jti and sep strings of at most ${MAX_TOKEN_ID_LENGTH} characters; maxPorts an integer in 1..${MAX_TOKEN_MAX_PORTS} and only with jti; raw a boolean; limits an object of bytesPerSecond, framesPerSecond, floodFramesPerSecond (positive integers)`,
+    );
+  }
   return ok(claims);
 }
 
@@ -190,6 +230,36 @@ export function checkJoinScope(
 
 /** Type-checks verified claims; null when anything is off. */
 function parseClaims(payload: JWTPayload): JoinClaims | null {
+  const parsed = parseBaseClaims(payload);
+  if (parsed === null) return null;
+  const { sep, maxPorts, raw, limits } = payload as Record<string, unknown>;
+  if (sep !== undefined) {
+    if (!isTokenId(sep)) return null;
+    parsed.sep = sep;
+  }
+  if (maxPorts !== undefined) {
+    // A port count needs a token id to count by.
+    if (parsed.jti === undefined || !Number.isSafeInteger(maxPorts) || (maxPorts as number) < 1 || (maxPorts as number) > MAX_TOKEN_MAX_PORTS) return null;
+    parsed.maxPorts = maxPorts as number;
+  }
+  if (raw !== undefined) {
+    if (typeof raw !== "boolean") return null;
+    parsed.raw = raw;
+  }
+  if (limits !== undefined) {
+    const checked = parseTokenLimits(limits);
+    if (checked === null) return null;
+    parsed.limits = checked;
+  }
+  return parsed;
+}
+
+function isTokenId(value: unknown): value is string {
+  return typeof value === "string" && value.length > 0 && value.length <= MAX_TOKEN_ID_LENGTH;
+}
+
+/** The registered claims and seg, role, macs. */
+function parseBaseClaims(payload: JWTPayload): JoinClaims | null {
   const { seg, role, macs, iat, exp, nbf, jti } = payload as Record<string, unknown>;
   if (typeof seg !== "string" || !validateSegmentName(seg).ok || !isPortKind(role) || !Number.isSafeInteger(exp)) return null;
   const parsed: JoinClaims = { seg, role, exp: exp as number };
@@ -202,7 +272,7 @@ function parseClaims(payload: JWTPayload): JoinClaims | null {
     parsed.nbf = nbf as number;
   }
   if (jti !== undefined) {
-    if (typeof jti !== "string") return null;
+    if (!isTokenId(jti)) return null;
     parsed.jti = jti;
   }
   if (macs !== undefined) {

@@ -1,9 +1,9 @@
 import { isPortKind, type PortKind } from "../datapath/port-kind.ts";
-import { bearerToken, checkJoinScope, joinTokenSecret, verifyJoinToken } from "./auth.ts";
+import { bearerToken, checkJoinScope, joinTokenSecret, tokenPolicyOf, verifyJoinToken } from "./auth.ts";
 import { isDevMode, type Env } from "./env.ts";
 import { errorResponse, httpError, httpFail, type HttpResult } from "./http.ts";
 import { checkJoinPolicy } from "./join-policy.ts";
-import { writePortRequestHeaders, type PortAuth } from "../contract/port-request.ts";
+import { writePortRequestHeaders, type PortAuth, type TokenPolicy } from "../contract/port-request.ts";
 import type { RouteContext } from "./router.ts";
 
 /**
@@ -34,6 +34,7 @@ export async function connectPort({ request, env, url, segment }: RouteContext):
     tokenExp: admission.value.tokenExp,
     remote: request.headers.get("CF-Connecting-IP") ?? "local",
     devMode: isDevMode(env),
+    token: admission.value.token,
   });
   // The segment never sees the token itself: it gets the verified claims in headers.
   const forwardUrl = new URL(url);
@@ -53,6 +54,8 @@ interface Admission {
   auth: PortAuth;
   macs: string[];
   tokenExp: number | null;
+  /** The token's lifecycle and policy claims, which the segment enforces (epoch, revocation, maxPorts, raw, limits). */
+  token: TokenPolicy | null;
 }
 
 /**
@@ -63,7 +66,7 @@ interface Admission {
 async function admit(request: Request, url: URL, env: Env, segment: string, kind: PortKind): Promise<HttpResult<Admission>> {
   const token = bearerToken(request) ?? url.searchParams.get("token");
   if (token === null || token === "") {
-    return { ok: true, value: { auth: isDevMode(env) ? "dev" : "none", macs: [], tokenExp: null } };
+    return { ok: true, value: { auth: isDevMode(env) ? "dev" : "none", macs: [], tokenExp: null, token: null } };
   }
   const secret = joinTokenSecret(env);
   if (secret === null) return httpFail(401, "invalid-token", "this relay has no join token secret configured, so it cannot accept join tokens");
@@ -71,5 +74,5 @@ async function admit(request: Request, url: URL, env: Env, segment: string, kind
   if (!verified.ok) return httpFail(401, verified.error.code, verified.error.message, { "WWW-Authenticate": 'Bearer realm="edgelan"' });
   const scoped = checkJoinScope(verified.value, segment, kind);
   if (!scoped.ok) return httpFail(403, scoped.error.code, scoped.error.message);
-  return { ok: true, value: { auth: "token", macs: scoped.value.macs ?? [], tokenExp: scoped.value.exp } };
+  return { ok: true, value: { auth: "token", macs: scoped.value.macs ?? [], tokenExp: scoped.value.exp, token: tokenPolicyOf(scoped.value) } };
 }

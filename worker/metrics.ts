@@ -62,6 +62,14 @@ const SEGMENT_COUNTERS: ReadonlyArray<[key: string, name: string, help: string]>
   ["flushed", "edgelan_segment_flushed_total", "Frames still queued for a port when it closed or the object was evicted."],
   ["suppressed", "edgelan_segment_suppressed_total", "Broadcasts a service port (ARP proxy) answered instead of flooding them."],
   ["flushedOnEviction", "edgelan_segment_flushed_on_eviction_total", "The part of flushed lost to an eviction of the object."],
+  ["tokenExpiryCloses", "edgelan_segment_token_expiry_closes_total", "Ports closed (4008) because their join token expired."],
+  ["tokenRevocationCloses", "edgelan_segment_token_revocation_closes_total", "Ports closed (4008) because their join token was revoked."],
+  ["joinsRefusedStaleToken", "edgelan_segment_joins_refused_stale_token_total", "Connects refused: token from before the segment was recreated."],
+  ["joinsRefusedRevoked", "edgelan_segment_joins_refused_revoked_total", "Connects refused: revoked token."],
+  ["joinsRefusedPortLimit", "edgelan_segment_joins_refused_port_limit_total", "Connects refused: the token's maxPorts reached."],
+  ["joinsRefusedRaw", "edgelan_segment_joins_refused_raw_total", "Connects refused: the token forbids raw mode."],
+  ["joinsRefusedHelloSlots", "edgelan_segment_joins_refused_hello_slots_total", "Connects refused: too many sockets in the HELLO phase."],
+  ["resumeRowsEvicted", "edgelan_segment_resume_rows_evicted_total", "Resume rows evicted at the segment's bound (2 x maxPorts)."],
   ["instanceStarts", "edgelan_segment_instance_starts_total", "Times the segment object was constructed (creation, wakes from hibernation, restarts)."],
 ];
 

@@ -14,6 +14,8 @@ export interface RouteContext {
   url: URL;
   /** The `:name` path parameter, already checked by `validateSegmentName`; "" on routes without one. */
   segment: string;
+  /** Every `:param` of the path, percent-decoded (`name` unchecked here: use `segment`). */
+  params: Readonly<Record<string, string>>;
 }
 
 export type Handler = (context: RouteContext) => Promise<Response> | Response;
@@ -24,7 +26,7 @@ export type Handler = (context: RouteContext) => Promise<Response> | Response;
  */
 export interface Route {
   method: Method;
-  /** Literal path segments and at most one `:name` segment parameter. */
+  /** Literal path segments and `:param` segments (`:name` is the segment name). */
   path: string;
   access: "public" | "admin";
   handle: Handler;
@@ -62,7 +64,7 @@ export async function route(routes: readonly Route[], request: Request, env: Env
     segment = name.value;
   }
   try {
-    return await explainUnconfigured(await matched.route.handle({ request, env, url, segment }), env);
+    return await explainUnconfigured(await matched.route.handle({ request, env, url, segment, params: matched.params }), env);
   } catch (error) {
     console.error(`edgelan: ${request.method} ${url.pathname} failed`, error);
     return errorResponse(httpError(500, "internal-error", "the relay failed to handle this request; try again"));

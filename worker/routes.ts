@@ -2,7 +2,7 @@ import { connectPort } from "./connect.ts";
 import { healthz } from "./healthz.ts";
 import { getMetrics } from "./metrics.ts";
 import type { Route } from "./router.ts";
-import { deleteSegment, getLeases, getPorts, getSegment, postToken, putSegment } from "./segment-admin.ts";
+import { deleteSegment, getLeases, getPorts, getSegment, postToken, putSegment, revokeToken } from "./segment-admin.ts";
 import { listSegments } from "./segment-list.ts";
 
 /** Every route the relay serves (documented in docs/api.md). */
@@ -16,6 +16,8 @@ export const ROUTES: readonly Route[] = [
   { method: "GET",    path: "/v1/segments/:name/ports",   access: "admin",  handle: getPorts },
   { method: "GET",    path: "/v1/segments/:name/leases",  access: "admin",  handle: getLeases },
   { method: "POST",   path: "/v1/segments/:name/tokens",  access: "admin",  handle: postToken },
+  { method: "POST",   path: "/v1/segments/:name/tokens/:jti/revoke", access: "admin", handle: revokeToken },
+  { method: "DELETE", path: "/v1/segments/:name/tokens/:jti",        access: "admin", handle: revokeToken },
   // Admin or the read-only EDGELAN_METRICS_TOKEN: the handler checks.
   { method: "GET",    path: "/v1/segments/:name/metrics", access: "public", handle: getMetrics },
 ];

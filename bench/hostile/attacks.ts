@@ -180,12 +180,12 @@ function sqliteFiles(stateDir: string): string[] {
   return found;
 }
 
-/** Resume rows (`session:*` keys) across every segment's storage; null without the sqlite3 CLI. */
+/** Resume rows (table `resume_sessions`, and `session:*` keys of the older layout) across every segment's storage; null without the sqlite3 CLI. */
 function resumeRows(stateDir: string): number | null {
   let rows = 0;
   for (const file of sqliteFiles(stateDir)) {
     try {
-      const out = execFileSync("sqlite3", ["-readonly", file, "SELECT count(*) FROM _cf_KV WHERE key LIKE 'session:%';"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+      const out = execFileSync("sqlite3", ["-readonly", file, "SELECT (SELECT count(*) FROM _cf_KV WHERE key LIKE 'session:%') + (SELECT count(*) FROM resume_sessions);"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
       rows += Number(out.trim()) || 0;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;

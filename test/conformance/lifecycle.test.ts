@@ -1,7 +1,7 @@
-// docs/protocol.md §11.3 (reset and resume) and §11.4 (close codes), against the real segment.
+// docs/protocol.md §11.1 (HELLO-phase limit), §11.3 (reset and resume) and §11.4 (close codes), against the real segment.
 import { describe, expect, it } from "vitest";
 import type { WelcomeRecord } from "../../datapath/tunnel/records.ts";
-import { ADMIN, BASE, BROADCAST, freshSegment, F, frame, mac, Peer, portView } from "./peer.ts";
+import { ADMIN, BASE, BROADCAST, freshSegment, F, frame, joinToken, mac, Peer, portView } from "./peer.ts";
 import { exports } from "cloudflare:workers";
 
 
@@ -129,6 +129,31 @@ describe("§11.3 resume", () => {
     second.peer.close();
   });
 
+  it("§11.3 a session whose socket the segment closed (protocol error) ends at once: resuming it is a new join", async () => {
+    const segment = await freshSegment();
+    const first = await Peer.join(segment, { features: RESUMABLE });
+    first.peer.sendBytes("not the protocol");
+    expect((await first.peer.closedWith()).code).toBe(4000);
+    const second = await Peer.join(segment, { features: RESUMABLE, resume: credentials(first.welcome) });
+    expect(hex(second.welcome.sessionId)).not.toBe(hex(first.welcome.sessionId));
+    expect(second.welcome.portId).not.toBe(first.welcome.portId);
+    second.peer.close();
+  });
+
+  it("§11.3 a session whose port was closed for a revoked token (4008) ends at once", async () => {
+    const segment = await freshSegment({ openJoin: false });
+    const minted = (await (await exports.default.fetch(`${BASE}/v1/segments/${segment}/tokens`, {
+      method: "POST", headers: ADMIN, body: JSON.stringify({ role: "member" }),
+    })).json()) as { token: string; jti: string };
+    const first = await Peer.join(segment, { features: RESUMABLE }, { token: minted.token });
+    await exports.default.fetch(`${BASE}/v1/segments/${segment}/tokens/${minted.jti}/revoke`, { method: "POST", headers: ADMIN });
+    expect(await first.peer.closedWith()).toEqual({ code: 4008, reason: "token revoked" });
+    const other = await joinToken(segment, "member");
+    const second = await Peer.join(segment, { features: RESUMABLE, resume: credentials(first.welcome) }, { token: other });
+    expect(hex(second.welcome.sessionId)).not.toBe(hex(first.welcome.sessionId));
+    second.peer.close();
+  });
+
   it("§11.3 a resume without Resume offered in the new HELLO is a new join", async () => {
     const segment = await freshSegment();
     const first = await Peer.join(segment, { features: RESUMABLE });
@@ -136,6 +161,30 @@ describe("§11.3 resume", () => {
     const second = await Peer.join(segment, { features: F.Stats, resume: credentials(first.welcome) });
     expect(hex(second.welcome.sessionId)).not.toBe(hex(first.welcome.sessionId));
     second.peer.close();
+  });
+});
+
+describe("§11.1 HELLO-phase sockets", () => {
+  it("§11.1 a descriptor upgrade beyond min(8, maxPorts/4) sockets without HELLO gets HTTP 503 hello-slots-full; a raw one still opens", async () => {
+    const segment = await freshSegment({ maxPorts: 8 });
+    const waiting = [await Peer.open(segment), await Peer.open(segment)];
+    const response = await Peer.upgrade(segment);
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { error: string }).error).toBe("hello-slots-full");
+    expect(response.webSocket).toBeNull();
+    const raw = await Peer.open(segment, { descriptor: false });
+    raw.close();
+    for (const peer of waiting) peer.close();
+  });
+
+  it("§11.1 one join token holds at most 2 sockets without HELLO", async () => {
+    const segment = await freshSegment({ openJoin: false, maxPorts: 64 });
+    const token = await joinToken(segment, "member");
+    const waiting = [await Peer.open(segment, { token }), await Peer.open(segment, { token })];
+    const response = await Peer.upgrade(segment, { token });
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { error: string }).error).toBe("hello-slots-full");
+    for (const peer of waiting) peer.close();
   });
 });
 

@@ -246,6 +246,29 @@ describe("edgelan segments and token", () => {
     expect(gone.stderr).toContain('segment "cli-lab" does not exist');
   });
 
+  it("token --max-ports/--no-raw put the claims in the token; token revoke closes its port (4008) and refuses it (403)", async () => {
+    const common = ["--relay", relay.baseUrl, "--admin-token", ADMIN];
+    expect((await cli(["segments", "create", "cli-revoke", ...common])).code).toBe(0);
+    const minted = await cli(["token", "cli-revoke", "--max-ports", "1", "--no-raw", ...common]);
+    expect(minted.code).toBe(0);
+    const token = minted.stdout.trim();
+    const claims = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()) as { jti: string; maxPorts: number; raw: boolean };
+    expect(claims).toMatchObject({ maxPorts: 1, raw: false });
+    expect(minted.stderr).toContain(`edgelan token revoke cli-revoke ${claims.jti}`);
+    expect((await cli(["token", "cli-revoke", "--max-ports", "0", ...common])).code).toBe(2);
+
+    const { client } = await WireClient.join(connect("cli-revoke"), {}, { token });
+    await expect(WireClient.connect(connect("cli-revoke"), { token })).rejects.toMatchObject({ status: 403, body: expect.stringContaining("token-port-limit") });
+    await expect(WireClient.connect(connect("cli-revoke"), { token, subprotocol: null })).rejects.toMatchObject({ status: 403, body: expect.stringContaining("token-forbids-raw") });
+
+    const revoked = await cli(["token", "revoke", "cli-revoke", claims.jti, ...common]);
+    expect(revoked.code).toBe(0);
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ revoked: true, jti: claims.jti, portsClosed: 1 });
+    expect(await client.closed()).toEqual({ code: 4008, reason: "token revoked" });
+    await expect(WireClient.connect(connect("cli-revoke"), { token })).rejects.toMatchObject({ status: 403, body: expect.stringContaining("token-revoked") });
+    expect((await cli(["segments", "delete", "cli-revoke", ...common])).code).toBe(0);
+  });
+
   it("lists segments, says when create updated an existing one, and warns loudly about open segments on an auth relay", async () => {
     const common = ["--relay", relay.baseUrl, "--admin-token", ADMIN];
     const listed = await cli(["segments", "list", ...common]);
