@@ -80,7 +80,7 @@ export class Session {
     this.tx = new TxPath({
       counters: this.counters, outbox: this.outbox, canSend: () => this.isOpen, gsoGranted: () => this.gsoGranted,
       lazyGranted: () => this.lazyCompletions, nextSeq: () => this.control.seq(),
-    }, options.maxDeferred ?? DEFAULTS.maxDeferred);
+    }, options.maxDeferred ?? DEFAULTS.maxDeferred, options.callbackFlushMs ?? DEFAULTS.callbackFlushMs);
     const reconnect = options.reconnect === false ? undefined : options.reconnect;
     this.backoff = new Backoff({
       initialMs: reconnect?.initialMs ?? DEFAULTS.initialMs, maxMs: reconnect?.maxMs ?? DEFAULTS.maxMs, random: options.random ?? Math.random,

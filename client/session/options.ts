@@ -22,6 +22,12 @@ export interface SessionOptions {
   rxBufferSize?: number;
   /** Frames deferred while the TX window is full before further sends are dropped (counted), default 4096. */
   maxDeferred?: number;
+  /**
+   * With LazyCompletions: how long a frame sent with a callback waits for its completion before the
+   * session asks the segment for it (a flush PING), default 5 ms; 0 never asks (callbacks then wait
+   * for the segment's next message, half a window, or whenCompleted()).
+   */
+  callbackFlushMs?: number;
   clientName?: string;
   clientVersion?: string;
   /** Receive filter applied at every (re)connect; full network stacks (TAP, VMs) want allMulticast for IPv6. */
@@ -54,7 +60,7 @@ export interface SessionOptions {
   random?: () => number;
 }
 
-export const SESSION_DEFAULTS = { txWindow: 256, rxQueue: 256, rxBuffers: 4096, maxDeferred: 4096, initialMs: 250, maxMs: 10_000, keepaliveSeconds: 30 };
+export const SESSION_DEFAULTS = { txWindow: 256, rxQueue: 256, rxBuffers: 4096, maxDeferred: 4096, callbackFlushMs: 5, initialMs: 250, maxMs: 10_000, keepaliveSeconds: 30 };
 
 export interface SessionCounters {
   txFrames: number; txBytes: number; txOk: number; txDropped: number; txReset: number; txDeferred: number; txDeferDrops: number;

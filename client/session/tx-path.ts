@@ -29,8 +29,17 @@ export class TxPath {
   /** The flush PING in flight, or null. */
   private flushPingSeq: number | null = null;
   private readonly completionWaiters: Array<() => void> = [];
+  /** The pending callbackFlushMs timer, or null. */
+  private callbackFlush: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(private readonly host: TxPathHost, maxDeferred: number) {
+  /**
+   * @param callbackFlushMs with LazyCompletions, how long a frame sent with a callback waits for its
+   *   completion before the session asks for it with a flush PING (0: never). The segment holds
+   *   completions until it has something else to send (protocol.md §6.3 rule 2a), so an idle port would
+   *   otherwise hear nothing; frames sent without a callback (a TAP's) need no such bound. A client-side
+   *   timer: the segment itself never waits on one.
+   */
+  constructor(private readonly host: TxPathHost, maxDeferred: number, private readonly callbackFlushMs: number) {
     this.deferred = new TxQueue(maxDeferred);
   }
 
@@ -123,6 +132,8 @@ export class TxPath {
     this.window = null;
     this.callbacks = [];
     this.flushPingSeq = null;
+    if (this.callbackFlush !== null) clearTimeout(this.callbackFlush);
+    this.callbackFlush = null;
     for (const id of ids) {
       this.host.counters.txReset++;
       callbacks[id & mask]?.(DropReason.Reset);
@@ -152,9 +163,21 @@ export class TxPath {
     if (id === undefined) return false;
     this.callbacks[id & (this.callbacks.length - 1)] = done;
     this.host.outbox.addTx(id, flags, frame);
+    if (done !== undefined) this.boundCallbackWait();
     this.host.counters.txFrames++;
     this.host.counters.txBytes += frame.length;
     return true;
+  }
+
+  /** Starts the callback flush timer (once; it rearms on the next send with a callback). */
+  private boundCallbackWait(): void {
+    if (this.callbackFlush !== null || this.callbackFlushMs === 0 || !this.host.lazyGranted()) return;
+    this.callbackFlush = setTimeout(() => {
+      this.callbackFlush = null;
+      this.flushCompletions();
+    }, this.callbackFlushMs);
+    // Never keeps a Node process alive on its own.
+    (this.callbackFlush as { unref?: () => void }).unref?.();
   }
 
   private defer(frame: Uint8Array, flags: number, done: TxCallback | undefined): void {

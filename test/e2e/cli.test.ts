@@ -472,7 +472,7 @@ describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === nu
       const agent = start(["join", connect("stable"), "--tap", "elcli4", "--netns", ns]);
       try {
         await waitFor(() => /MAC .* MTU/.test(agent.output()), "the join lines");
-        const line = /MAC (\S+) \(stable: derived from machine id, segment and TAP name\), MTU (\d+) \(segment's largest frame 9014\), offload off/.exec(agent.output());
+        const line = /MAC (\S+) \(stable: derived from machine id, segment and TAP name\), MTU (\d+) \(segment's largest frame 9014\), offload on/.exec(agent.output());
         expect(line, agent.output()).not.toBeNull();
         macs.push(line?.[1] ?? "");
         expect(line?.[2]).toBe("9000");
