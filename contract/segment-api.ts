@@ -36,10 +36,12 @@ export interface SegmentConfig {
   allowedOrigins: string[] | null;
   /** When the segment was created (ISO 8601); read-only. */
   createdAt: string;
+  /** How many Durable Objects ("cells") the segment runs as (docs/cells.md); absent means 1. Only 1 is implemented yet. */
+  cells?: number;
 }
 
 /** Why a configuration patch was refused. */
-export type ConfigErrorCode = "invalid-config" | "unknown-config-field" | "invalid-config-field";
+export type ConfigErrorCode = "invalid-config" | "unknown-config-field" | "invalid-config-field" | "not-implemented";
 
 /** A connected port, as the admin API shows it. */
 export interface PortInfo {

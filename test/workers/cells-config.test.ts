@@ -1,0 +1,44 @@
+/// <reference types="@cloudflare/vitest-pool-workers/types" />
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { applyConfigPatch, CELLS_IMPLEMENTED_MAX, CELLS_RANGE } from "../../durable/config.ts";
+
+// The `cells` setting (docs/cells.md §3.3): absent means 1; 1 is today's segment; more cells are
+// refused with 400 not-implemented until trunks run between Durable Objects (stage 2 of §12).
+
+const BASE = "http://edgelan.test";
+const ADMIN = { Authorization: "Bearer test-admin-token", "Content-Type": "application/json" };
+
+function put(name: string, body: unknown): Promise<Response> {
+  return exports.default.fetch(`${BASE}/v1/segments/${name}`, { method: "PUT", headers: ADMIN, body: JSON.stringify(body) });
+}
+
+describe("cells", () => {
+  it("is absent from a new segment's settings (it means 1) and accepts 1", async () => {
+    const created = await put("cells-one", {});
+    expect(created.status).toBe(201);
+    expect(Object.keys((await created.json()) as object)).not.toContain("cells");
+    const one = await put("cells-one", { cells: 1 });
+    expect(one.status).toBe(200);
+    expect(await one.json()).toMatchObject({ cells: 1 });
+  });
+
+  it("refuses more cells than implemented with 400 not-implemented, and creates nothing", async () => {
+    expect(CELLS_IMPLEMENTED_MAX).toBe(1);
+    const response = await put("cells-three", { cells: 3 });
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: string; message: string };
+    expect(body.error).toBe("not-implemented");
+    expect(body.message).toMatch(/^not implemented yet: cells 3/);
+    const get = await exports.default.fetch(`${BASE}/v1/segments/cells-three`, { headers: ADMIN });
+    expect(get.status).toBe(404);
+  });
+
+  it("refuses values outside 1..16 as invalid-config-field", () => {
+    for (const value of [0, 17, 1.5, "2", null]) {
+      const result = applyConfigPatch(undefined, { cells: value });
+      expect(result.ok ? "ok" : result.error.code).toBe("invalid-config-field");
+    }
+    expect(CELLS_RANGE).toEqual({ min: 1, max: 16 });
+  });
+});
