@@ -8,6 +8,7 @@ import type { FdbSummary } from "../datapath/fdb.ts";
 import type { PortKind } from "../datapath/port-kind.ts";
 import type { Failure } from "../datapath/result.ts";
 import type { SwitchCounters } from "../datapath/segment-switch.ts";
+import type { CellApi } from "./cell-api.ts";
 import type { RegistryApi } from "./registry-api.ts";
 
 /** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
@@ -54,6 +55,8 @@ export interface PortInfo {
   remote: string;
   /** ISO 8601. */
   connectedSince: string;
+  /** The cell (Durable Object) holding the port, for a segment of more than one cell (docs/cells.md). */
+  cell?: number;
 }
 
 export type NamedCounters = ReturnType<typeof describeCounters>;
@@ -100,6 +103,19 @@ export interface SegmentDescription {
   forwardingTable: FdbSummary;
   counters: SegmentCounters;
   queuedBytes: number;
+  /** Per cell, for a segment of more than one cell (docs/cells.md §9); absent otherwise. */
+  cells?: CellDescription[];
+}
+
+/** One cell of a segment as the admin API shows it. */
+export interface CellDescription {
+  index: number;
+  epoch: number;
+  ports: number;
+  /** Routes held from other cells. */
+  remoteRoutes: number;
+  /** Per peer cell: the trunk's counters. */
+  trunks: Array<{ peer: number; rxFrames: number; txFrames: number; calls: number; callFailures: number; backlogDrops: number; failedFrames: number }>;
 }
 
 export type ConfigureOutcome =
@@ -107,7 +123,7 @@ export type ConfigureOutcome =
   | { ok: false; error: Failure<ConfigErrorCode | "segment-name-mismatch"> };
 
 /** The Durable Object's RPC surface, as the Worker calls it (besides `fetch` for a connect). */
-export interface SegmentApi extends Rpc.DurableObjectBranded {
+export interface SegmentApi extends Rpc.DurableObjectBranded, CellApi {
   /** Whether the segment has been created (and not deleted). */
   exists(): Promise<boolean>;
   /** Creates the segment (defaults + `patch`) or applies `patch`; `name` must match a stored name. */

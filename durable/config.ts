@@ -52,8 +52,6 @@ export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { rea
 
 /** `cells`: the segment's count of Durable Objects (docs/cells.md §3.3). Absent means 1, so existing records are unchanged. */
 export const CELLS_RANGE: IntegerRange = { min: 1, max: 16 };
-/** The most cells this relay runs a segment as today: more is refused with 400 not-implemented (docs/cells.md §12). */
-export const CELLS_IMPLEMENTED_MAX = 1;
 
 const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => key !== "ttlSeconds") as IntegerField[];
 const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG), "cells"]);
@@ -100,7 +98,7 @@ export function applyConfigPatch(
     }
   }
   if ("cells" in fields) {
-    const checked = checkCells(fields.cells);
+    const checked = checkInteger("cells", fields.cells, CELLS_RANGE);
     if (!checked.ok) return checked;
     next.cells = checked.value;
   }
@@ -145,16 +143,6 @@ function checkInteger(field: string, value: unknown, range: IntegerRange, altern
     return invalidField(field, value, `an integer in ${range.min}..${range.max}${alternative}`);
   }
   return ok(value);
-}
-
-/** `cells`: an integer in CELLS_RANGE, and (until trunks run between Durable Objects) at most CELLS_IMPLEMENTED_MAX. */
-function checkCells(value: unknown): Result<number, ConfigErrorCode> {
-  const checked = checkInteger("cells", value, CELLS_RANGE);
-  if (!checked.ok || checked.value <= CELLS_IMPLEMENTED_MAX) return checked;
-  return fail(
-    "not-implemented",
-    `not implemented yet: cells ${checked.value} (a segment on several Durable Objects joined by trunks, docs/cells.md) — this relay runs every segment as ${CELLS_IMPLEMENTED_MAX} cell; use cells: 1 or leave it out`,
-  );
 }
 
 function invalidField(field: string, value: unknown, allowed: string): Result<never, ConfigErrorCode> {

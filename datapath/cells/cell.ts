@@ -62,6 +62,8 @@ export class Cell {
   readonly routes: MacRouteTable;
   private readonly peers = new Map<number, Peer>();
   private sentFilter = "";
+  /** Static MACs of local ports announced to peers (syncStatics). */
+  private readonly statics = new Set<MacKey>();
   private filter: TrunkFilter = EMPTY_TRUNK_FILTER;
 
   constructor(
@@ -119,6 +121,24 @@ export class Cell {
   releaseStatic(mac: MacKey): void {
     const route = this.routes.releaseLocal(mac, ANY_VLAN);
     if (route !== null) this.broadcastControl({ type: "mac-withdraw", route });
+  }
+
+  /**
+   * Announces the registered MACs of local ports that are new since the last call (claimed with `seq`)
+   * and withdraws those that are gone. The durable layer calls it at the end of each event, so a MAC
+   * registered by HELLO, add-mac or a raw port's first frame is announced without hooks in the relay.
+   */
+  syncStatics(current: ReadonlySet<MacKey>, seq: number): void {
+    for (const mac of current) {
+      if (this.statics.has(mac)) continue;
+      this.statics.add(mac);
+      this.claimStatic(mac, seq);
+    }
+    for (const mac of [...this.statics]) {
+      if (current.has(mac)) continue;
+      this.statics.delete(mac);
+      this.releaseStatic(mac);
+    }
   }
 
   /** Recomputes this cell's aggregate filter from its ports; a change is announced to every peer. */

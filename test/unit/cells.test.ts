@@ -263,6 +263,19 @@ describe("trunk flow control", () => {
     expect(cell.outbox(1)?.counters.callFailures).toBe(1);
   });
 
+  it("syncStatics announces new registered MACs and withdraws gone ones, once each", () => {
+    const cell = cells[0] as Cell;
+    const m1 = mac("02:00:00:00:00:01");
+    cell.syncStatics(new Set([m1]), 5);
+    cell.syncStatics(new Set([m1]), 6);
+    settle();
+    expect((cells[1] as Cell).routes.route(m1, 0xffff)).toMatchObject({ origin: 0, seq: 5 });
+    cell.syncStatics(new Set(), 7);
+    settle();
+    expect((cells[1] as Cell).routes.owner(m1, 0)).toBeUndefined();
+    expect((cells[2] as Cell).routes.owner(m1, 0)).toBeUndefined();
+  });
+
   it("the trunk port id never meets a client port id", () => {
     expect(trunk(0, 1).id).toBe(TRUNK_PORT_BASE + 1);
     expect(TRUNK_PORT_BASE).toBeGreaterThan(254 * 2 ** 24 + 2 ** 24 - 1);

@@ -1,10 +1,10 @@
 /// <reference types="@cloudflare/vitest-pool-workers/types" />
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { applyConfigPatch, CELLS_IMPLEMENTED_MAX, CELLS_RANGE } from "../../durable/config.ts";
+import { applyConfigPatch, CELLS_RANGE } from "../../durable/config.ts";
 
-// The `cells` setting (docs/cells.md §3.3): absent means 1; 1 is today's segment; more cells are
-// refused with 400 not-implemented until trunks run between Durable Objects (stage 2 of §12).
+// The `cells` setting (docs/cells.md §3.3): absent means 1; 1..16 cells; a segment of several cells
+// keeps its count (adding or draining cells of a running segment is refused with 400 not-implemented).
 
 const BASE = "http://edgelan.test";
 const ADMIN = { Authorization: "Bearer test-admin-token", "Content-Type": "application/json" };
@@ -23,15 +23,15 @@ describe("cells", () => {
     expect(await one.json()).toMatchObject({ cells: 1 });
   });
 
-  it("refuses more cells than implemented with 400 not-implemented, and creates nothing", async () => {
-    expect(CELLS_IMPLEMENTED_MAX).toBe(1);
-    const response = await put("cells-three", { cells: 3 });
-    expect(response.status).toBe(400);
-    const body = (await response.json()) as { error: string; message: string };
+  it("turns a one-cell segment into several, and refuses to change the count after that", async () => {
+    expect((await put("cells-grow", {})).status).toBe(201);
+    expect((await put("cells-grow", { cells: 3 })).status).toBe(200);
+    expect((await put("cells-grow", { cells: 3, maxPorts: 8 })).status).toBe(200);
+    const shrink = await put("cells-grow", { cells: 2 });
+    expect(shrink.status).toBe(400);
+    const body = (await shrink.json()) as { error: string; message: string };
     expect(body.error).toBe("not-implemented");
-    expect(body.message).toMatch(/^not implemented yet: cells 3/);
-    const get = await exports.default.fetch(`${BASE}/v1/segments/cells-three`, { headers: ADMIN });
-    expect(get.status).toBe(404);
+    expect(body.message).toMatch(/^not implemented yet: changing cells from 3 to 2/);
   });
 
   it("refuses values outside 1..16 as invalid-config-field", () => {
