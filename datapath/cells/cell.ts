@@ -131,6 +131,12 @@ export class Cell {
   syncStatics(current: ReadonlySet<MacKey>, seq: number): void {
     for (const mac of current) {
       if (this.statics.has(mac)) continue;
+      const held = this.routes.route(mac, ANY_VLAN);
+      if (held !== undefined && held.origin !== this.identity.index && (held.seq > seq || (held.seq === seq && held.origin < this.identity.index))) {
+        // Another cell holds a winning claim: the port here loses the MAC, as a second claimant does within one cell.
+        this.options.staticLost?.(mac);
+        continue;
+      }
       this.statics.add(mac);
       this.claimStatic(mac, seq);
     }
@@ -212,7 +218,7 @@ export class Cell {
         return;
       }
       case "mac-withdraw":
-        this.routes.withdraw(record.route.mac, record.route.vlan, record.route.seq, from);
+        this.routes.withdraw(record.route.mac, record.route.vlan, record.route.seq, from, now);
         return;
       case "cell-filter":
         this.switcher.setTrunkFilter(peer.port, record.filter);

@@ -92,6 +92,12 @@ export class MacRouteTable {
   /** The newest epoch seen from each origin. */
   private readonly epochs = new Map<number, number>();
   private readonly moves = new Map<MacKey, MoveHistory>();
+  /**
+   * Per MAC, the best static route that lost to the one in place. Announcements from different cells
+   * are not ordered, so a claim can arrive before the withdraw of the claim it lost to; when that
+   * withdraw comes, the runner-up takes over instead of leaving the MAC without a route.
+   */
+  private readonly runnersUp = new Map<MacKey, MacRoute>();
   private remoteLearned = 0;
 
   constructor(readonly self: number, private limits: MacRouteLimits) {}
@@ -151,7 +157,10 @@ export class MacRouteTable {
     if (this.frozen(route.mac, now)) return RouteOutcome.Frozen;
     if (route.kind === "learned" && this.tables.get(ANY_VLAN)?.has(route.mac) === true) return this.count(RouteOutcome.Conflict);
     const current = this.tables.get(route.vlan)?.get(route.mac);
-    if (current !== undefined && current.origin !== route.origin && !wins(route, current)) return this.count(RouteOutcome.Stale);
+    if (current !== undefined && current.origin !== route.origin && !wins(route, current)) {
+      if (route.kind === "static") this.keepRunnerUp(route);
+      return this.count(RouteOutcome.Stale);
+    }
     const isNew = current === undefined || current.origin === this.self;
     if (route.kind === "learned" && isNew && this.remoteLearned >= this.limits.maxLearned) return this.count(RouteOutcome.Limit);
     const expiresAt = route.kind === "learned" ? now + REMOTE_EXPIRY_FACTOR * this.limits.agingMs : Infinity;
@@ -161,13 +170,19 @@ export class MacRouteTable {
     return lost ? RouteOutcome.LocalLost : RouteOutcome.Installed;
   }
 
-  /** A peer withdrew its route; only the origin's own route at that seq or older goes. Returns whether one went. */
-  withdraw(mac: MacKey, vlan: number, seq: number, origin: number): boolean {
+  /** A peer withdrew its route; only the origin's own route at that seq or older goes (a static runner-up then takes over). Returns whether one went. */
+  withdraw(mac: MacKey, vlan: number, seq: number, origin: number, now: number): boolean {
     const table = this.tables.get(vlan);
     const entry = table?.get(mac);
+    const runnerUp = this.runnersUp.get(mac);
+    if (runnerUp?.origin === origin && vlan === ANY_VLAN) this.runnersUp.delete(mac);
     if (table === undefined || entry === undefined || entry.origin !== origin || entry.origin === this.self || entry.seq > seq) return false;
     this.remove(table, mac, entry);
     this.counters.withdrawn++;
+    if (vlan === ANY_VLAN && runnerUp !== undefined && runnerUp.origin !== origin) {
+      this.runnersUp.delete(mac);
+      this.put(runnerUp, Infinity, undefined, now);
+    }
     return true;
   }
 
@@ -184,6 +199,7 @@ export class MacRouteTable {
 
   /** Forgets every route from `origin` (it reset, or left the segment); returns how many. */
   dropOrigin(origin: number): number {
+    for (const [mac, route] of this.runnersUp) if (route.origin === origin) this.runnersUp.delete(mac);
     let removed = 0;
     for (const table of this.tables.values()) {
       for (const [mac, entry] of table) {
@@ -230,6 +246,11 @@ export class MacRouteTable {
     let count = 0;
     for (const table of this.tables.values()) for (const entry of table.values()) if (entry.origin !== this.self) count++;
     return count;
+  }
+
+  private keepRunnerUp(route: MacRoute): void {
+    const kept = this.runnersUp.get(route.mac);
+    if (kept === undefined || kept.origin === route.origin || wins(route, kept)) this.runnersUp.set(route.mac, { ...route });
   }
 
   private put(route: MacRoute, expiresAt: number, current: Entry | undefined, now: number): void {

@@ -10,7 +10,8 @@ import type { CellApi, CellMembership, TrunkAnswer } from "../../contract/cell-a
 import type { CellDescription } from "../../contract/segment-api.ts";
 import { Cell } from "../../datapath/cells/cell.ts";
 import type { TrunkBatch } from "../../datapath/cells/trunk-records.ts";
-import type { MacKey } from "../../datapath/mac.ts";
+import { formatMac, type MacKey } from "../../datapath/mac.ts";
+import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
 import type { SegmentConfig } from "../config.ts";
 import type { SegmentRelay } from "../relay.ts";
 
@@ -32,6 +33,7 @@ export class CellHost {
   ) {
     this.cell = new Cell({ index: membership.index, epoch, generation: membership.generation }, relay.switch, {
       maxLearned: config.learnLimitPerSegment, agingMs: config.agingSeconds * 1000, segmentQueueBytes: config.segmentQueueBytes,
+      staticLost: (mac) => this.closeHolder(mac),
     }, clock);
     for (let index = 0; index < membership.cells; index++) if (index !== membership.index) this.cell.addPeer(index);
   }
@@ -44,7 +46,7 @@ export class CellHost {
   /** End of an event: announce what changed, then make every call that is due. */
   pump(): void {
     if (this.stopped) return;
-    this.cell.syncStatics(this.localStatics(), this.clock());
+    this.cell.syncStatics(this.localStatics(), staticSeq(this.clock()));
     this.cell.refreshFilter();
     for (const { peer, batch } of this.cell.take()) this.call(peer, batch);
   }
@@ -84,6 +86,16 @@ export class CellHost {
     );
   }
 
+  /** A registered MAC of a port here lost to an earlier claim on another cell: that port is closed, as a second claimant within one cell is refused. */
+  private closeHolder(mac: MacKey): void {
+    for (const runtime of this.relay.runtimes()) {
+      if (runtime.port.state.macs.includes(mac)) {
+        this.relay.closePort(runtime, CloseCode.MacTaken, `${formatMac(mac)} is registered by a port on another cell of this segment`);
+      }
+    }
+    this.relay.switch.flush();
+  }
+
   /** Registered MACs of the cell's open client ports. */
   private localStatics(): Set<MacKey> {
     const macs = new Set<MacKey>();
@@ -93,6 +105,15 @@ export class CellHost {
     }
     return macs;
   }
+}
+
+/**
+ * The sequence number of a registered MAC claimed at `now`: earlier claims get higher numbers, so the
+ * first port to register a MAC keeps it segment-wide, as within one cell (higher seq wins, RFC 7432 rules).
+ * Claims by the home (docs/cells.md §5.2) would replace this; see the status in docs/cells.md.
+ */
+function staticSeq(now: number): number {
+  return Number.MAX_SAFE_INTEGER - now;
 }
 
 /** Whether a stub error says the peer is overloaded (do not retry it at once). */

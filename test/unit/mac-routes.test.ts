@@ -76,9 +76,19 @@ describe("MacRouteTable", () => {
   it("a withdraw removes only the origin's own route, not a newer one", () => {
     const table = new MacRouteTable(0, LIMITS);
     table.apply(learned(1, 1), 0);
-    expect(table.withdraw(X, 0, 1, 2)).toBe(false);
-    expect(table.withdraw(X, 0, 0, 1)).toBe(false);
-    expect(table.withdraw(X, 0, 1, 1)).toBe(true);
+    expect(table.withdraw(X, 0, 1, 2, 0)).toBe(false);
+    expect(table.withdraw(X, 0, 0, 1, 0)).toBe(false);
+    expect(table.withdraw(X, 0, 1, 1, 0)).toBe(true);
+    expect(table.owner(X, 0)).toBeUndefined();
+  });
+
+  it("a static claim that lost takes over when the winner's withdraw arrives after it", () => {
+    const table = new MacRouteTable(0, LIMITS);
+    table.apply({ mac: X, vlan: ANY_VLAN, kind: "static", seq: 9, origin: 1 }, 0);
+    expect(table.apply({ mac: X, vlan: ANY_VLAN, kind: "static", seq: 5, origin: 2 }, 0)).toBe(RouteOutcome.Stale);
+    expect(table.withdraw(X, ANY_VLAN, 9, 1, 0)).toBe(true);
+    expect(table.owner(X, 0)).toBe(2);
+    expect(table.withdraw(X, ANY_VLAN, 5, 2, 0)).toBe(true);
     expect(table.owner(X, 0)).toBeUndefined();
   });
 

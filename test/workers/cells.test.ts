@@ -149,6 +149,15 @@ describe("a segment of 3 cells", () => {
     expect(seen).toEqual(Array.from({ length: last - first + 1 }, (_, i) => first + i));
   });
 
+  it("a MAC registered on one cell is refused to a port on another (closed 4009, the first keeps it)", async () => {
+    const [a, b] = (await threeCells("cells-claim")) as [Port, Port, Port];
+    const thief = await Port.open("cells-claim", true, "?cell=2");
+    thief.send([hello_(M[0] as number)]);
+    expect((await thief.closedWith()).code).toBe(4009);
+    b.send([{ type: "tx", id: 30, flags: 0, frame: frame(M[0] as number, M[1] as number, 0x60) }]);
+    expect(await markers(a, 1)).toEqual([0x60]);
+  });
+
   it("deleting the segment closes the ports of every cell", async () => {
     const all = await threeCells("cells-delete");
     const response = await exports.default.fetch("http://edgelan.test/v1/segments/cells-delete", { method: "DELETE", headers: ADMIN });
