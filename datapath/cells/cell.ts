@@ -192,7 +192,14 @@ export class Cell {
     }
     const peer = this.peers.get(batch.from);
     if (peer === undefined) return fail("unknown-peer", `cell ${batch.from} is not a peer of cell ${this.identity.index}`);
-    if (this.routes.observeEpoch(batch.from, batch.epoch) > 0 || peer.expect === undefined) peer.expect = batch.controlFrom;
+    const known = this.routes.epochOf(batch.from);
+    this.routes.observeEpoch(batch.from, batch.epoch);
+    if (known !== undefined && batch.epoch > known) {
+      // The peer reset: it lost our routes and its control numbering starts over.
+      peer.expect = undefined;
+      peer.outbox.needsFullAnnounce = true;
+    }
+    if (peer.expect === undefined) peer.expect = batch.controlFrom;
     this.applyControl(batch.from, peer, batch);
     if (batch.frames.length > 0) this.switcher.trunkReceive(peer.port, batch.frames);
     return ok({ epoch: this.identity.epoch, controlAck: peer.expect ?? batch.controlFrom, grantBytes: this.grant() });

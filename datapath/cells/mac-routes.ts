@@ -186,6 +186,11 @@ export class MacRouteTable {
     return true;
   }
 
+  /** The newest epoch seen from `origin`, if any. */
+  epochOf(origin: number): number | undefined {
+    return this.epochs.get(origin);
+  }
+
   /**
    * A peer showed `epoch`: a newer one than seen before means it reset, and every route from it is void.
    * Returns how many routes went (0 for the same or an older epoch, or the first sighting of this origin).

@@ -1,5 +1,6 @@
 /// <reference types="@cloudflare/vitest-pool-workers/types" />
-import { exports } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ADMIN, BROADCAST, createSegment, frame, hello_, Port } from "./ports.ts";
 
@@ -46,11 +47,12 @@ async function ports(segment: string): Promise<CellPort[]> {
 }
 
 /** Polls the admin API (bounded) until every cell holds `routes` routes from the others: their announcements arrived. */
-async function routesSettled(segment: string, routes: number): Promise<void> {
+async function routesSettled(segment: string, routes: number | number[]): Promise<void> {
   const deadline = Date.now() + 10_000;
+  const wanted = typeof routes === "number" ? [routes, routes, routes] : routes;
   for (;;) {
     const cells = (await describe_(segment)).cells ?? [];
-    if (cells.length === 3 && cells.every((cell) => cell.remoteRoutes === routes)) return;
+    if (cells.length === 3 && cells.every((cell) => cell.remoteRoutes === wanted[cell.index])) return;
     if (Date.now() > deadline) throw new Error(`cells did not settle on ${routes} routes each: ${JSON.stringify(cells)}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -156,6 +158,27 @@ describe("a segment of 3 cells", () => {
     expect((await thief.closedWith()).code).toBe(4009);
     b.send([{ type: "tx", id: 30, flags: 0, frame: frame(M[0] as number, M[1] as number, 0x60) }]);
     expect(await markers(a, 1)).toEqual([0x60]);
+  });
+
+  it("a cell reset mid-traffic: its ports close, the others lose nothing and keep talking, its MACs are free again", async () => {
+    const [a, b, c] = (await threeCells("cells-reset")) as [Port, Port, Port];
+    const cell1 = env.SEGMENTS.getByName("cells-reset#1");
+    await expect(runInDurableObject(cell1, (_instance, state) => state.abort("test reset"))).rejects.toThrow();
+    expect(b.closed ?? (await b.closedWith())).toBeDefined();
+    // The next flood wakes cell 1 under a new epoch: every cell drops its routes; the others announce theirs to it again.
+    a.send([{ type: "tx", id: 40, flags: 0, frame: frame(BROADCAST, M[0] as number, 0x70) }]);
+    expect(await markers(c, 1)).toEqual([0x70]);
+    await routesSettled("cells-reset", [1, 2, 1]);
+    a.send([{ type: "tx", id: 41, flags: 0, frame: frame(M[2] as number, M[0] as number, 0x71) }]);
+    expect(await markers(c, 1)).toEqual([0x71]);
+    expect(a.closed).toBeUndefined();
+    expect(c.closed).toBeUndefined();
+    // b's MAC is free: it comes back on another cell and is reachable there.
+    const back = await joinCell("cells-reset", 2, M[1] as number);
+    await routesSettled("cells-reset", [2, 3, 1]);
+    a.send([{ type: "tx", id: 42, flags: 0, frame: frame(M[1] as number, M[0] as number, 0x72) }]);
+    expect(await markers(back, 1)).toEqual([0x72]);
+    expect(back.closed).toBeUndefined();
   });
 
   it("deleting the segment closes the ports of every cell", async () => {
