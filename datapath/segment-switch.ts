@@ -225,7 +225,8 @@ export class SegmentSwitch {
     const batch = this.batch;
     batch.begin(true);
     for (const { flags, frame } of frames) {
-      if ((flags & RxFlag.Mirrored) !== 0) batch.addMarkedFrame(frame, FRAME_MIRROR_ONLY);
+      // A mirror copy of a GSO super-frame is not cut for monitors yet: dropped and counted (malformed) on the trunk port.
+      if ((flags & RxFlag.Mirrored) !== 0) batch.addMarkedFrame(frame, (flags & RxFlag.VnetHeader) !== 0 ? DropReason.Malformed : FRAME_MIRROR_ONLY);
       else batch.addTx(0, flags & RxFlag.VnetHeader, frame);
     }
     this.switchBatch(port, batch);

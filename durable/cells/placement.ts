@@ -36,9 +36,14 @@ export class CellPlacement {
     return this.active ? (this.membership as CellMembership).index * PORT_IDS_PER_CELL : 0;
   }
 
-  /** The constructor ran: without sockets, nothing of this cell survived, so peers must drop its routes (new epoch). */
+  /**
+   * The constructor ran: a new epoch. Without sockets nothing of this cell survived (a reset); after a
+   * hibernation its ports did, but its routes from peers are in memory only, so it starts over too: at
+   * its first event it sends each peer a full announce under the new epoch, and each peer answers with
+   * its own (docs/cells.md §5.5; the design keeps routes in storage instead, not done yet).
+   */
   started(): void {
-    if (this.membership === null || this.ctx.getWebSockets().length > 0) return;
+    if (this.membership === null) return;
     this.ctx.storage.kv.put(EPOCH_KEY, (this.ctx.storage.kv.get<number>(EPOCH_KEY) ?? 0) + 1);
   }
 
