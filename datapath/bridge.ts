@@ -520,8 +520,8 @@ export class Bridge {
     const monitors = this.monitors;
     const delivery = (index << 2) | DeliveryFlag.Mirrored;
     for (let i = 0; i < monitors.length; i++) deliver(monitors[i] as BridgePort, delivery, out);
-    if (ingress.kind === KIND_TRUNK) return;
     const trunks = this.trunks;
+    if (trunks.length === 0 || ingress.kind === KIND_TRUNK) return;
     for (let i = 0; i < trunks.length; i++) {
       const trunk = trunks[i] as BridgePort;
       if (!trunk.peerMonitors) continue;
