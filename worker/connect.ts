@@ -43,7 +43,7 @@ export async function connectPort({ request, env, url, segment }: RouteContext):
   headers.delete(CELL_HINT_HEADER);
   const hint = url.searchParams.get("cell");
   if (hint !== null) headers.set(CELL_HINT_HEADER, hint);
-  const home = await env.SEGMENTS.getByName(segment).fetch(new Request(forwardUrl, { method: "GET", headers }));
+  const home = await env.SEGMENTS.getByName(segment).fetch(new Request(forwardUrl, { method: "GET", headers, redirect: "manual" }));
   return home.status === 307 ? followPlacement(home, env, segment, forwardUrl, headers) : home;
 }
 
