@@ -100,7 +100,11 @@ async function runCase(relay: RunningRelay, segment: string, config: Record<stri
   let received = 0;
   let unposted = 0;
   receiver.onRecords = (records) => {
-    for (const record of records) if (record.type === "rx") received++, unposted++;
+    for (const record of records) {
+      if (record.type !== "rx") continue;
+      received++;
+      unposted++;
+    }
     if (unposted >= CREDITS / 2) {
       receiver.ws.send(encodeMessage([{ type: "rx-post", count: unposted, bufferSize: 2048 }]));
       unposted = 0;
