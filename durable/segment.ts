@@ -226,7 +226,6 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       auth: port.auth, tokenExp: port.tokenExp,
     });
     this.ctx.storage.kv.delete(IDLE_DEADLINE_KEY);
-    this.cells.pump(this.relay, this.#stored?.config);
     this.saveCounters();
     await this.scheduleAlarm();
     return new Response(null, {
