@@ -10,6 +10,7 @@ import type { Failure } from "../datapath/result.ts";
 import type { SwitchCounters } from "../datapath/segment-switch.ts";
 import type { DhcpConfig } from "../datapath/ipam/config.ts";
 import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
+import type { CellApi } from "./cell-api.ts";
 import type { RegistryApi } from "./registry-api.ts";
 
 /** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
@@ -40,10 +41,12 @@ export interface SegmentConfig {
   createdAt: string;
   /** The IPAM service (DHCP server, ARP proxy, DNS names; docs/ipam.md); absent or null: off. */
   dhcp?: DhcpConfig | null;
+  /** How many Durable Objects ("cells") the segment runs as (docs/cells.md); absent means 1. Only 1 is implemented yet. */
+  cells?: number;
 }
 
 /** Why a configuration patch was refused. */
-export type ConfigErrorCode = "invalid-config" | "unknown-config-field" | "invalid-config-field";
+export type ConfigErrorCode = "invalid-config" | "unknown-config-field" | "invalid-config-field" | "not-implemented";
 
 /** A connected port, as the admin API shows it. */
 export interface PortInfo {
@@ -56,6 +59,8 @@ export interface PortInfo {
   remote: string;
   /** ISO 8601. */
   connectedSince: string;
+  /** The cell (Durable Object) holding the port, for a segment of more than one cell (docs/cells.md). */
+  cell?: number;
 }
 
 export type NamedCounters = ReturnType<typeof describeCounters>;
@@ -122,6 +127,19 @@ export interface SegmentDescription {
   forwardingTable: FdbSummary;
   counters: SegmentCounters;
   queuedBytes: number;
+  /** Per cell, for a segment of more than one cell (docs/cells.md §9); absent otherwise. */
+  cells?: CellDescription[];
+}
+
+/** One cell of a segment as the admin API shows it. */
+export interface CellDescription {
+  index: number;
+  epoch: number;
+  ports: number;
+  /** Routes held from other cells. */
+  remoteRoutes: number;
+  /** Per peer cell: the trunk's counters. */
+  trunks: Array<{ peer: number; rxFrames: number; txFrames: number; calls: number; callFailures: number; backlogDrops: number; failedFrames: number }>;
 }
 
 export type ConfigureOutcome =
@@ -134,7 +152,7 @@ export type RevokeOutcome =
   | { ok: false; error: Failure<"revocation-list-full"> };
 
 /** The Durable Object's RPC surface, as the Worker calls it (besides `fetch` for a connect). */
-export interface SegmentApi extends Rpc.DurableObjectBranded {
+export interface SegmentApi extends Rpc.DurableObjectBranded, CellApi {
   /** Whether the segment has been created (and not deleted). */
   exists(): Promise<boolean>;
   /** Creates the segment (defaults + `patch`) or applies `patch`; `name` must match a stored name. */
@@ -169,6 +187,8 @@ export interface Env {
   EDGELAN_DEV_MODE?: string;
   /** Dev mode: extra browser origins (comma-separated, e.g. "http://lab.test:3000") besides localhost; see worker/origin.ts. */
   EDGELAN_DEV_ALLOWED_ORIGINS?: string;
+  /** "1" enables segments of several cells (docs/cells.md §0): experimental, joins hang under `wrangler dev` (not yet understood). */
+  EDGELAN_EXPERIMENTAL_CELLS?: string;
   /** Dev mode: port kinds besides member that may join without a token ("bridge", "monitor", or both comma-separated). */
   EDGELAN_DEV_OPEN_PORTS?: string;
 }

@@ -28,8 +28,39 @@ import { fail, ok, type Result } from "./result.ts";
  *     accepted by no port              → NoReceiver
  *   a forwarded frame is also copied to every monitor port.
  *
+ *   trunk ports (cells, docs/cells.md §4.4), when a segment runs as several cells:
+ *     ingress from a trunk: length checks only (the origin cell checked the source), no learning
+ *     known unicast from a trunk to another trunk's route → NoReceiver (split horizon: stale route)
+ *     flooded from a trunk → local ports only, never another trunk (split horizon)
+ *     flooded to a trunk → by the peer cell's aggregate TrunkFilter (no ports: nothing)
+ *     unicast with no local entry → the remote route hook (MAC routes of other cells)
+ *     mirror: the ingress cell copies to its monitors and sends a mirror-only copy to each peer
+ *     with monitors that does not get the frame anyway; a trunk's frames go to local monitors only
+ *
  * The bridge decides and counts nothing: the segment switch owns the counters.
  */
+
+/** A bridge port's kind: a PortKind, or `trunk` (a peer cell of the same segment; never a client's kind). */
+export type BridgePortKind = PortKind | "trunk";
+
+/** What a peer cell wants flooded to it: the union of its ports' filters (docs/cells.md record 0x43). */
+export interface TrunkFilter {
+  /** The peer has ports (broadcast goes to it). */
+  ports: boolean;
+  /** The peer has a bridge port (unknown unicast goes to it). */
+  bridges: boolean;
+  promiscuous: boolean;
+  allMulticast: boolean;
+  multicast: readonly MacKey[];
+  /** The peer has a monitor port (it gets a mirror-only copy of frames it would not receive). */
+  monitors: boolean;
+}
+
+/** Where a MAC without a local entry lives: a trunk port id, or undefined (cells; see Bridge.setRemoteLookup). */
+export type RemoteLookup = (mac: MacKey, vlan: number) => number | undefined;
+
+/** Told when a bridge port learned a MAC or saw it move (cells announce it as a MAC route). */
+export type LearnListener = (mac: MacKey, vlan: number, port: number) => void;
 
 /** Which flooded frames a port wants (lguest's promiscuous flag + NetKVM's packet filter). */
 export interface ReceiveFilter {
@@ -49,7 +80,7 @@ export interface BridgeConfig {
 export const DEFAULT_BRIDGE_CONFIG: Readonly<BridgeConfig> = { maxFrameSize: DEFAULT_MAX_FRAME_SIZE, ...DEFAULT_FDB_CONFIG };
 
 export interface PortSpec {
-  kind: PortKind;
+  kind: BridgePortKind;
   /** MACs the port registers: static entries, and for a member port the only sources it may use. */
   macs: readonly MacKey[];
   filter: ReceiveFilter;
@@ -67,6 +98,8 @@ export interface PortSpec {
  * DropReason the caller already decided (the frame is not looked at).
  */
 export const FRAME_SUPER = -1;
+/** Mark for a frame from a trunk that only the monitors take (a mirror-only copy, docs/cells.md §5.9). */
+export const FRAME_MIRROR_ONLY = -2;
 
 /** How a frame reached a port, packed with its batch index in each delivery (see ForwardOutcome). */
 export const DeliveryFlag = {
@@ -170,13 +203,20 @@ function empty(array: unknown[]): void {
 const KIND_MEMBER = 0;
 const KIND_BRIDGE = 1;
 const KIND_MONITOR = 2;
-const KIND_CODES: Readonly<Record<PortKind, number>> = { member: KIND_MEMBER, bridge: KIND_BRIDGE, monitor: KIND_MONITOR };
+const KIND_TRUNK = 3;
+const KIND_CODES: Readonly<Record<BridgePortKind, number>> = { member: KIND_MEMBER, bridge: KIND_BRIDGE, monitor: KIND_MONITOR, trunk: KIND_TRUNK };
 
 /** A port as the hot path sees it: flat fields, filter flags unpacked, its current egress batch cached. */
 class BridgePort {
   promiscuous = false;
   allMulticast = false;
   multicast = new Set<MacKey>();
+  /** Takes broadcast (every port; a trunk only while its peer has ports). */
+  takesBroadcast = true;
+  /** Takes unknown unicast (a bridge port; a trunk while its peer has one). */
+  takesUnknown: boolean;
+  /** A trunk whose peer has monitors. */
+  peerMonitors = false;
   /** The batch in `batch` belongs to the ForwardOutcome call with this epoch. */
   epoch = 0;
   batch: number[] = [];
@@ -187,13 +227,23 @@ class BridgePort {
     /** The port's own untagged frame limit (Infinity: only the segment's). */
     readonly frameCap: number,
     readonly vlan: boolean,
-  ) {}
+  ) {
+    this.takesUnknown = kind === KIND_BRIDGE;
+  }
 
   /** Unpacks a filter into flags and a Set (once per change, not per frame). */
   setFilter(filter: ReceiveFilter): void {
     this.promiscuous = filter.promiscuous;
     this.allMulticast = filter.allMulticast;
     this.multicast = new Set(filter.multicast);
+  }
+
+  /** A trunk's filter: what its peer cell's ports want, as one port. */
+  setTrunkFilter(filter: TrunkFilter): void {
+    this.setFilter(filter);
+    this.takesBroadcast = filter.ports;
+    this.takesUnknown = filter.bridges || filter.promiscuous;
+    this.peerMonitors = filter.monitors;
   }
 }
 
@@ -204,6 +254,10 @@ export class Bridge {
   /** Member and bridge ports, for flooding; monitors are kept apart because they get every forwarded frame. */
   private receivers: BridgePort[] = [];
   private monitors: BridgePort[] = [];
+  /** Trunk ports (cells), for mirror-only copies. */
+  private trunks: BridgePort[] = [];
+  private remoteLookup: RemoteLookup | null = null;
+  private learnListener: LearnListener | null = null;
   /**
    * Look-ups remembered within one batch from a member port. A member never learns, so the table cannot
    * change while its batch is switched (aging runs once, before the batch): the last source's verdict
@@ -273,6 +327,27 @@ export class Bridge {
     this.ports.get(id)?.setFilter(filter);
   }
 
+  /** Replaces a trunk port's filter (the peer cell's aggregate); unknown or non-trunk ids are ignored. */
+  setTrunkFilter(id: number, filter: TrunkFilter): void {
+    const port = this.ports.get(id);
+    if (port?.kind === KIND_TRUNK) port.setTrunkFilter(filter);
+  }
+
+  /** Sets (or with null removes) where unicast without a local entry is looked up (cells' MAC routes). */
+  setRemoteLookup(lookup: RemoteLookup | null): void {
+    this.remoteLookup = lookup;
+  }
+
+  /** Sets (or with null removes) the listener told of every learned or moved entry. */
+  setLearnListener(listener: LearnListener | null): void {
+    this.learnListener = listener;
+  }
+
+  /** Forgets a learned entry (another cell now owns the MAC by a higher sequence number). */
+  forgetLearned(mac: MacKey, vlan: number): void {
+    this.fdb.forget(mac, vlan);
+  }
+
   /** Sets (or with null removes) the hook offered broadcast frames before they are flooded. */
   setBroadcastInterceptor(interceptor: BroadcastInterceptor | null): void {
     this.interceptor = interceptor;
@@ -308,7 +383,7 @@ export class Bridge {
     if (now >= (this.fdb.nextExpiry() ?? Infinity)) this.fdb.ageOut(now);
     for (let i = 0; i < frames.length; i++) {
       const mark = marks === null ? 0 : (marks[i] as number);
-      const verdict = mark > 0 ? mark : this.forwardOne(port, frames[i] as Uint8Array, i, out, now);
+      const verdict = mark > 0 ? mark : mark === FRAME_MIRROR_ONLY ? this.mirrorOnly(port, i, out) : this.forwardOne(port, frames[i] as Uint8Array, i, out, now);
       // push, not index assignment, keeps the array packed (no holes) for V8.
       out.verdicts.push(verdict);
       if (verdict === 0) out.forwarded++;
@@ -367,6 +442,7 @@ export class Bridge {
 
   /** Source rules: no group source; a member only sends from its registered MACs; a bridge port learns within limits. */
   private checkSource(port: BridgePort, frame: Uint8Array, vlan: number, now: number): number {
+    if (port.kind === KIND_TRUNK) return 0;
     if (((frame[ETH_SOURCE] as number) & 1) === 1) return DropReason.MulticastSource;
     const source = macKeyAt(frame, ETH_SOURCE);
     if (source === 0) return DropReason.SpoofedSource;
@@ -378,28 +454,38 @@ export class Bridge {
       return this.memoSourceVerdict;
     }
     const learned = this.fdb.learn(source, vlan, port.id, now);
+    if ((learned === LearnOutcome.Learned || learned === LearnOutcome.Moved) && this.learnListener !== null) this.learnListener(source, vlan, port.id);
     return learned === LearnOutcome.PortLimit || learned === LearnOutcome.SegmentLimit ? DropReason.LearnLimit : 0;
   }
 
   /** The port behind a unicast destination, or undefined; remembered within a member port's batch (see memoSource). */
   private ownerOf(port: BridgePort, destination: MacKey, vlan: number): number | undefined {
-    if (port.kind !== KIND_MEMBER) return this.fdb.lookup(destination, vlan);
+    if (port.kind !== KIND_MEMBER) return this.lookup(destination, vlan);
     if (destination !== this.memoDestination || vlan !== this.memoVlan) {
       this.memoDestination = destination;
       this.memoVlan = vlan;
-      this.memoOwner = this.fdb.lookup(destination, vlan);
+      this.memoOwner = this.lookup(destination, vlan);
     }
     return this.memoOwner;
+  }
+
+  /** The local table first, then (cells) the other cells' MAC routes. */
+  private lookup(destination: MacKey, vlan: number): number | undefined {
+    const local = this.fdb.lookup(destination, vlan);
+    if (local !== undefined || this.remoteLookup === null) return local;
+    return this.remoteLookup(destination, vlan);
   }
 
   /** Known unicast: the owner only (it accepts its own MAC by definition), then the monitors. */
   private forwardKnown(port: BridgePort, owner: number, frame: Uint8Array, index: number, out: ForwardOutcome): number {
     if (owner === port.id) return DropReason.Local;
     const target = this.ports.get(owner);
+    // Split horizon: a frame from a trunk never leaves on another; the route moved while the frame was in flight.
+    if (port.kind === KIND_TRUNK && target?.kind === KIND_TRUNK) return DropReason.NoReceiver;
     // The table only holds entries of attached ports; a missing one would be a bug, so treat it as unknown.
     if (target === undefined) return this.flood(port, macKeyAt(frame, ETH_DESTINATION), frame, index, out);
     deliver(target, index << 2, out);
-    this.mirror(index, out);
+    this.mirror(port, index, out);
     return 0;
   }
 
@@ -417,19 +503,38 @@ export class Bridge {
     for (let i = 0; i < receivers.length; i++) {
       const target = receivers[i] as BridgePort;
       if (target === port || !accepts(target, destination, group, broadcast)) continue;
+      if (target.kind === KIND_TRUNK && port.kind === KIND_TRUNK) continue;
       deliver(target, delivery, out);
       delivered++;
     }
     if (delivered === 0) return DropReason.NoReceiver;
-    this.mirror(index, out);
+    this.mirror(port, index, out);
     return 0;
   }
 
-  /** Copies a forwarded frame to every monitor port. */
-  private mirror(index: number, out: ForwardOutcome): void {
+  /**
+   * Copies a forwarded frame to every monitor port; a frame that entered on this cell also goes, mirror
+   * only, to each trunk whose peer has monitors and that did not get it already (docs/cells.md §5.9).
+   */
+  private mirror(ingress: BridgePort, index: number, out: ForwardOutcome): void {
     const monitors = this.monitors;
     const delivery = (index << 2) | DeliveryFlag.Mirrored;
     for (let i = 0; i < monitors.length; i++) deliver(monitors[i] as BridgePort, delivery, out);
+    const trunks = this.trunks;
+    if (trunks.length === 0 || ingress.kind === KIND_TRUNK) return;
+    for (let i = 0; i < trunks.length; i++) {
+      const trunk = trunks[i] as BridgePort;
+      if (!trunk.peerMonitors) continue;
+      const last = trunk.epoch === out.epoch ? trunk.batch[trunk.batch.length - 1] : undefined;
+      if (last === undefined || deliveryIndex(last) !== index) deliver(trunk, delivery, out);
+    }
+  }
+
+  /** A mirror-only copy from a trunk: the local monitors take it (verdict 0 even without monitors: it was delivered where it was switched). */
+  private mirrorOnly(port: BridgePort, index: number, out: ForwardOutcome): number {
+    if (port.kind !== KIND_TRUNK) return DropReason.Malformed;
+    this.mirror(port, index, out);
+    return 0;
   }
 
   /** Returns the first reason `macs` cannot all be registered to port `id`, or undefined. */
@@ -448,6 +553,7 @@ export class Bridge {
     const all = [...this.ports.values()];
     this.receivers = all.filter((port) => port.kind !== KIND_MONITOR);
     this.monitors = all.filter((port) => port.kind === KIND_MONITOR);
+    this.trunks = all.filter((port) => port.kind === KIND_TRUNK);
   }
 }
 
@@ -463,9 +569,10 @@ function monitorMacError(id: number): Result<never, "invalid-mac"> {
  * MACs never arrive here: they are static entries, so they take the known path.
  */
 function accepts(port: BridgePort, destination: MacKey, group: boolean, broadcast: boolean): boolean {
-  if (port.promiscuous || broadcast) return true;
+  if (broadcast) return port.takesBroadcast;
+  if (port.promiscuous) return true;
   if (group) return port.allMulticast || port.multicast.has(destination);
-  return port.kind === KIND_BRIDGE;
+  return port.takesUnknown;
 }
 
 /** The one delivery function for unicast, flood and mirror: appends a packed delivery to the port's batch. */

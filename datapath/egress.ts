@@ -23,12 +23,15 @@ export function deliverFrame(port: SwitchPort, frame: Uint8Array, flags: number,
   }
   if (port.mode === "descriptor") deliverDescriptor(port, frame, flags);
   else if (port.mode === "raw") deliverRaw(port, frame);
+  else if (port.mode === "trunk") services.trunk(port, frame, flags);
   else services.deliver(port, frame);
 }
 
 /** Calls into a service port (owned by the switch, which bounds what the service emits). */
 export interface ServiceCall {
   deliver(port: SwitchPort, frame: Uint8Array): void;
+  /** A frame (RX flags: Flooded, Mirrored = mirror only, VnetHeader) for a trunk to another cell (docs/cells.md §4.4). */
+  trunk(port: SwitchPort, frame: Uint8Array, flags: number): void;
 }
 
 /**

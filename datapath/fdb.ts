@@ -200,6 +200,16 @@ export class ForwardingTable {
     return removed;
   }
 
+  /** Forgets the learned entry of (mac, vlan), if any (cells: another cell won the MAC); returns whether one was removed. */
+  forget(mac: MacKey, vlan: number): boolean {
+    const table = vlan === 0 ? this.untagged : this.tagged.get(vlan);
+    const entry = table?.get(mac);
+    if (table === undefined || entry === undefined) return false;
+    table.delete(mac);
+    this.onRemoved(entry);
+    return true;
+  }
+
   /** Number of learned entries on `port`. */
   learnedOn(port: number): number {
     return this.ports.get(port)?.learned ?? 0;

@@ -15,7 +15,10 @@
  * bytes, "state changed"). `flush()` at the end of each platform event sends one
  * message per touched descriptor port and reports the changes to persist.
  */
-import { Bridge, deliveryFlag, deliveryIndex, ForwardOutcome, type BridgeConfig, type ReceiveFilter } from "./bridge.ts";
+import {
+  Bridge, deliveryFlag, deliveryIndex, ForwardOutcome, FRAME_MIRROR_ONLY, type BridgeConfig, type LearnListener, type ReceiveFilter,
+  type RemoteLookup, type TrunkFilter,
+} from "./bridge.ts";
 import { countDrop, DropReason, newPortCounters } from "./counters.ts";
 import { countTx, deliverFrame, type ServiceCall } from "./egress.ts";
 import { ETH_SOURCE } from "./ethernet.ts";
@@ -62,6 +65,17 @@ export const MAX_SERVICE_ROUNDS = 4;
 /** Bridge flags and RX flags agree bit for bit (Flooded 0x01, Mirrored 0x02), so a delivery flag is the RX flag. */
 const RX_FLAG_OF_DELIVERY = RxFlag.Flooded | RxFlag.Mirrored;
 
+/** Takes the frames the switch sends to a trunk port (the cell's outbox to one peer); false: refused (counted by the carrier). */
+export interface TrunkCarrier {
+  carry(ingress: number, flags: number, frame: Uint8Array): boolean;
+}
+
+/** One frame a trunk brought in: RX flags as the origin switched it (Mirrored: for the monitors only; VnetHeader: a super-frame). */
+export interface TrunkIngressFrame {
+  flags: number;
+  frame: Uint8Array;
+}
+
 /** A frame a service emitted, waiting to be switched after the current batch. */
 interface Emitted {
   readonly port: SwitchPort;
@@ -83,7 +97,13 @@ export class SegmentSwitch {
   private readonly touched = new Set<SwitchPort>();
   private emitted: Emitted[] = [];
   private readonly services: SwitchPort[] = [];
-  private readonly serviceCall: ServiceCall = { deliver: (port, frame) => this.callService(port, frame) };
+  private readonly serviceCall: ServiceCall = {
+    deliver: (port, frame) => this.callService(port, frame),
+    trunk: (port, frame, flags) => this.carryToTrunk(port, frame, flags),
+  };
+  /** Trunk ports (cells > 1 only) and where their frames go; the id of the port whose batch is being switched. */
+  private readonly carriers = new Map<SwitchPort, TrunkCarrier>();
+  private ingressId = 0;
 
   /** @param clock ms; read once per batch */
   constructor(config: SwitchConfig, private readonly clock: () => number) {
@@ -142,6 +162,7 @@ export class SegmentSwitch {
     const port = this.ports.get(id);
     if (port === undefined) return undefined;
     this.ports.delete(id);
+    this.carriers.delete(port);
     if (port.open) this.bridge.removePort(id);
     port.open = false;
     if (port.ledger !== null) this.countFlushed(port, port.ledger.flush(), false);
@@ -172,6 +193,55 @@ export class SegmentSwitch {
     this.services.push(port);
     this.installInterceptor();
     return ok(port);
+  }
+
+  // ---- trunks (cells, docs/cells.md §4.4; unused while a segment has one cell) ----
+
+  /** Adds a trunk to a peer cell: a port of kind `trunk` (split horizon), filtered by the peer's aggregate filter. */
+  addTrunk(id: number, filter: TrunkFilter, carrier: TrunkCarrier): Result<SwitchPort, "mac-taken" | "invalid-mac" | "port-exists"> {
+    if (this.ports.has(id)) return fail("port-exists", `port ${id} is already attached`);
+    const state: SwitchPortState = {
+      kind: "bridge", macs: [], filter: { promiscuous: false, allMulticast: false, multicast: [] }, features: 0, txWindow: 0,
+      credits: null, counters: newPortCounters(), heldCompletions: [],
+    };
+    const port = new SwitchPort(id, "trunk", state, { send: () => false, changed: () => undefined });
+    port.gso = true;
+    const added = this.bridge.addPort(id, { kind: "trunk", macs: [], filter: state.filter });
+    if (!added.ok) return added;
+    this.bridge.setTrunkFilter(id, filter);
+    port.open = true;
+    this.ports.set(id, port);
+    this.carriers.set(port, carrier);
+    return ok(port);
+  }
+
+  /** Replaces what a trunk's peer wants flooded to it. */
+  setTrunkFilter(port: SwitchPort, filter: TrunkFilter): void {
+    this.bridge.setTrunkFilter(port.id, filter);
+  }
+
+  /** Frames a trunk brought in, switched as one batch from the trunk port (to local ports only: split horizon). */
+  trunkReceive(port: SwitchPort, frames: readonly TrunkIngressFrame[]): void {
+    const batch = this.batch;
+    batch.begin(true);
+    for (const { flags, frame } of frames) {
+      // A mirror copy of a GSO super-frame is not cut for monitors yet: dropped and counted (malformed) on the trunk port.
+      if ((flags & RxFlag.Mirrored) !== 0) batch.addMarkedFrame(frame, (flags & RxFlag.VnetHeader) !== 0 ? DropReason.Malformed : FRAME_MIRROR_ONLY);
+      else batch.addTx(0, flags & RxFlag.VnetHeader, frame);
+    }
+    this.switchBatch(port, batch);
+    this.runServices();
+  }
+
+  /** Where unicast without a local entry goes (the cell's MAC routes), and who hears of learned MACs. */
+  setCellHooks(lookup: RemoteLookup | null, learned: LearnListener | null): void {
+    this.bridge.setRemoteLookup(lookup);
+    this.bridge.setLearnListener(learned);
+  }
+
+  /** Forgets a learned entry another cell won. */
+  forgetLearned(mac: MacKey, vlan: number): void {
+    this.bridge.forgetLearned(mac, vlan);
   }
 
   /** The port with this id, if attached. */
@@ -349,6 +419,7 @@ export class SegmentSwitch {
   /** Forwards a batch from `port`, counts it, and delivers every copy. */
   private switchBatch(port: SwitchPort, batch: TxBatch): void {
     const out = this.outcome;
+    this.ingressId = port.id;
     this.bridge.forward(port.id, batch.frames, out, batch.marked > 0 ? batch.marks : null);
     this.countIngress(port, batch);
     if (out.suppressed > 0) this.bump("suppressed", out.suppressed);
@@ -416,6 +487,13 @@ export class SegmentSwitch {
     countTx(port, frame, 0);
     const service = port.service as ServicePort;
     service.deliver(frame, this.clock(), this.emitterFor(port));
+  }
+
+  /** A frame switched to a trunk: counted as tx when the trunk's pending batch takes it, else rx-queue-full. */
+  private carryToTrunk(port: SwitchPort, frame: Uint8Array, flags: number): void {
+    const carrier = this.carriers.get(port);
+    if (carrier !== undefined && carrier.carry(this.ingressId, flags, frame)) countTx(port, frame, flags);
+    else countDrop(port.state.counters, DropReason.RxQueueFull);
   }
 
   /** Hooks the services' intercept() into the bridge's flood path (or removes the hook when none has one). */

@@ -14,8 +14,8 @@ import type { ServicePort } from "./service-port.ts";
 import { Feature } from "./tunnel/constants.ts";
 import type { RxCreditLedger, RxCreditState } from "./tunnel/rx-credits.ts";
 
-/** How a port speaks: ring descriptors (`edgelan.v1`), one raw frame per message, or a service inside the segment. */
-export type SwitchPortMode = "descriptor" | "raw" | "service";
+/** How a port speaks: ring descriptors (`edgelan.v1`), one raw frame per message, a service inside the segment, or a trunk to another cell. */
+export type SwitchPortMode = "descriptor" | "raw" | "service" | "trunk";
 
 /** Everything of a port the switch needs again after an eviction: plain data (structured clone), small. */
 export interface SwitchPortState {

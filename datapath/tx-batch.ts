@@ -57,6 +57,12 @@ export class TxBatch {
     if (this.marked > 0) this.mark(0, NONE);
   }
 
+  /** Adds a frame with a mark of the bridge (FRAME_MIRROR_ONLY for a trunk's mirror copy). */
+  addMarkedFrame(frame: Uint8Array, mark: number): void {
+    this.ids.push(0);
+    this.addMarked(frame, mark, NONE);
+  }
+
   /**
    * Adds one TX descriptor. Flags other than a granted VnetHeader mark it Malformed (never switched);
    * a trivial virtio-net header is stripped; a valid offload request becomes a super-frame; an invalid one is Malformed.

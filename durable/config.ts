@@ -51,8 +51,11 @@ export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { rea
 };
 
 
+/** `cells`: the segment's count of Durable Objects (docs/cells.md §3.3). Absent means 1, so existing records are unchanged. */
+export const CELLS_RANGE: IntegerRange = { min: 1, max: 16 };
+
 const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => key !== "ttlSeconds") as IntegerField[];
-const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG), "dhcp"]);
+const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG), "dhcp", "cells"]);
 
 /**
  * Applies a JSON patch to a segment's settings.
@@ -94,6 +97,11 @@ export function applyConfigPatch(
       if (!checked.ok) return checked;
       next.ttlSeconds = checked.value;
     }
+  }
+  if ("cells" in fields) {
+    const checked = checkInteger("cells", fields.cells, CELLS_RANGE);
+    if (!checked.ok) return checked;
+    next.cells = checked.value;
   }
   if ("openJoin" in fields) {
     if (typeof fields.openJoin !== "boolean") return invalidField("openJoin", fields.openJoin, "true or false");

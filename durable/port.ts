@@ -4,7 +4,7 @@ import type { SwitchPort, SwitchPortMode, SwitchPortState } from "../datapath/sw
 import type { PortAuth, TokenLimits } from "../contract/port-request.ts";
 
 /** How a socket speaks: ring descriptors (`edgelan.v1`) or one raw frame per message. */
-export type PortMode = Exclude<SwitchPortMode, "service">;
+export type PortMode = Exclude<SwitchPortMode, "service" | "trunk">;
 
 /** Descriptor ports wait for HELLO before any data; raw ports are open at once. */
 export type PortPhase = "hello" | "open";

@@ -2,9 +2,13 @@ import { DurableObject } from "cloudflare:workers";
 import { errorResponse, httpError, type HttpError } from "../contract/http-error.ts";
 import { readPortRequestHeaders, type TokenLimits } from "../contract/port-request.ts";
 import type {
-  ConfigureOutcome, Env, LifecycleCounters, PortStats, RevokeOutcome, SegmentApi, SegmentCounters, SegmentDescription,
+  CellDescription, ConfigureOutcome, Env, LifecycleCounters, PortInfo, PortStats, RevokeOutcome, SegmentApi, SegmentConfig, SegmentCounters,
+  SegmentDescription,
 } from "../contract/segment-api.ts";
+import type { CellMembership, TrunkAnswer } from "../contract/cell-api.ts";
+import type { TrunkBatch } from "../datapath/cells/trunk-records.ts";
 import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
+import { CellPlacement } from "./cells/placement.ts";
 import { parseMac, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
@@ -51,16 +55,20 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   private readonly revocations: RevocationList;
   /** The stored record: undefined = not read yet, null = the segment does not exist. */
   #stored: StoredSegment | null | undefined;
+  /** Cells (docs/cells.md): null while the segment has one cell, the only path `cells: 1` takes. */
+  private readonly cells: CellPlacement;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sessions = new SessionStore(ctx.storage);
     this.revocations = new RevocationList(ctx.storage);
+    this.cells = new CellPlacement(ctx, env);
     // Keepalives must not wake a hibernated segment: the runtime answers them.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE));
     // After hibernation the constructor runs again: rebuild every port from its socket before any event.
     void ctx.blockConcurrencyWhile(async () => {
       if ((await this.load()) !== null) ctx.storage.kv.put(INSTANCE_STARTS_KEY, (ctx.storage.kv.get<number>(INSTANCE_STARTS_KEY) ?? 0) + 1);
+      this.cells.started();
     });
   }
 
@@ -84,7 +92,13 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     }
     const next = applyConfigPatch(stored?.config, patch);
     if (!next.ok) return { ok: false, error: next.error };
+    if ((next.value.cells ?? 1) > 1 && this.env.EDGELAN_EXPERIMENTAL_CELLS !== "1") {
+      return { ok: false, error: { code: "not-implemented", message: `not implemented yet: cells ${next.value.cells} (a segment on several Durable Objects, docs/cells.md §0: experimental, enabled only with EDGELAN_EXPERIMENTAL_CELLS=1); use cells: 1 or leave it out` } };
+    }
+    const cellChange = cellCountChange(stored?.config.cells, next.value.cells);
+    if (cellChange !== null) return { ok: false, error: { code: "not-implemented", message: cellChange } };
     await this.store({ name, config: next.value });
+    await this.cells.configured(name, next.value);
     // The constructor counted nothing (there was no segment yet): this instance is the segment's first start.
     if (stored === null) {
       this.ctx.storage.kv.put(INSTANCE_STARTS_KEY, 1);
@@ -99,7 +113,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     const stored = await this.load();
     if (stored === null) return null;
     const relay = this.relayFor(stored);
-    return {
+    const description: SegmentDescription = {
       name: stored.name,
       config: stored.config,
       ports: relay.listPorts(),
@@ -109,6 +123,36 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       },
       queuedBytes: relay.queuedBytes,
     };
+    return this.cells.active ? await this.cells.describeAll(description) : description;
+  }
+
+  // ---- cells (docs/cells.md); none of this runs for a segment of one cell ----
+
+  /** A trunk call from a peer cell. */
+  async trunk(batch: TrunkBatch): Promise<TrunkAnswer> {
+    const stored = await this.load();
+    const host = stored === null ? null : this.cells.hostFor(this.relayFor(stored), stored.config);
+    if (host === null) return { ok: false, code: "not-a-cell", message: "this Durable Object is not a cell of a segment" };
+    const answer = host.receive(batch);
+    this.saveCounters();
+    return answer;
+  }
+
+  /** The home makes this object one of the segment's cells. */
+  async adoptCell(membership: CellMembership, config: SegmentConfig): Promise<void> {
+    const stored = await this.load();
+    if (stored === null) this.ctx.storage.kv.put(INSTANCE_STARTS_KEY, 1);
+    // Not store(): a cell is not listed in the registry, only its home is.
+    await saveSegment(this.ctx.storage, { name: membership.segment, config });
+    this.#stored = { name: membership.segment, config };
+    this.relay?.reconfigure(config);
+    this.cells.adopt(membership);
+  }
+
+  /** This cell's ports and counters for the home's describe. */
+  async describeCell(): Promise<{ ports: PortInfo[]; cell: CellDescription } | null> {
+    const stored = await this.load();
+    return stored === null ? null : this.cells.describeLocal(this.relayFor(stored), stored.config);
   }
 
   /** Per-port counters; null when the segment does not exist. */
@@ -163,7 +207,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   async destroy(): Promise<{ portsClosed: number } | null> {
     const stored = await this.load();
     if (stored === null) return null;
-    const portsClosed = this.relayFor(stored).closeAll(CloseCode.SegmentDeleted, "segment deleted");
+    let portsClosed = this.relayFor(stored).closeAll(CloseCode.SegmentDeleted, "segment deleted");
+    portsClosed += await this.cells.destroyOthers();
     await this.wipe();
     return { portsClosed };
   }
@@ -182,8 +227,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     const now = Date.now();
     const idleDeadline = this.ctx.storage.kv.get<number>(IDLE_DEADLINE_KEY);
     if (idleDeadline !== undefined && idleDeadline <= now && relay.portCount === 0) {
-      await this.wipe();
-      return;
+      // A segment of several cells is idle only when no cell has ports; the home asks them.
+      if (!this.cells.active || (await this.cells.othersIdle())) {
+        await this.destroy();
+        return;
+      }
+      this.ctx.storage.kv.put(IDLE_DEADLINE_KEY, now + (stored.config.ttlSeconds ?? 0) * 1000);
     }
     const connected = relay.portCount;
     relay.expireHellos();
@@ -244,6 +293,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (relay.portCount >= stored.config.maxPorts) {
       return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${stored.config.maxPorts} ports connected`));
     }
+    const elsewhere = this.cells.active ? await this.cells.placeElsewhere(request, stored.config) : null;
+    if (elsewhere !== null) return elsewhere;
     const helloRefusal = checkHelloSlots(port, mode, stored.config.maxPorts, relay.runtimes());
     if (helloRefusal !== null) return this.refuseJoin(helloRefusal);
 
@@ -272,6 +323,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     const relay = await this.relayForSocket(ws);
     relay?.onMessage(ws, message);
     this.ipam.persist();
+    this.cells.pump(this.relay, this.#stored?.config);
     this.saveCounters();
   }
 
@@ -288,6 +340,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     const relay = await this.relayForSocket(ws);
     if (relay === null) return;
     relay.onClose(ws, code);
+    this.cells.pump(this.relay, this.#stored?.config);
     this.saveCounters();
     try {
       ws.close(1000, "closed");
@@ -307,6 +360,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       this.relay = new SegmentRelay(stored.config, this.sessions, Date.now, this.ctx.storage.kv.get<RelayAndSwitchCounters>(RELAY_COUNTERS_KEY));
       this.relay.restore(this.ctx.getWebSockets());
       this.ipam.configure(stored.config.dhcp, Date.now());
+      this.cells.hostFor(this.relay, stored.config);
     }
     return this.relay;
   }
@@ -391,7 +445,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     const stored = await this.load();
     if (stored === null) return;
     const idle = this.relay === null || this.relay.portCount === 0;
-    if (stored.config.ttlSeconds !== null && idle) {
+    // Only the home of a segment of several cells keeps its TTL (a cell alone never deletes the segment).
+    if (stored.config.ttlSeconds !== null && idle && this.cells.keepsTtl) {
       this.ctx.storage.kv.put(IDLE_DEADLINE_KEY, Date.now() + stored.config.ttlSeconds * 1000);
     } else {
       this.ctx.storage.kv.delete(IDLE_DEADLINE_KEY);
@@ -450,6 +505,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     this.#stored = null;
     this.relay = null;
     this.ipam.reset();
+    this.cells.forget();
   }
 
   /**
@@ -459,7 +515,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   private allocatePortId(): number {
     const id = this.ctx.storage.kv.get<number>(NEXT_PORT_ID_KEY) ?? 1;
     this.ctx.storage.kv.put(NEXT_PORT_ID_KEY, id + 1);
-    return id;
+    return this.cells.portIdBase + id;
   }
 }
 
@@ -467,6 +523,14 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
 function newEpoch(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Why the cell count may not change this way (adding or draining cells of a live multi-cell segment is not implemented), or null. */
+function cellCountChange(before: number | undefined, after: number | undefined): string | null {
+  const from = before ?? 1;
+  const to = after ?? 1;
+  if (from === to || from === 1) return null;
+  return `not implemented yet: changing cells from ${from} to ${to} (adding or draining cells of a running segment, docs/cells.md §3.3); delete and re-create the segment`;
 }
 
 /** Subprotocols the client offered in Sec-WebSocket-Protocol. */

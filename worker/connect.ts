@@ -5,6 +5,7 @@ import { errorResponse, httpError, httpFail, type HttpResult } from "./http.ts";
 import { checkJoinPolicy } from "./join-policy.ts";
 import { writePortRequestHeaders, type PortAuth, type TokenPolicy } from "../contract/port-request.ts";
 import type { RouteContext } from "./router.ts";
+import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER } from "../contract/cell-api.ts";
 
 /**
  * `GET /v1/segments/:name/connect`: checks the upgrade, the requested port kind and any join token,
@@ -39,7 +40,30 @@ export async function connectPort({ request, env, url, segment }: RouteContext):
   // The segment never sees the token itself: it gets the verified claims in headers.
   const forwardUrl = new URL(url);
   forwardUrl.searchParams.delete("token");
-  return env.SEGMENTS.getByName(segment).fetch(new Request(forwardUrl, { method: "GET", headers }));
+  // ?cell= is a placement hint for a segment of several cells (docs/cells.md §3.4); the home decides.
+  headers.delete(CELL_HINT_HEADER);
+  const hint = url.searchParams.get("cell");
+  if (hint !== null) headers.set(CELL_HINT_HEADER, hint);
+  const home = await env.SEGMENTS.getByName(segment).fetch(new Request(forwardUrl, { method: "GET", headers, redirect: "manual" }));
+  return home.status === 307 ? followPlacement(home, env, segment, forwardUrl, headers) : home;
+}
+
+/** The home placed the port on another cell (an internal 307 the client never sees): the same upgrade goes there. */
+async function followPlacement(home: Response, env: Env, segment: string, url: URL, headers: Headers): Promise<Response> {
+  const cell = parsePlacement(home.headers.get(PLACE_HEADER));
+  if (cell === null) return errorResponse(httpError(502, "bad-placement", "the segment answered a connect with a placement the Worker cannot read"));
+  return env.SEGMENTS.getByName(cellObjectName(segment, cell)).fetch(new Request(url, { method: "GET", headers }));
+}
+
+/** The cell index of an `x-edgelan-place` header (`{"cell": i}`, i ≥ 1), or null. */
+function parsePlacement(header: string | null): number | null {
+  if (header === null) return null;
+  try {
+    const cell = (JSON.parse(header) as { cell?: unknown }).cell;
+    return typeof cell === "number" && Number.isInteger(cell) && cell >= 1 ? cell : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The `kind` query parameter: member (default), bridge or monitor. */

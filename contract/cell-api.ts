@@ -1,0 +1,42 @@
+/**
+ * The contract between the cells of one segment (docs/cells.md §3, §4.2): RPC methods a cell's
+ * Durable Object offers the home cell and its peers, never the Worker's routes. A cell is the same
+ * Segment class under the name `<segment>#<index>`; '#' never occurs in a segment name, so no client
+ * can address a cell directly.
+ */
+import type { TrunkBatch, TrunkReply } from "../datapath/cells/trunk-records.ts";
+import type { CellDescription, PortInfo, SegmentConfig } from "./segment-api.ts";
+
+/** What makes a Durable Object a cell of a segment: stored by the home at creation, by a cell when adopted. */
+export interface CellMembership {
+  /** The segment's name (the home's Durable Object name). */
+  segment: string;
+  /** 0 for the home, 1..cells−1 for the others. */
+  index: number;
+  /** How many cells the segment has. */
+  cells: number;
+  /** Random id made when the segment first had cells: a trunk call of another generation is refused. */
+  generation: string;
+}
+
+/** A trunk call's answer: the reply, or why the whole batch was refused. */
+export type TrunkAnswer = { ok: true; reply: TrunkReply } | { ok: false; code: string; message: string };
+
+export interface CellApi {
+  /** Frames and control records from a peer cell (docs/cells.md §4.2). */
+  trunk(batch: TrunkBatch): Promise<TrunkAnswer>;
+  /** The home makes this object cell `membership.index` of the segment, with the segment's settings (idempotent). */
+  adoptCell(membership: CellMembership, config: SegmentConfig): Promise<void>;
+  /** This cell's ports and counters, for the home's describe; null if it is not a cell. */
+  describeCell(): Promise<{ ports: PortInfo[]; cell: CellDescription } | null>;
+}
+
+/** The Durable Object name of cell `index` of `segment` (the home is the segment's own name). */
+export function cellObjectName(segment: string, index: number): string {
+  return index === 0 ? segment : `${segment}#${index}`;
+}
+
+/** Response header of the home's internal 307 to the Worker: the cell a joining port goes to (JSON `{"cell": i}`). */
+export const PLACE_HEADER = "x-edgelan-place";
+/** Request header from the Worker: the cell a join asks for (`?cell=`); only a hint. */
+export const CELL_HINT_HEADER = "x-edgelan-cell-hint";

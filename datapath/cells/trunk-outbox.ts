@@ -1,0 +1,181 @@
+/**
+ * The sending side of one trunk (docs/cells.md §4.3): frames the switch hands
+ * a trunk port wait in a bounded pending batch; at most one call is in flight;
+ * the peer's grant, the pending bound, a record limit and a per-source share
+ * bound what one call carries. Frames are data (never resent, like Ethernet);
+ * control records (MAC routes, filters) are sequenced and kept until the peer
+ * acknowledges them, bounded, then replaced by a full announce.
+ *
+ * No timers and no platform: the cell calls `take()` at the end of every event
+ * and hands the batch to the platform, then `completed()` or `failed()`.
+ */
+import type { TrunkControl, TrunkFrame, TrunkBatch, TrunkReply } from "./trunk-records.ts";
+import { TrunkFrameFlag } from "./trunk-records.ts";
+
+/** The pending batch's bound and the largest call (bytes of frames). */
+export const DEFAULT_TRUNK_QUEUE_BYTES = 1 << 20;
+/** Frame records per call at most (as for clients). */
+export const MAX_TRUNK_RECORDS = 4096;
+/** Bytes a new trunk may send before the peer's first grant. */
+export const INITIAL_GRANT_BYTES = 256 * 1024;
+/** Unacknowledged control records per peer before the queue is replaced by a full announce. */
+export const MAX_UNACKED_CONTROL = 4096;
+/** The least per-source share of a pending batch (bytes). */
+export const MIN_SOURCE_SHARE_BYTES = 64 * 1024;
+
+/** Per-trunk counters (admin API), beyond the trunk port's PortCounters. */
+export interface TrunkCounters {
+  calls: number;
+  callFailures: number;
+  /** Frames dropped because the pending batch was full (grant, bound, records or per-source share). */
+  backlogDrops: number;
+  /** Frames lost in calls that failed. */
+  failedFrames: number;
+  /** Empty calls sent only to refresh a zero grant. */
+  probes: number;
+  /** Times the peer's epoch changed (it reset). */
+  peerResets: number;
+  /** Times the control queue overflowed into a full announce. */
+  fullAnnounces: number;
+}
+
+/** Why a frame was not taken into the pending batch. */
+export type TrunkRefusal = "backlog" | null;
+
+export class TrunkOutbox {
+  readonly counters: TrunkCounters = { calls: 0, callFailures: 0, backlogDrops: 0, failedFrames: 0, probes: 0, peerResets: 0, fullAnnounces: 0 };
+  private frames: TrunkFrame[] = [];
+  private pendingBytes = 0;
+  private readonly bySource = new Map<number, number>();
+  /** Control records not yet acknowledged, numbered from `controlBase`. */
+  private control: TrunkControl[] = [];
+  private controlBase = 0;
+  private inFlight: TrunkBatch | null = null;
+  private grant = INITIAL_GRANT_BYTES;
+  private peerEpoch: number | undefined = undefined;
+  /** Set when the control queue overflowed or the peer reset: the cell must queue a full announce. */
+  needsFullAnnounce = true;
+
+  constructor(
+    readonly peer: number,
+    private readonly self: { index: number; epoch: number; generation: string },
+    private readonly queueBytes = DEFAULT_TRUNK_QUEUE_BYTES,
+  ) {}
+
+  /** Bytes the pending batch may hold now. */
+  get limitBytes(): number {
+    return Math.min(this.grant, this.queueBytes);
+  }
+
+  get busy(): boolean {
+    return this.inFlight !== null;
+  }
+
+  get pending(): number {
+    return this.frames.length;
+  }
+
+  /** Adds a frame to the pending batch, or refuses it (counted) when a bound is reached; mirror copies give way first. */
+  carry(ingress: number, flags: number, frame: Uint8Array): TrunkRefusal {
+    const share = Math.max(MIN_SOURCE_SHARE_BYTES, this.queueBytes / 4);
+    const fromSource = this.bySource.get(ingress) ?? 0;
+    const fits = (): boolean => this.frames.length < MAX_TRUNK_RECORDS && this.pendingBytes + frame.length <= this.limitBytes;
+    if (!fits() && (flags & TrunkFrameFlag.MirrorOnly) === 0) this.dropMirrorCopies();
+    if (!fits() || fromSource + frame.length > share) {
+      this.counters.backlogDrops++;
+      return "backlog";
+    }
+    this.frames.push({ ingress, flags, frame });
+    this.pendingBytes += frame.length;
+    this.bySource.set(ingress, fromSource + frame.length);
+    return null;
+  }
+
+  /** Queues a control record (reliable: resent until acknowledged); past the bound, asks for a full announce. */
+  queueControl(record: TrunkControl): void {
+    if (this.control.length >= MAX_UNACKED_CONTROL) {
+      this.counters.fullAnnounces++;
+      this.resetControl();
+      return;
+    }
+    this.control.push(record);
+  }
+
+  /** Replaces the control queue with a full announce the caller builds: records after `routes-reset`. */
+  beginFullAnnounce(records: readonly TrunkControl[]): void {
+    this.needsFullAnnounce = false;
+    this.controlBase += this.control.length;
+    this.control = [{ type: "routes-reset", epoch: this.self.epoch }, ...records];
+  }
+
+  /**
+   * The call to make now, or null: nothing pending, a call already in flight, or a zero grant with no
+   * control to carry (then an empty probe goes, at most one at a time, if frames are waiting).
+   */
+  take(): TrunkBatch | null {
+    if (this.inFlight !== null) return null;
+    if (this.frames.length === 0 && this.control.length === 0) return null;
+    const probe = this.grant === 0;
+    if (probe) this.counters.probes++;
+    const batch: TrunkBatch = {
+      generation: this.self.generation, from: this.self.index, epoch: this.self.epoch,
+      controlFrom: this.controlBase, control: [...this.control], frames: probe ? [] : this.frames,
+    };
+    if (!probe) this.clearFrames();
+    this.inFlight = batch;
+    this.counters.calls++;
+    return batch;
+  }
+
+  /** The call returned: records the peer's grant and epoch, releases acknowledged control. */
+  completed(reply: TrunkReply): void {
+    this.inFlight = null;
+    this.grant = reply.grantBytes;
+    const acked = reply.controlAck - this.controlBase;
+    if (acked > 0) {
+      this.control.splice(0, acked);
+      this.controlBase = reply.controlAck;
+    }
+    if (this.peerEpoch !== undefined && reply.epoch !== this.peerEpoch) {
+      this.counters.peerResets++;
+      this.needsFullAnnounce = true;
+    }
+    this.peerEpoch = reply.epoch;
+  }
+
+  /** The call threw: its frames are lost (counted), its control records stay for the next call. */
+  failed(overloaded: boolean): void {
+    const batch = this.inFlight;
+    this.inFlight = null;
+    this.counters.callFailures++;
+    if (batch !== null) this.counters.failedFrames += batch.frames.length;
+    if (overloaded) this.grant = 0;
+  }
+
+  private resetControl(): void {
+    this.controlBase += this.control.length;
+    this.control = [];
+    this.needsFullAnnounce = true;
+  }
+
+  private clearFrames(): void {
+    this.frames = [];
+    this.pendingBytes = 0;
+    this.bySource.clear();
+  }
+
+  /** Removes mirror-only copies from the pending batch (they are the first to go when it is full). */
+  private dropMirrorCopies(): void {
+    const kept = this.frames.filter((record) => (record.flags & TrunkFrameFlag.MirrorOnly) === 0);
+    const dropped = this.frames.length - kept.length;
+    if (dropped === 0) return;
+    this.counters.backlogDrops += dropped;
+    this.frames = kept;
+    this.pendingBytes = 0;
+    this.bySource.clear();
+    for (const record of kept) {
+      this.pendingBytes += record.frame.length;
+      this.bySource.set(record.ingress, (this.bySource.get(record.ingress) ?? 0) + record.frame.length);
+    }
+  }
+}

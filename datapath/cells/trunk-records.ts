@@ -1,0 +1,58 @@
+/**
+ * What one trunk call between two cells of a segment carries (docs/cells.md
+ * §4.2), as plain data. Frames are data (lost with a failed call); control
+ * records are numbered per direction from `controlFrom` and acknowledged by
+ * `controlAck`.
+ *
+ * Stage 1 passes these objects as they are (a structured clone over DO RPC);
+ * the packed byte form of §4.2 (record types 0x40–0x44 in the tunnel framing)
+ * is a later optimisation and changes nothing here but the transport.
+ */
+import type { TrunkFilter } from "../bridge.ts";
+import type { MacRoute } from "./mac-routes.ts";
+
+/** Frame record flags (docs/cells.md §4.2 record 0x40). */
+export const TrunkFrameFlag = {
+  /** The frame was flooded at the origin (broadcast, multicast or unknown unicast). */
+  Flooded: 0x01,
+  /** Only the receiving cell's monitors take it (§5.9). */
+  MirrorOnly: 0x02,
+  /** A GSO super-frame with its 10-byte virtio-net header in front. */
+  VnetHeader: 0x04,
+} as const;
+
+export interface TrunkFrame {
+  /** The port the frame entered the segment on (at the origin cell). */
+  ingress: number;
+  flags: number;
+  frame: Uint8Array;
+}
+
+export type TrunkControl =
+  | { type: "mac-route"; route: MacRoute }
+  | { type: "mac-withdraw"; route: MacRoute }
+  | { type: "cell-filter"; filter: TrunkFilter }
+  /** Forget every route from the sender; the records that follow are its complete table. */
+  | { type: "routes-reset"; epoch: number };
+
+export interface TrunkBatch {
+  /** The segment's generation: a call from another generation (a deleted segment's cell) is refused whole. */
+  generation: string;
+  /** The sender's cell index. */
+  from: number;
+  /** The sender's epoch (it changes when the sender reset). */
+  epoch: number;
+  /** The number of the first control record. */
+  controlFrom: number;
+  control: TrunkControl[];
+  frames: TrunkFrame[];
+}
+
+export interface TrunkReply {
+  /** The receiver's epoch: a change tells the sender the receiver reset. */
+  epoch: number;
+  /** Every control record below this number was applied. */
+  controlAck: number;
+  /** Bytes of frames the sender may put in its next call. */
+  grantBytes: number;
+}

@@ -1,0 +1,122 @@
+/**
+ * A cell's platform side (docs/cells.md §4): the pure Cell around the relay's
+ * switch, and the trunk calls to its peers as Durable Object RPC. At the end
+ * of every event (`pump`) the cell announces new registered MACs and its
+ * filter, and sends each peer's pending batch if no call to it is in flight;
+ * a returning call sends what piled up meanwhile. No timers: an idle trunk
+ * holds nothing and costs nothing.
+ */
+import type { CellApi, CellMembership, TrunkAnswer } from "../../contract/cell-api.ts";
+import type { CellDescription } from "../../contract/segment-api.ts";
+import { Cell } from "../../datapath/cells/cell.ts";
+import type { TrunkBatch } from "../../datapath/cells/trunk-records.ts";
+import { formatMac, type MacKey } from "../../datapath/mac.ts";
+import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
+import type { SegmentConfig } from "../config.ts";
+import type { SegmentRelay } from "../relay.ts";
+
+/** Finds a peer cell's stub (a new one per call: a stub that threw must not be reused). */
+export type PeerStub = (index: number) => Pick<CellApi, "trunk">;
+
+export class CellHost {
+  readonly cell: Cell;
+  /** Set when the segment was deleted: calls still returning send nothing more. */
+  private stopped = false;
+
+  constructor(
+    readonly membership: CellMembership,
+    readonly epoch: number,
+    private readonly relay: SegmentRelay,
+    config: SegmentConfig,
+    private readonly peer: PeerStub,
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.cell = new Cell({ index: membership.index, epoch, generation: membership.generation }, relay.switch, {
+      maxLearned: config.learnLimitPerSegment, agingMs: config.agingSeconds * 1000, segmentQueueBytes: config.segmentQueueBytes,
+      staticLost: (mac) => this.closeHolder(mac),
+    }, clock);
+    for (let index = 0; index < membership.cells; index++) if (index !== membership.index) this.cell.addPeer(index);
+  }
+
+  /** The segment was deleted: no more calls. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** End of an event: announce what changed, then make every call that is due. */
+  pump(): void {
+    if (this.stopped) return;
+    this.cell.syncStatics(this.localStatics(), staticSeq(this.clock()));
+    this.cell.refreshFilter();
+    for (const { peer, batch } of this.cell.take()) this.call(peer, batch);
+  }
+
+  /** An incoming trunk call: applied, local ports' messages sent, and our own calls made. */
+  receive(batch: TrunkBatch): TrunkAnswer {
+    const received = this.cell.receive(batch);
+    this.relay.switch.flush();
+    this.pump();
+    return received.ok ? { ok: true, reply: received.value } : { ok: false, code: received.error.code, message: received.error.message };
+  }
+
+  /** This cell for the admin API. */
+  describe(): CellDescription {
+    const trunks: CellDescription["trunks"] = [];
+    for (let index = 0; index < this.membership.cells; index++) {
+      const port = this.cell.trunkPort(index);
+      const outbox = this.cell.outbox(index);
+      if (port === undefined || outbox === undefined) continue;
+      const { rxFrames, txFrames } = port.state.counters;
+      const { calls, callFailures, backlogDrops, failedFrames } = outbox.counters;
+      trunks.push({ peer: index, rxFrames, txFrames, calls, callFailures, backlogDrops, failedFrames });
+    }
+    return { index: this.membership.index, epoch: this.epoch, ports: this.relay.portCount, remoteRoutes: this.cell.routes.remoteCount, trunks };
+  }
+
+  private call(peer: number, batch: TrunkBatch): void {
+    this.peer(peer).trunk(batch).then(
+      (answer) => {
+        if (answer.ok) this.cell.completed(peer, answer.reply);
+        else this.cell.failed(peer, false);
+        this.pump();
+      },
+      (error: unknown) => {
+        this.cell.failed(peer, isOverloaded(error));
+      },
+    );
+  }
+
+  /** A registered MAC of a port here lost to an earlier claim on another cell: that port is closed, as a second claimant within one cell is refused. */
+  private closeHolder(mac: MacKey): void {
+    for (const runtime of this.relay.runtimes()) {
+      if (runtime.port.state.macs.includes(mac)) {
+        this.relay.closePort(runtime, CloseCode.MacTaken, `${formatMac(mac)} is registered by a port on another cell of this segment`);
+      }
+    }
+    this.relay.switch.flush();
+  }
+
+  /** Registered MACs of the cell's open client ports. */
+  private localStatics(): Set<MacKey> {
+    const macs = new Set<MacKey>();
+    for (const port of this.relay.switch.allPorts()) {
+      if (!port.open || port.mode === "service" || port.mode === "trunk") continue;
+      for (const mac of port.state.macs) macs.add(mac);
+    }
+    return macs;
+  }
+}
+
+/**
+ * The sequence number of a registered MAC claimed at `now`: earlier claims get higher numbers, so the
+ * first port to register a MAC keeps it segment-wide, as within one cell (higher seq wins, RFC 7432 rules).
+ * Claims by the home (docs/cells.md §5.2) would replace this; see the status in docs/cells.md.
+ */
+function staticSeq(now: number): number {
+  return Number.MAX_SAFE_INTEGER - now;
+}
+
+/** Whether a stub error says the peer is overloaded (do not retry it at once). */
+function isOverloaded(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { overloaded?: unknown }).overloaded === true;
+}

@@ -1,0 +1,166 @@
+/**
+ * A Segment Durable Object's cell role (docs/cells.md §3): its membership
+ * (index, cell count, generation, stored), its epoch (a new one whenever it
+ * starts without sockets: its routes at peers are void), the trunk host, and
+ * for the home cell the placement of joining ports and the fan-out of describe
+ * and delete. A segment of one cell has no membership: every method here is
+ * then a no-op or answers "not active", so `cells: 1` takes today's path.
+ */
+import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, type CellMembership } from "../../contract/cell-api.ts";
+import type { CellDescription, Env, PortInfo, SegmentApi, SegmentConfig, SegmentDescription } from "../../contract/segment-api.ts";
+import { toHex } from "../handshake.ts";
+import type { SegmentRelay } from "../relay.ts";
+import { CellHost } from "./cell-host.ts";
+
+const MEMBERSHIP_KEY = "cell-membership";
+const EPOCH_KEY = "cell-epoch";
+const NEXT_PLACE_KEY = "cell-next-place";
+/** Port ids of cell i are i × 2^24 + k (docs/cells.md §3.5). */
+const PORT_IDS_PER_CELL = 2 ** 24;
+
+export class CellPlacement {
+  private membership: CellMembership | null;
+  private host: CellHost | null = null;
+
+  constructor(private readonly ctx: DurableObjectState, private readonly env: Env) {
+    this.membership = ctx.storage.kv.get<CellMembership>(MEMBERSHIP_KEY) ?? null;
+  }
+
+  /** Whether this object is a cell of a segment with more than one. */
+  get active(): boolean {
+    return this.membership !== null && this.membership.cells > 1;
+  }
+
+  /** Added to the segment's port counter: cell i's ids never meet another cell's. */
+  get portIdBase(): number {
+    return this.active ? (this.membership as CellMembership).index * PORT_IDS_PER_CELL : 0;
+  }
+
+  /**
+   * The constructor ran: a new epoch. Without sockets nothing of this cell survived (a reset); after a
+   * hibernation its ports did, but its routes from peers are in memory only, so it starts over too: at
+   * its first event it sends each peer a full announce under the new epoch, and each peer answers with
+   * its own (docs/cells.md §5.5; the design keeps routes in storage instead, not done yet).
+   */
+  started(): void {
+    if (this.membership === null) return;
+    this.ctx.storage.kv.put(EPOCH_KEY, (this.ctx.storage.kv.get<number>(EPOCH_KEY) ?? 0) + 1);
+  }
+
+  /**
+   * The home's settings changed: a segment that has cells now becomes (or stays) cell 0 of them, and
+   * the cells that exist get the new settings.
+   */
+  async configured(segment: string, config: SegmentConfig): Promise<void> {
+    const cells = config.cells ?? 1;
+    if (cells <= 1 && this.membership === null) return;
+    const previous = this.membership?.cells ?? 1;
+    const generation = this.membership?.generation ?? toHex(crypto.getRandomValues(new Uint8Array(16)));
+    this.adopt({ segment, index: 0, cells, generation });
+    // The other cells get the new settings (an existing segment's cells; a new one's are made by placement).
+    for (let index = 1; index < Math.min(previous, cells); index++) await this.stub(index).adoptCell({ segment, index, cells, generation }, config);
+  }
+
+  /** Whether this object keeps the segment's idle TTL: a single-cell segment or the home, never another cell. */
+  get keepsTtl(): boolean {
+    return this.membership === null || this.membership.index === 0;
+  }
+
+  /** The home asks every other cell whether it has ports (for the idle TTL). */
+  async othersIdle(): Promise<boolean> {
+    const membership = this.membership as CellMembership;
+    for (let index = 1; index < membership.cells; index++) {
+      const remote = await this.stub(index).describeCell();
+      if (remote !== null && remote.ports.length > 0) return false;
+    }
+    return true;
+  }
+
+  /** Stores the membership; the trunk host is rebuilt with it on next use. */
+  adopt(membership: CellMembership): void {
+    this.ctx.storage.kv.put(MEMBERSHIP_KEY, membership);
+    if (this.ctx.storage.kv.get<number>(EPOCH_KEY) === undefined) this.ctx.storage.kv.put(EPOCH_KEY, 1);
+    const changed = this.membership === null || this.membership.cells !== membership.cells || this.membership.index !== membership.index;
+    this.membership = membership;
+    if (changed) this.host = null;
+  }
+
+  /** The trunk host around the relay (built once per instance), or null for a single-cell segment. */
+  hostFor(relay: SegmentRelay, config: SegmentConfig): CellHost | null {
+    if (!this.active) return null;
+    if (this.host === null) {
+      const membership = this.membership as CellMembership;
+      const epoch = this.ctx.storage.kv.get<number>(EPOCH_KEY) ?? 1;
+      this.host = new CellHost(membership, epoch, relay, config, (index) => this.stub(index));
+    }
+    return this.host;
+  }
+
+  /** End of an event: trunk announcements and calls (nothing for a single-cell segment). */
+  pump(relay: SegmentRelay | null, config: SegmentConfig | undefined): void {
+    if (!this.active || relay === null || config === undefined) return;
+    this.hostFor(relay, config)?.pump();
+  }
+
+  /**
+   * The home places a joining port: the hinted cell (`?cell=`) if valid, else the next in turn. For
+   * another cell it adopts that cell (creating it on first use) and answers the Worker with an internal
+   * 307 naming it; for itself it answers null and accepts the socket as today.
+   */
+  async placeElsewhere(request: Request, config: SegmentConfig): Promise<Response | null> {
+    const membership = this.membership as CellMembership;
+    if (membership.index !== 0) return null;
+    const target = this.pick(request.headers.get(CELL_HINT_HEADER), membership.cells);
+    if (target === 0) return null;
+    await this.stub(target).adoptCell({ ...membership, index: target }, config);
+    return new Response(null, { status: 307, headers: { [PLACE_HEADER]: JSON.stringify({ cell: target }) } });
+  }
+
+  /** The home's describe with every cell's ports (each with its `cell`) and per-cell counters. */
+  async describeAll(local: SegmentDescription): Promise<SegmentDescription> {
+    const membership = this.membership as CellMembership;
+    const ports: PortInfo[] = local.ports.map((port) => ({ ...port, cell: membership.index }));
+    const cells: CellDescription[] = this.host === null ? [] : [this.host.describe()];
+    for (let index = 1; index < membership.cells && membership.index === 0; index++) {
+      const remote = await this.stub(index).describeCell();
+      if (remote === null) continue;
+      ports.push(...remote.ports.map((port) => ({ ...port, cell: index })));
+      cells.push(remote.cell);
+    }
+    return { ...local, ports, cells };
+  }
+
+  /** This cell's ports and counters (for the home). */
+  describeLocal(relay: SegmentRelay, config: SegmentConfig): { ports: PortInfo[]; cell: CellDescription } | null {
+    const host = this.hostFor(relay, config);
+    return host === null ? null : { ports: relay.listPorts(), cell: host.describe() };
+  }
+
+  /** The home deletes every other cell; returns the ports they closed. */
+  async destroyOthers(): Promise<number> {
+    const membership = this.membership;
+    if (membership === null || membership.index !== 0) return 0;
+    let closed = 0;
+    for (let index = 1; index < membership.cells; index++) closed += (await this.stub(index).destroy())?.portsClosed ?? 0;
+    return closed;
+  }
+
+  /** The segment was wiped (storage already erased). */
+  forget(): void {
+    this.host?.stop();
+    this.membership = null;
+    this.host = null;
+  }
+
+  private pick(hint: string | null, cells: number): number {
+    const asked = hint === null ? NaN : Number(hint);
+    if (Number.isInteger(asked) && asked >= 0 && asked < cells) return asked;
+    const next = this.ctx.storage.kv.get<number>(NEXT_PLACE_KEY) ?? 0;
+    this.ctx.storage.kv.put(NEXT_PLACE_KEY, next + 1);
+    return next % cells;
+  }
+
+  private stub(index: number): DurableObjectStub<SegmentApi> {
+    return this.env.SEGMENTS.getByName(cellObjectName((this.membership as CellMembership).segment, index));
+  }
+}

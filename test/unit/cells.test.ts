@@ -1,0 +1,291 @@
+// Three cells of one segment in Node (docs/cells.md §4–5): each cell a real SegmentSwitch, trunks
+// joined by an in-memory call loop, frames in hex. The switching rules must hold across cells:
+// unicast to exactly one cell, broadcast once per cell, no echo, split horizon, MAC moves by seq.
+import { beforeEach, describe, expect, it } from "vitest";
+import { Cell, TRUNK_PORT_BASE, aggregateFilter } from "../../datapath/cells/cell.ts";
+import { TrunkFrameFlag } from "../../datapath/cells/trunk-records.ts";
+import { DropReason, newPortCounters } from "../../datapath/counters.ts";
+import type { PortKind } from "../../datapath/port-kind.ts";
+import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
+import type { PortSink, SwitchPort } from "../../datapath/switch-port.ts";
+import { frame, mac } from "./datapath-frames.ts";
+
+const CONFIG: SwitchConfig = {
+  maxFrameSize: 1514, learnLimitPerPort: 64, learnLimitPerSegment: 4096, agingMs: 300_000,
+  rxQueueFrames: 256, rxQueueBytes: 1 << 20, segmentQueueBytes: 1 << 22,
+};
+const GENERATION = "g1";
+const M = (n: number): string => `02 00 00 00 00 ${n.toString(16).padStart(2, "0")}`;
+const BCAST = "ff ff ff ff ff ff";
+const IPV4 = "08 00";
+
+class RawSink implements PortSink {
+  readonly frames: Uint8Array[] = [];
+  send(bytes: Uint8Array): boolean {
+    this.frames.push(bytes.slice());
+    return true;
+  }
+  changed(): void {}
+}
+
+let now = 0;
+let cells: Cell[] = [];
+let switches: SegmentSwitch[] = [];
+const ports = new Map<number, { cell: number; port: SwitchPort; sink: RawSink }>();
+let lost: number[] = [];
+
+function makeCell(index: number, epoch = 1): Cell {
+  const sw = new SegmentSwitch(CONFIG, () => now);
+  switches[index] = sw;
+  const cell = new Cell({ index, epoch, generation: GENERATION }, sw, {
+    maxLearned: 4096, agingMs: CONFIG.agingMs, segmentQueueBytes: CONFIG.segmentQueueBytes, staticLost: (m) => lost.push(m),
+  }, () => now);
+  cells[index] = cell;
+  return cell;
+}
+
+/** Joins every pair of cells. */
+function mesh(): void {
+  for (const cell of cells) for (const peer of cells) if (peer !== cell) expect(cell.addPeer(peer.identity.index).ok).toBe(true);
+}
+
+/** Adds a raw port on a cell; a member's MACs are claimed (seq 1) and announced as static routes. */
+function attach(cellIndex: number, id: number, kind: PortKind, macs: number[] = []): void {
+  const sink = new RawSink();
+  const sw = switches[cellIndex] as SegmentSwitch;
+  const port = sw.attach(id, "raw", {
+    kind, macs: macs.map((n) => mac(M(n).replace(/ /g, ":"))), filter: { promiscuous: false, allMulticast: false, multicast: [] },
+    features: 0, txWindow: 0, credits: null, counters: newPortCounters(), heldCompletions: [],
+  }, sink);
+  const opened = sw.open(port);
+  if (!opened.ok) throw new Error(opened.error.message);
+  ports.set(id, { cell: cellIndex, port, sink });
+  const cell = cells[cellIndex] as Cell;
+  for (const m of port.state.macs) cell.claimStatic(m, 1);
+  cell.refreshFilter();
+}
+
+/** Runs every pending trunk call until none is left (bounded); returns how many calls were made. */
+function settle(): number {
+  let calls = 0;
+  for (let round = 0; round < 20; round++) {
+    let any = false;
+    for (const cell of cells) {
+      for (const { peer, batch } of cell.take()) {
+        any = true;
+        calls++;
+        const reply = (cells[peer] as Cell).receive(batch);
+        if (!reply.ok) throw new Error(reply.error.message);
+        cell.completed(peer, reply.value);
+      }
+    }
+    if (!any) return calls;
+  }
+  throw new Error("trunk calls did not settle");
+}
+
+function send(id: number, ...frames: Uint8Array[]): void {
+  const { cell, port } = ports.get(id) as { cell: number; port: SwitchPort };
+  for (const f of frames) (switches[cell] as SegmentSwitch).rawFrame(port, f);
+  (switches[cell] as SegmentSwitch).flush();
+  settle();
+}
+
+function received(id: number): number {
+  return (ports.get(id) as { sink: RawSink }).sink.frames.length;
+}
+
+function trunk(cell: number, peer: number): SwitchPort {
+  return (cells[cell] as Cell).trunkPort(peer) as SwitchPort;
+}
+
+beforeEach(() => {
+  now = 0;
+  cells = [];
+  switches = [];
+  ports.clear();
+  lost = [];
+  for (let i = 0; i < 3; i++) makeCell(i);
+  mesh();
+});
+
+describe("three cells", () => {
+  beforeEach(() => {
+    attach(0, 1, "member", [1]);
+    attach(1, 16777217, "member", [2]);
+    attach(2, 33554433, "member", [3]);
+    settle();
+  });
+
+  it("unicast goes to exactly one cell, over one trunk", () => {
+    send(1, frame(`${M(2)} ${M(1)} ${IPV4}`));
+    expect([received(1), received(16777217), received(33554433)]).toEqual([0, 1, 0]);
+    expect(trunk(0, 1).state.counters.txFrames).toBe(1);
+    expect(trunk(0, 2).state.counters.txFrames).toBe(0);
+    expect(trunk(2, 0).state.counters.rxFrames).toBe(0);
+    expect(trunk(1, 0).state.counters.rxFrames).toBe(1);
+  });
+
+  it("broadcast reaches every other cell once and never echoes to the sender", () => {
+    send(16777217, frame(`${BCAST} ${M(2)} 08 06`));
+    expect([received(1), received(16777217), received(33554433)]).toEqual([1, 0, 1]);
+    // Split horizon: the cells that received it from a trunk sent it on no trunk.
+    expect(trunk(0, 2).state.counters.txFrames + trunk(2, 0).state.counters.txFrames).toBe(0);
+    expect(trunk(0, 1).state.counters.rxFrames).toBe(1);
+    expect(trunk(2, 1).state.counters.rxFrames).toBe(1);
+  });
+
+  it("a broadcast from a trunk is flooded to local ports only (split horizon in the bridge)", () => {
+    const sw = switches[1] as SegmentSwitch;
+    sw.trunkReceive(trunk(1, 0), [{ flags: TrunkFrameFlag.Flooded, frame: frame(`${BCAST} ${M(1)} 08 06`) }]);
+    sw.flush();
+    expect(received(16777217)).toBe(1);
+    expect((cells[1] as Cell).outbox(2)?.pending).toBe(0);
+    expect(trunk(1, 2).state.counters.txFrames).toBe(0);
+  });
+
+  it("a cell without ports is never sent floods", () => {
+    makeCell(3);
+    for (const cell of cells) for (const peer of cells) if (peer !== cell) cell.addPeer(peer.identity.index);
+    settle();
+    send(1, frame(`${BCAST} ${M(1)} 08 06`));
+    expect(trunk(3, 0).state.counters.rxFrames).toBe(0);
+    expect(trunk(0, 3).state.counters.txFrames).toBe(0);
+    expect([received(16777217), received(33554433)]).toEqual([1, 1]);
+  });
+
+  it("unknown unicast goes only to cells with a bridge port", () => {
+    attach(2, 33554434, "bridge");
+    settle();
+    send(1, frame(`${M(0x99)} ${M(1)} ${IPV4}`));
+    expect(received(33554434)).toBe(1);
+    expect(trunk(0, 1).state.counters.txFrames).toBe(0);
+    expect(trunk(0, 2).state.counters.txFrames).toBe(1);
+  });
+
+  it("a trunk call from another segment generation is refused whole", () => {
+    const refused = (cells[1] as Cell).receive({ generation: "old", from: 0, epoch: 1, controlFrom: 0, control: [], frames: [] });
+    expect(refused.ok ? "ok" : refused.error.code).toBe("stale-generation");
+  });
+
+  it("a MAC learned behind a bridge port moves between cells by sequence number", () => {
+    const X = 0x0a;
+    attach(1, 16777218, "bridge");
+    attach(2, 33554434, "bridge");
+    settle();
+    send(16777218, frame(`${BCAST} ${M(X)} 08 06`));
+    const xKey = mac(M(X).replace(/ /g, ":"));
+    expect((cells[0] as Cell).routes.route(xKey, 0)).toMatchObject({ origin: 1, seq: 0 });
+    send(1, frame(`${M(X)} ${M(1)} ${IPV4}`));
+    expect([received(16777218), received(33554434)]).toEqual([1, 1]); // the bridge on 2 got only the broadcast
+    // X shows up behind the bridge on cell 2: it announces seq 1, every cell follows, cell 1 forgets its entry.
+    send(33554434, frame(`${BCAST} ${M(X)} 08 06`));
+    for (const cell of [0, 1]) expect((cells[cell] as Cell).routes.route(xKey, 0)).toMatchObject({ origin: 2, seq: 1 });
+    expect((switches[1] as SegmentSwitch).fdbSummary().entries.some((entry) => entry.mac === "02:00:00:00:00:0a")).toBe(false);
+    send(1, frame(`${M(X)} ${M(1)} ${IPV4}`));
+    // The bridge on 1 got X's second broadcast only; the unicast went to cell 2 alone.
+    expect([received(16777218), received(33554434)]).toEqual([2, 2]);
+    expect(trunk(0, 1).state.counters.txFrames).toBe(1);
+    expect(trunk(0, 2).state.counters.txFrames).toBe(1);
+  });
+
+  it("known unicast from a trunk to a MAC routed to a third cell is dropped, never forwarded (stale route)", () => {
+    const sw = switches[1] as SegmentSwitch;
+    sw.trunkReceive(trunk(1, 0), [{ flags: 0, frame: frame(`${M(3)} ${M(1)} ${IPV4}`) }]);
+    sw.flush();
+    expect(trunk(1, 0).state.counters.drops[DropReason.NoReceiver]).toBe(1);
+    expect(trunk(1, 2).state.counters.txFrames).toBe(0);
+  });
+
+  it("a monitor sees frames between two other cells exactly once", () => {
+    attach(2, 33554434, "monitor");
+    settle();
+    send(1, frame(`${M(2)} ${M(1)} ${IPV4}`));
+    send(16777217, frame(`${BCAST} ${M(2)} 08 06`));
+    expect(received(33554434)).toBe(2);
+    expect(received(33554433)).toBe(1);
+  });
+
+  it("a reset cell's routes are withdrawn when its new epoch is seen; a full announce restores them", () => {
+    const m2 = mac(M(2).replace(/ /g, ":"));
+    expect((cells[0] as Cell).routes.owner(m2, 0)).toBe(1);
+    // Cell 1 restarts with a new epoch and no ports (its sockets were closed).
+    makeCell(1, 2);
+    for (const peer of [0, 2]) (cells[1] as Cell).addPeer(peer);
+    settle();
+    expect((cells[0] as Cell).routes.owner(m2, 0)).toBeUndefined();
+    expect((cells[2] as Cell).routes.owner(m2, 0)).toBeUndefined();
+    // Its port resumes there and claims the MAC again (seq 2): everyone follows.
+    attach(1, 16777217, "member", [2]);
+    (cells[1] as Cell).claimStatic(m2, 2);
+    settle();
+    expect((cells[0] as Cell).routes.owner(m2, 0)).toBe(1);
+    send(1, frame(`${M(2)} ${M(1)} ${IPV4}`));
+    expect(received(16777217)).toBe(1);
+  });
+
+  it("a resume on another cell moves a static MAC: the old cell is told to close its port", () => {
+    const m2 = mac(M(2).replace(/ /g, ":"));
+    (cells[2] as Cell).claimStatic(m2, 2);
+    settle();
+    expect(lost).toEqual([m2]);
+    expect((cells[0] as Cell).routes.owner(m2, 0)).toBe(2);
+  });
+});
+
+describe("trunk flow control", () => {
+  it("counts frames past the grant as backlog and drops mirror copies first", () => {
+    const cell = cells[0] as Cell;
+    const outbox = cell.outbox(1);
+    if (outbox === undefined) throw new Error("no outbox");
+    outbox.completed({ epoch: 1, controlAck: 0, grantBytes: 200 });
+    expect(outbox.carry(5, TrunkFrameFlag.MirrorOnly, new Uint8Array(100))).toBeNull();
+    expect(outbox.carry(6, 0, new Uint8Array(100))).toBeNull();
+    expect(outbox.carry(6, 0, new Uint8Array(100))).toBeNull(); // the mirror copy made room
+    expect(outbox.carry(6, 0, new Uint8Array(100))).toBe("backlog");
+    expect(outbox.counters.backlogDrops).toBe(2);
+  });
+
+  it("sends one call at a time; a failed call loses its frames (counted) and keeps its control records", () => {
+    attach(0, 1, "member", [1]);
+    const cell = cells[0] as Cell;
+    const first = cell.take();
+    expect(first.map((call) => call.peer)).toEqual([1, 2]);
+    expect(cell.take()).toEqual([]);
+    cell.failed(1, false);
+    const reply = (cells[2] as Cell).receive((first[1] as (typeof first)[number]).batch);
+    if (!reply.ok) throw new Error(reply.error.message);
+    cell.completed(2, reply.value);
+    const again = cell.take().find((call) => call.peer === 1);
+    // The first call to a peer is a full announce (it replaced the records queued before it), resent after the failure.
+    expect(again?.batch.control.map((record) => record.type)).toEqual(["routes-reset", "cell-filter", "mac-route"]);
+    expect(again?.batch.controlFrom).toBe(first[0]?.batch.controlFrom);
+    expect(cell.outbox(1)?.counters.callFailures).toBe(1);
+  });
+
+  it("syncStatics announces new registered MACs and withdraws gone ones, once each", () => {
+    const cell = cells[0] as Cell;
+    const m1 = mac("02:00:00:00:00:01");
+    cell.syncStatics(new Set([m1]), 5);
+    cell.syncStatics(new Set([m1]), 6);
+    settle();
+    expect((cells[1] as Cell).routes.route(m1, 0xffff)).toMatchObject({ origin: 0, seq: 5 });
+    cell.syncStatics(new Set(), 7);
+    settle();
+    expect((cells[1] as Cell).routes.owner(m1, 0)).toBeUndefined();
+    expect((cells[2] as Cell).routes.owner(m1, 0)).toBeUndefined();
+  });
+
+  it("the trunk port id never meets a client port id", () => {
+    expect(trunk(0, 1).id).toBe(TRUNK_PORT_BASE + 1);
+    expect(TRUNK_PORT_BASE).toBeGreaterThan(254 * 2 ** 24 + 2 ** 24 - 1);
+  });
+
+  it("a cell's filter is the union of its client ports", () => {
+    attach(0, 1, "member", [1]);
+    attach(0, 2, "monitor");
+    expect(aggregateFilter((switches[0] as SegmentSwitch).allPorts())).toEqual({
+      ports: true, bridges: false, promiscuous: false, allMulticast: false, multicast: [], monitors: true,
+    });
+  });
+});

@@ -1,0 +1,201 @@
+/// <reference types="@cloudflare/vitest-pool-workers/types" />
+import { env, exports } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { ADMIN, BROADCAST, createSegment, frame, hello_, Port } from "./ports.ts";
+
+// A segment of 3 cells in one workerd (docs/cells.md §11): ports forced onto cells with ?cell=,
+// real WebSocket clients, trunks as Durable Object RPC between the cells.
+
+const M = [0x0200_0000_0a01, 0x0200_0000_0a02, 0x0200_0000_0a03];
+
+interface CellPort {
+  portId: number;
+  cell?: number;
+  macs: string[];
+}
+
+async function token(segment: string, role: string): Promise<string> {
+  const response = await exports.default.fetch(`http://edgelan.test/v1/segments/${segment}/tokens`, {
+    method: "POST", headers: ADMIN, body: JSON.stringify({ role }),
+  });
+  expect(response.status).toBe(201);
+  return ((await response.json()) as { token: string }).token;
+}
+
+async function joinCell(segment: string, cell: number, mac: number, kind: "member" | "bridge" | "monitor" = "member"): Promise<Port> {
+  const query = kind === "member" ? `?cell=${cell}` : `?cell=${cell}&kind=${kind}&token=${await token(segment, kind)}`;
+  const port = await Port.open(segment, true, query);
+  port.send([hello_(mac, { portKind: kind })]);
+  await port.next("welcome");
+  port.send([{ type: "rx-post", count: 64, bufferSize: 2048 }]);
+  return port;
+}
+
+interface Description {
+  ports: CellPort[];
+  cells?: Array<{ index: number; remoteRoutes: number; trunks: Array<{ peer: number; rxFrames: number; txFrames: number }> }>;
+}
+
+async function describe_(segment: string): Promise<Description> {
+  const response = await exports.default.fetch(`http://edgelan.test/v1/segments/${segment}`, { headers: ADMIN });
+  return (await response.json()) as Description;
+}
+
+async function ports(segment: string): Promise<CellPort[]> {
+  return (await describe_(segment)).ports;
+}
+
+/** Polls the admin API (bounded) until every cell holds `routes` routes from the others: their announcements arrived. */
+async function routesSettled(segment: string, routes: number | number[]): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  const wanted = typeof routes === "number" ? [routes, routes, routes] : routes;
+  for (;;) {
+    const cells = (await describe_(segment)).cells ?? [];
+    if (cells.length === 3 && cells.every((cell) => cell.remoteRoutes === wanted[cell.index])) return;
+    if (Date.now() > deadline) throw new Error(`cells did not settle on ${routes} routes each: ${JSON.stringify(cells)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The markers of the rx frames a port got, in order (byte 14 of each test frame). */
+async function markers(port: Port, count: number): Promise<number[]> {
+  return (await port.rx(count)).map((f) => f[14] as number);
+}
+
+/** Waits until every cell's routes are known to the others: each port's unicast probe reaches its target. */
+async function threeCells(segment: string): Promise<Port[]> {
+  await createSegment(segment, { cells: 3 });
+  const all = [await joinCell(segment, 0, M[0] as number), await joinCell(segment, 1, M[1] as number), await joinCell(segment, 2, M[2] as number)];
+  // Each cell's routes and filter travel in the trunk calls after its WELCOME.
+  await routesSettled(segment, 2);
+  for (const [i, port] of all.entries()) port.send([{ type: "tx", id: i, flags: 0, frame: frame(BROADCAST, M[i] as number, 0x10 + i) }]);
+  for (const [i, port] of all.entries()) expect((await markers(port, 2)).sort()).toEqual([0x10, 0x11, 0x12].filter((m) => m !== 0x10 + i));
+  return all;
+}
+
+describe("a segment of 3 cells", () => {
+  it("lists each port with its cell, and ids from each cell's range", async () => {
+    await threeCells("cells-list");
+    const listed = await ports("cells-list");
+    expect(listed.map((port) => [port.cell, Math.floor(port.portId / 2 ** 24)]).sort()).toEqual([[0, 0], [1, 1], [2, 2]]);
+  });
+
+  it("broadcast reaches every other cell once and never echoes; unicast reaches exactly one cell", async () => {
+    const [a, b, c] = (await threeCells("cells-switch")) as [Port, Port, Port];
+    a.send([{ type: "tx", id: 10, flags: 0, frame: frame(M[1] as number, M[0] as number, 0x20) }]);
+    expect(await markers(b, 1)).toEqual([0x20]);
+    // A later broadcast from a reaches c; trunks are ordered per pair, so c got nothing before it.
+    a.send([{ type: "tx", id: 11, flags: 0, frame: frame(BROADCAST, M[0] as number, 0x21) }]);
+    expect(await markers(c, 1)).toEqual([0x21]);
+    expect(await markers(b, 1)).toEqual([0x21]);
+    expect(a.records.filter((r) => r.type === "rx")).toEqual([]);
+  });
+
+  it("a MAC learned behind a bridge port on one cell moves to a bridge port on another", async () => {
+    const [a, b, c] = (await threeCells("cells-move")) as [Port, Port, Port];
+    const b1 = await joinCell("cells-move", 1, 0, "bridge");
+    const b2 = await joinCell("cells-move", 2, 0, "bridge");
+    await routesSettled("cells-move", 2);
+    const X = 0x0200_0000_0b0b;
+    // A route rides in the same trunk call as the frame that taught it, ahead of the frames: once a sees
+    // X's broadcast, cell 0 knows where X is.
+    b1.send([{ type: "tx", id: 1, flags: 0, frame: frame(BROADCAST, X, 0x30) }]);
+    expect(await markers(a, 1)).toEqual([0x30]);
+    a.send([{ type: "tx", id: 20, flags: 0, frame: frame(X, M[0] as number, 0x31) }]);
+    expect(await markers(b1, 1)).toEqual([0x31]);
+    expect(await markers(b2, 1)).toEqual([0x30]);
+    // X shows up behind the bridge on cell 2: its route (seq 1) beats cell 1's (seq 0).
+    b2.send([{ type: "tx", id: 1, flags: 0, frame: frame(BROADCAST, X, 0x32) }]);
+    expect(await markers(a, 1)).toEqual([0x32]);
+    expect(await markers(b1, 1)).toEqual([0x32]);
+    a.send([{ type: "tx", id: 21, flags: 0, frame: frame(X, M[0] as number, 0x33) }]);
+    expect(await markers(b2, 1)).toEqual([0x33]);
+    // b1 gets a's next broadcast and nothing before it (calls between two cells keep their order).
+    a.send([{ type: "tx", id: 22, flags: 0, frame: frame(BROADCAST, M[0] as number, 0x34) }]);
+    expect(await markers(b1, 1)).toEqual([0x34]);
+    expect((await markers(b, 3)).sort()).toEqual([0x30, 0x32, 0x34]);
+    expect((await markers(c, 3)).sort()).toEqual([0x30, 0x32, 0x34]);
+  });
+
+  it("a monitor on one cell sees a unicast between two other cells exactly once", async () => {
+    const [a, b] = (await threeCells("cells-monitor")) as [Port, Port, Port];
+    const monitor = await joinCell("cells-monitor", 2, 0, "monitor");
+    await new Promise<void>((resolve, reject) => {
+      const deadline = Date.now() + 10_000;
+      const poll = async (): Promise<void> => {
+        const cells = (await describe_("cells-monitor")).cells ?? [];
+        if (cells.some((cell) => cell.index === 0)) return resolve();
+        if (Date.now() > deadline) return reject(new Error("no cells"));
+        setTimeout(() => void poll(), 20);
+      };
+      void poll();
+    });
+    // Until cell 0 knows cell 2 has a monitor, it sends no mirror copy: send until one arrives, then count.
+    let marker = 0x50;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      a.send([{ type: "tx", id: marker, flags: 0, frame: frame(M[1] as number, M[0] as number, marker) }]);
+      expect(await markers(b, 1)).toEqual([marker]);
+      if (monitor.records.some((r) => r.type === "rx")) break;
+      if (Date.now() > deadline) throw new Error("the monitor never got a copy");
+      marker++;
+    }
+    const last = marker + 1;
+    a.send([{ type: "tx", id: last, flags: 0, frame: frame(M[1] as number, M[0] as number, last) }]);
+    expect(await markers(b, 1)).toEqual([last]);
+    const seen: number[] = [];
+    while (!seen.includes(last)) seen.push(...(await markers(monitor, 1)));
+    // From the first mirrored frame on, every frame between cells 0 and 1 reached the monitor on cell 2 once, in order.
+    const first = seen[0] as number;
+    expect(seen).toEqual(Array.from({ length: last - first + 1 }, (_, i) => first + i));
+  });
+
+  it("a MAC registered on one cell is refused to a port on another (closed 4009, the first keeps it)", async () => {
+    const [a, b] = (await threeCells("cells-claim")) as [Port, Port, Port];
+    const thief = await Port.open("cells-claim", true, "?cell=2");
+    thief.send([hello_(M[0] as number)]);
+    expect((await thief.closedWith()).code).toBe(4009);
+    b.send([{ type: "tx", id: 30, flags: 0, frame: frame(M[0] as number, M[1] as number, 0x60) }]);
+    expect(await markers(a, 1)).toEqual([0x60]);
+  });
+
+  it("a cell reset mid-traffic: its ports close, the others lose nothing and keep talking, its MACs are free again", async () => {
+    const [a, b, c] = (await threeCells("cells-reset")) as [Port, Port, Port];
+    const cell1 = env.SEGMENTS.getByName("cells-reset#1");
+    await expect(runInDurableObject(cell1, (_instance, state) => state.abort("test reset"))).rejects.toThrow();
+    expect(b.closed ?? (await b.closedWith())).toBeDefined();
+    // The next flood wakes cell 1 under a new epoch: every cell drops its routes; the others announce theirs to it again.
+    a.send([{ type: "tx", id: 40, flags: 0, frame: frame(BROADCAST, M[0] as number, 0x70) }]);
+    expect(await markers(c, 1)).toEqual([0x70]);
+    await routesSettled("cells-reset", [1, 2, 1]);
+    a.send([{ type: "tx", id: 41, flags: 0, frame: frame(M[2] as number, M[0] as number, 0x71) }]);
+    expect(await markers(c, 1)).toEqual([0x71]);
+    expect(a.closed).toBeUndefined();
+    expect(c.closed).toBeUndefined();
+    // b's MAC is free: it comes back on another cell and is reachable there.
+    const back = await joinCell("cells-reset", 2, M[1] as number);
+    await routesSettled("cells-reset", [2, 3, 1]);
+    a.send([{ type: "tx", id: 42, flags: 0, frame: frame(M[1] as number, M[0] as number, 0x72) }]);
+    expect(await markers(back, 1)).toEqual([0x72]);
+    expect(back.closed).toBeUndefined();
+  });
+
+  it("deleting the segment closes the ports of every cell", async () => {
+    const all = await threeCells("cells-delete");
+    const response = await exports.default.fetch("http://edgelan.test/v1/segments/cells-delete", { method: "DELETE", headers: ADMIN });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ portsClosed: 3 });
+    for (const port of all) expect((await port.closedWith()).code).toBe(4010);
+  });
+});
+
+describe("a segment of 1 cell", () => {
+  it("has no cell fields and no trunks", async () => {
+    await createSegment("cells-single");
+    await Port.join("cells-single", M[0] as number);
+    const description = await describe_("cells-single");
+    expect(description.cells).toBeUndefined();
+    expect(description.ports.map((port) => port.cell)).toEqual([undefined]);
+  });
+});
