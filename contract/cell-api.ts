@@ -17,6 +17,8 @@ export interface CellMembership {
   cells: number;
   /** Random id made when the segment first had cells: a trunk call of another generation is refused. */
   generation: string;
+  /** The home's token epoch, which every cell checks join tokens against (set by the home for the others). */
+  tokenEpoch?: string;
 }
 
 /** A trunk call's answer: the reply, or why the whole batch was refused. */

@@ -20,14 +20,13 @@ import { RESUME_GRACE_MS, RESUME_LEASE_RENEW_MS, SESSION_ROWS_PER_PORT, SessionS
 import { RevocationList } from "./revocations.ts";
 import {
   checkHelloSlots, checkTokenAdmission, closeExpiredTokens, closeRevokedToken, connectedTokenExpiry, newLifecycleCounters, nextTokenExpiry,
-  REFUSAL_COUNTERS,
+  REFUSAL_COUNTERS, TOKEN_EPOCH_KEY,
 } from "./token-lifecycle.ts";
 
 const NEXT_PORT_ID_KEY = "next-port-id";
 /** When an idle segment with a TTL deletes itself (ms since epoch); absent while ports are connected. */
 export const IDLE_DEADLINE_KEY = "idle-deadline";
 /** This incarnation's random epoch: tokens minted for it carry it as `sep`; a recreated segment gets a new one. */
-const EPOCH_KEY = "epoch";
 /** When the alarm last renewed the resume rows of connected sessions (ms since epoch). */
 const LEASES_RENEWED_KEY = "resume-leases-renewed";
 /** A revocation whose token's expiry the segment does not know lasts as long as the longest token POST tokens mints. */
@@ -102,7 +101,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     // The constructor counted nothing (there was no segment yet): this instance is the segment's first start.
     if (stored === null) {
       this.ctx.storage.kv.put(INSTANCE_STARTS_KEY, 1);
-      this.ctx.storage.kv.put(EPOCH_KEY, newEpoch());
+      this.ctx.storage.kv.put(TOKEN_EPOCH_KEY, newEpoch());
     }
     await this.armIdleTimer();
     return { ok: true, created: stored === null, config: next.value };
@@ -146,6 +145,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     await saveSegment(this.ctx.storage, { name: membership.segment, config });
     this.#stored = { name: membership.segment, config };
     this.relay?.reconfigure(config);
+    // Tokens are minted by the home and carry its epoch: every cell checks them against the home's.
+    if (membership.tokenEpoch !== undefined) this.ctx.storage.kv.put(TOKEN_EPOCH_KEY, membership.tokenEpoch);
     this.cells.adopt(membership);
   }
 
@@ -421,10 +422,10 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
 
   /** This incarnation's epoch, made on first use for a segment created before epochs existed. */
   private epoch(): string {
-    let epoch = this.ctx.storage.kv.get<string>(EPOCH_KEY);
+    let epoch = this.ctx.storage.kv.get<string>(TOKEN_EPOCH_KEY);
     if (epoch === undefined) {
       epoch = newEpoch();
-      this.ctx.storage.kv.put(EPOCH_KEY, epoch);
+      this.ctx.storage.kv.put(TOKEN_EPOCH_KEY, epoch);
     }
     return epoch;
   }

@@ -4,6 +4,9 @@ import type { LifecycleCounters } from "../contract/segment-api.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import type { PortMode, PortRuntime } from "./port.ts";
 
+/** Storage key of the segment's token epoch (minted tokens carry it as `sep`); every cell of a segment holds its home's. */
+export const TOKEN_EPOCH_KEY = "epoch";
+
 // The join token's life inside the segment: admission rules the Worker cannot check (they need the
 // segment's state), and closing ports whose token expired or was revoked (docs/api.md, "Join tokens").
 

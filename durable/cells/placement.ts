@@ -11,6 +11,7 @@ import type { CellDescription, Env, PortInfo, SegmentApi, SegmentConfig, Segment
 import { toHex } from "../handshake.ts";
 import type { SegmentRelay } from "../relay.ts";
 import { CellHost } from "./cell-host.ts";
+import { TOKEN_EPOCH_KEY } from "../token-lifecycle.ts";
 
 const MEMBERSHIP_KEY = "cell-membership";
 const EPOCH_KEY = "cell-epoch";
@@ -58,7 +59,13 @@ export class CellPlacement {
     const generation = this.membership?.generation ?? toHex(crypto.getRandomValues(new Uint8Array(16)));
     this.adopt({ segment, index: 0, cells, generation });
     // The other cells get the new settings (an existing segment's cells; a new one's are made by placement).
-    for (let index = 1; index < Math.min(previous, cells); index++) await this.stub(index).adoptCell({ segment, index, cells, generation }, config);
+    for (let index = 1; index < Math.min(previous, cells); index++) await this.stub(index).adoptCell({ segment, index, cells, generation, ...this.tokenEpoch() }, config);
+  }
+
+  /** The home's token epoch, for the cells it configures. */
+  private tokenEpoch(): { tokenEpoch?: string } {
+    const epoch = this.ctx.storage.kv.get<string>(TOKEN_EPOCH_KEY);
+    return epoch === undefined ? {} : { tokenEpoch: epoch };
   }
 
   /** Whether this object keeps the segment's idle TTL: a single-cell segment or the home, never another cell. */
@@ -112,7 +119,7 @@ export class CellPlacement {
     if (membership.index !== 0) return null;
     const target = this.pick(request.headers.get(CELL_HINT_HEADER), membership.cells);
     if (target === 0) return null;
-    await this.stub(target).adoptCell({ ...membership, index: target }, config);
+    await this.stub(target).adoptCell({ ...membership, index: target, ...this.tokenEpoch() }, config);
     return new Response(null, { status: 307, headers: { [PLACE_HEADER]: JSON.stringify({ cell: target }) } });
   }
 
