@@ -12,7 +12,7 @@ import { SegmentSwitch } from "../datapath/segment-switch.ts";
 import type { PortChange, PortSink, SwitchPort } from "../datapath/switch-port.ts";
 import { forEachRecord, MessageEncoder, type RecordVisitor } from "../datapath/tunnel/codec.ts";
 import { Feature } from "../datapath/tunnel/constants.ts";
-import { DEFAULT_SEGMENT_CONFIG } from "../durable/config.ts";
+import { DEFAULT_SEGMENT_CONFIG, policerLimitsOf } from "../durable/config.ts";
 
 const BATCH = Number(process.env.BATCH ?? 256);
 const SIZE = Number(process.env.SIZE ?? 64);
@@ -50,6 +50,7 @@ const config = DEFAULT_SEGMENT_CONFIG;
 const sw = new SegmentSwitch({
   maxFrameSize: config.maxFrameSize, learnLimitPerPort: config.learnLimitPerPort, learnLimitPerSegment: config.learnLimitPerSegment,
   agingMs: config.agingSeconds * 1000, rxQueueFrames: 65536, rxQueueBytes: 64 << 20, segmentQueueBytes: 64 << 20,
+  policer: policerLimitsOf(config),
 }, Date.now);
 
 function join(id: number, macAddress: number, sink: FakeSink): SwitchPort {

@@ -20,7 +20,7 @@ import { fail, ok, type Result } from "./result.ts";
  *     group-bit source        → MulticastSource
  *     member port, source not registered on it; or all-zero source → SpoofedSource
  *     bridge port, new source, port or segment learn limit reached → LearnLimit
- *   decision:
+ *   decision (Local first, then the caller's policer: RateLimited, or StormControl for flooded frames):
  *     unicast, known, owner = ingress  → Local
  *     unicast, known                   → the owner only
  *     broadcast offered to the interceptor, taken → Suppressed (forwarded to nobody, verdict 0)
@@ -87,6 +87,13 @@ export function deliveryIndex(delivery: number): number {
 export function deliveryFlag(delivery: number): number {
   return delivery & 3;
 }
+
+/**
+ * Ingress policing of one forward() call: asked for every frame that passed the ingress checks once its
+ * path is known (`flooded`: broadcast, multicast or unknown unicast); returns 0 to admit it or the
+ * DropReason that refuses it (rate-limited, storm-control). A refused frame is delivered nowhere.
+ */
+export type AdmitFrame = (bytes: number, flooded: boolean) => number;
 
 /**
  * Offered every broadcast frame that passed the ingress checks, before it is flooded; true takes it
@@ -218,6 +225,8 @@ export class Bridge {
   /** The marks of the current forward() call (see FRAME_SUPER), or null. */
   private marks: readonly number[] | null = null;
   private interceptor: BroadcastInterceptor | null = null;
+  /** The policer of the current forward() call, or null (no limits). */
+  private admit: AdmitFrame | null = null;
 
   /** Creates an empty segment; `clock` returns ms and is read once per batch (never Date.now() here). */
   constructor(
@@ -290,11 +299,15 @@ export class Bridge {
    * ingress port (already removed) gets every frame answered with
    * DropReason.Reset. `marks` (parallel to `frames`, or null for all plain)
    * flags GSO super-frames (FRAME_SUPER: exempt from maxFrameSize) and frames
-   * the caller already dropped (a DropReason).
+   * the caller already dropped (a DropReason). `admit` polices every frame
+   * that passed the ingress checks (after learning, before delivery).
    */
-  forward(ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, marks: readonly number[] | null = null): void {
+  forward(
+    ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, marks: readonly number[] | null = null, admit: AdmitFrame | null = null,
+  ): void {
     out.reset();
     this.marks = marks;
+    this.admit = admit;
     const port = this.ports.get(ingress);
     if (port === undefined) {
       for (let i = 0; i < frames.length; i++) out.verdicts.push(DropReason.Reset);
@@ -315,6 +328,7 @@ export class Bridge {
       else out.dropped++;
     }
     this.marks = null;
+    this.admit = null;
   }
 
   /** Removes learned entries past their aging time (call from the alarm); returns how many. */
@@ -339,11 +353,17 @@ export class Bridge {
     const refused = this.checkSource(port, frame, vlan, now);
     if (refused !== 0) return refused;
     const destination = macKeyAt(frame, ETH_DESTINATION);
+    const admit = this.admit;
     if (((frame[ETH_DESTINATION] as number) & 1) === 0) {
       const owner = this.ownerOf(port, destination, vlan);
-      if (owner !== undefined) return this.forwardKnown(port, owner, frame, index, out);
+      if (owner === port.id) return DropReason.Local;
+      if (owner !== undefined) {
+        const policed = admit === null ? 0 : admit(frame.length, false);
+        return policed !== 0 ? policed : this.forwardKnown(port, owner, frame, index, out);
+      }
     }
-    return this.flood(port, destination, frame, index, out);
+    const policed = admit === null ? 0 : admit(frame.length, true);
+    return policed !== 0 ? policed : this.flood(port, destination, frame, index, out);
   }
 
   /**

@@ -15,12 +15,14 @@
  * bytes, "state changed"). `flush()` at the end of each platform event sends one
  * message per touched descriptor port and reports the changes to persist.
  */
-import { Bridge, deliveryFlag, deliveryIndex, ForwardOutcome, type BridgeConfig, type ReceiveFilter } from "./bridge.ts";
+import { Bridge, deliveryFlag, deliveryIndex, ForwardOutcome, type AdmitFrame, type BridgeConfig, type ReceiveFilter } from "./bridge.ts";
 import { countDrop, DropReason, newPortCounters } from "./counters.ts";
 import { countTx, deliverFrame, type ServiceCall } from "./egress.ts";
 import { ETH_SOURCE } from "./ethernet.ts";
 import type { FdbSummary } from "./fdb.ts";
 import { formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "./mac.ts";
+import { newPolicerState, police, type PolicerLimits } from "./policer.ts";
+import { admitRawEgress, newRawEgressState, rawPortSpoke, type RawEgressLimits } from "./raw-egress.ts";
 import { fail, ok, type Result } from "./result.ts";
 import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "./service-port.ts";
 import { SwitchPort, type PortSink, type SwitchPortMode, type SwitchPortState } from "./switch-port.ts";
@@ -38,7 +40,14 @@ export interface SwitchConfig extends BridgeConfig {
   rxQueueBytes: number;
   /** Bytes queued towards all ports together. */
   segmentQueueBytes: number;
+  /** Ingress policing of every member, bridge and raw port (a port's `limits` override it); absent: none. */
+  policer?: PolicerLimits;
+  /** The rate the segment sends one raw port (raw-egress.ts); absent: unlimited (RAW_SILENT_BYTES still applies). */
+  rawEgress?: RawEgressLimits;
 }
+
+/** No limits at all: what a switch without `policer` settings applies. */
+export const NO_POLICING: Readonly<PolicerLimits> = { bytesPerSecond: null, framesPerSecond: null, floodFramesPerSecond: null, burstSeconds: 1 };
 
 /** Segment-level counters the switch owns. */
 export interface SwitchCounters {
@@ -83,7 +92,15 @@ export class SegmentSwitch {
   private readonly touched = new Set<SwitchPort>();
   private emitted: Emitted[] = [];
   private readonly services: SwitchPort[] = [];
-  private readonly serviceCall: ServiceCall = { deliver: (port, frame) => this.callService(port, frame) };
+  private readonly serviceCall: ServiceCall = {
+    deliver: (port, frame) => this.callService(port, frame),
+    admitRaw: (port, bytes) => this.admitRaw(port, bytes),
+  };
+  /** The port whose batch is being policed, its limits and the batch's time (read by `admit`). */
+  private policed: SwitchPort | null = null;
+  private policedLimits: PolicerLimits = NO_POLICING;
+  private policedNow = 0;
+  private readonly admit: AdmitFrame = (bytes, flooded) => this.policeFrame(bytes, flooded);
 
   /** @param clock ms; read once per batch */
   constructor(config: SwitchConfig, private readonly clock: () => number) {
@@ -105,8 +122,9 @@ export class SegmentSwitch {
    * Adds a port in its current state (not switching until `open`). A restored state with credits gets its
    * ledger back, and frames that were queued when the segment was evicted are counted as flushed.
    */
-  attach(id: number, mode: SwitchPortMode, state: SwitchPortState, sink: PortSink): SwitchPort {
+  attach(id: number, mode: SwitchPortMode, state: SwitchPortState, sink: PortSink, limits: PolicerLimits | null = null): SwitchPort {
     const port = new SwitchPort(id, mode, state, sink);
+    port.limits = limits;
     if (state.credits !== null) {
       port.ledger = RxCreditLedger.restore(state.credits, this.budget);
       this.countFlushed(port, port.ledger.flush(), true);
@@ -222,6 +240,7 @@ export class SegmentSwitch {
   /** One frame from a raw port: a member without MACs claims the source of its first frame (it cannot say HELLO). */
   rawFrame(port: SwitchPort, frame: Uint8Array): void {
     if (port.state.kind === "member" && port.state.macs.length === 0) this.claimSource(port, frame);
+    rawPortSpoke(port.state.rawEgress);
     const batch = this.batch;
     batch.begin(false);
     batch.addFrame(frame);
@@ -349,7 +368,8 @@ export class SegmentSwitch {
   /** Forwards a batch from `port`, counts it, and delivers every copy. */
   private switchBatch(port: SwitchPort, batch: TxBatch): void {
     const out = this.outcome;
-    this.bridge.forward(port.id, batch.frames, out, batch.marked > 0 ? batch.marks : null);
+    this.bridge.forward(port.id, batch.frames, out, batch.marked > 0 ? batch.marks : null, this.policerFor(port));
+    this.policed = null;
     this.countIngress(port, batch);
     if (out.suppressed > 0) this.bump("suppressed", out.suppressed);
     const egress = out.egressPorts();
@@ -357,6 +377,33 @@ export class SegmentSwitch {
       const dest = this.ports.get(egress[p] as number);
       if (dest !== undefined) this.deliverBatch(dest, out.deliveriesFor(dest.id), batch);
     }
+  }
+
+  /** The admit hook for a batch from `port` (null for services, which the switch bounds itself, and for unlimited ports). */
+  private policerFor(port: SwitchPort): AdmitFrame | null {
+    if (port.mode === "service") return null;
+    const limits = port.limits ?? this.config.policer ?? NO_POLICING;
+    if (limits.bytesPerSecond === null && limits.framesPerSecond === null && limits.floodFramesPerSecond === null) return null;
+    this.policed = port;
+    this.policedLimits = limits;
+    this.policedNow = this.clock();
+    port.state.policer ??= newPolicerState(limits, this.policedNow);
+    return this.admit;
+  }
+
+  /** One frame of the policed batch: 0, or RateLimited / StormControl (the tokens stay in the port's state). */
+  private policeFrame(bytes: number, flooded: boolean): number {
+    const port = this.policed as SwitchPort;
+    const verdict = police(port.state.policer as NonNullable<SwitchPortState["policer"]>, this.policedLimits, bytes, flooded, this.policedNow);
+    return verdict === "ok" ? 0 : verdict === "rate-limited" ? DropReason.RateLimited : DropReason.StormControl;
+  }
+
+  /** Whether a raw port may be sent `bytes` more now (its bucket and silence bound, raw-egress.ts). */
+  private admitRaw(port: SwitchPort, bytes: number): boolean {
+    const limits = this.config.rawEgress ?? NO_POLICING;
+    const now = this.clock();
+    port.state.rawEgress ??= newRawEgressState(limits, now);
+    return admitRawEgress(port.state.rawEgress, limits, bytes, now);
   }
 
   /** rx for every frame of the batch (dropped too), and each ingress drop by reason. */

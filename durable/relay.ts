@@ -11,7 +11,7 @@ import { AckStatus, Feature, KEEPALIVE_REQUEST } from "../datapath/tunnel/consta
 import type { DecodeErrorCode, TunnelRecord } from "../datapath/tunnel/records.ts";
 import type { PortAuth } from "../contract/port-request.ts";
 import type { PortInfo, PortStats, RelayCounters } from "../contract/segment-api.ts";
-import type { SegmentConfig } from "./config.ts";
+import { policerLimitsOf, rawEgressLimitsOf, type SegmentConfig } from "./config.ts";
 import { Handshake, HELLO_TIMEOUT_MS, toHex, type HandshakeHost } from "./handshake.ts";
 import { ATTACHMENT_VERSION, type PortAttachment, type PortMode, type PortRuntime } from "./port.ts";
 import { closeQuietly, PortWriter } from "./port-writer.ts";
@@ -147,6 +147,10 @@ export class SegmentRelay implements HandshakeHost {
     };
     const runtime = this.attach(ws, attachment);
     this.bump("portsAccepted");
+    if (raw && !this.config.rawMode) {
+      this.protocolError(runtime, CloseCode.Policy, "raw mode is disabled on this segment (setting rawMode); use the edgelan.v1 subprotocol");
+      return;
+    }
     if (raw && !this.switch.open(runtime.port).ok) {
       this.closePort(runtime, CloseCode.MacTaken, "a MAC bound to this token is registered by another port");
       return;
@@ -431,5 +435,7 @@ function switchConfigOf(config: SegmentConfig): SwitchConfig {
     maxFrameSize: config.maxFrameSize, learnLimitPerPort: config.learnLimitPerPort, learnLimitPerSegment: config.learnLimitPerSegment,
     agingMs: config.agingSeconds * 1000, rxQueueFrames: config.rxQueueFrames, rxQueueBytes: config.rxQueueBytes,
     segmentQueueBytes: config.segmentQueueBytes,
+    policer: policerLimitsOf(config),
+    rawEgress: rawEgressLimitsOf(config),
   };
 }

@@ -4,7 +4,9 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { ReceiveFilter } from "../../datapath/bridge.ts";
 import { DropReason, newPortCounters, totalDrops, type PortCountersData } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
-import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
+import type { PolicerLimits } from "../../datapath/policer.ts";
+import { RAW_SILENT_BYTES } from "../../datapath/raw-egress.ts";
+import { NO_POLICING, SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
 import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "../../datapath/service-port.ts";
 import type { PortChange, PortSink, SwitchPort, SwitchPortMode } from "../../datapath/switch-port.ts";
 import { decodeMessage } from "../../datapath/tunnel/codec.ts";
@@ -78,11 +80,11 @@ let sw: SegmentSwitch;
 let now = 0;
 const ports = new Map<number, { port: SwitchPort; sink: FakeSink }>();
 
-function attach(id: number, mode: SwitchPortMode, kind: PortKind, macs: string[], features: number, queue = 4, txWindow = 64): void {
+function attach(id: number, mode: SwitchPortMode, kind: PortKind, macs: string[], features: number, queue = 4, txWindow = 64, limits: PolicerLimits | null = null): void {
   const sink = new FakeSink(mode === "descriptor");
   const port = sw.attach(id, mode, {
     kind, macs: macs.map((m) => mac(m.replace(/ /g, ":"))), filter: QUIET, features, txWindow, credits: null, counters: newPortCounters(), heldCompletions: [],
-  }, sink);
+  }, sink, limits);
   const opened = sw.open(port, queue);
   if (!opened.ok) throw new Error(opened.error.message);
   ports.set(id, { port, sink });
@@ -473,6 +475,109 @@ describe("counters", () => {
     send(1, [frame(`${M3} ${M1} ${IPV4}`)]);
     expect(counters(3).drops[DropReason.Flushed]).toBe(1);
     expect(counters(3).txFrames).toBe(0);
+  });
+});
+
+describe("ingress policing (rate limits and storm control)", () => {
+  const unicast = (): Uint8Array => frame(`${M2} ${M1} ${IPV4}`, 100);
+  const broadcast = (): Uint8Array => frame(`${BCAST} ${M1} ${ARP}`, 60);
+  const limits = (over: Partial<PolicerLimits>): PolicerLimits => ({ ...NO_POLICING, ...over });
+
+  it("frames/s: past the burst a TX completes rate-limited (8), is counted, and reaches nobody; tokens refill with time", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ framesPerSecond: 3 }) });
+    send(1, [unicast(), unicast(), unicast(), unicast(), unicast()]);
+    expect(completions(1)).toEqual([[0, 3, 0], [3, 2, DropReason.RateLimited]]);
+    expect(counters(1).drops[DropReason.RateLimited]).toBe(2);
+    expect(sink(2).takeRx()).toHaveLength(3);
+    now += 1000 / 3;
+    send(1, [unicast(), unicast()], 5);
+    expect(completions(1)).toEqual([[5, 1, 0], [6, 1, DropReason.RateLimited]]);
+  });
+
+  it("bytes/s: a frame that does not fit the bucket is refused; a smaller one that does passes", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ bytesPerSecond: 250 }) });
+    send(1, [unicast(), unicast(), unicast(), frame(`${M2} ${M1} ${IPV4}`, 50)]);
+    expect(completions(1)).toEqual([[0, 2, 0], [2, 1, DropReason.RateLimited], [3, 1, 0]]);
+  });
+
+  it("storm control counts flooded frames only: past the budget a broadcast completes storm-control (16); unicast still passes", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 2 }) });
+    send(1, [broadcast(), broadcast(), broadcast(), unicast()]);
+    expect(completions(1)).toEqual([[0, 2, 0], [2, 1, DropReason.StormControl], [3, 1, 0]]);
+    expect(counters(1).drops[DropReason.StormControl]).toBe(1);
+    expect(sink(5).takeRx()).toHaveLength(2);
+  });
+
+  it("unknown unicast is flooded, so storm control counts it too", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 1 }) });
+    send(1, [frame(`02 00 00 00 00 77 ${M1} ${IPV4}`), frame(`02 00 00 00 00 77 ${M1} ${IPV4}`)]);
+    expect(completions(1)).toEqual([[0, 1, DropReason.NoReceiver], [1, 1, DropReason.StormControl]]);
+  });
+
+  it("polices raw ports too, each port with its own buckets", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 1 }) });
+    sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    send(1, [broadcast()]);
+    expect(counters(3).drops[DropReason.StormControl]).toBe(1);
+    expect(completions(1)).toEqual([[0, 1, 0]]);
+  });
+
+  it("a port's own limits (a token's claims) override the segment's", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ framesPerSecond: 1 }) });
+    attach(6, "descriptor", "member", ["02 00 00 00 00 06"], BASIC, 4, 64, limits({ framesPerSecond: 100 }));
+    send(6, [0, 1, 2].map(() => frame(`${M2} 02 00 00 00 00 06 ${IPV4}`)));
+    expect(completions(6)).toEqual([[0, 3, 0]]);
+  });
+
+  it("the buckets are part of the persisted state: an emptied bucket stays empty after an eviction", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ framesPerSecond: 2 }) });
+    send(1, [unicast(), unicast()]);
+    const state = structuredClone(port(1).snapshot());
+    const woken = new SegmentSwitch({ ...CONFIG, policer: limits({ framesPerSecond: 2 }) }, () => now);
+    const revivedSink = new FakeSink(true);
+    const revived = woken.attach(1, "descriptor", state, revivedSink);
+    expect(woken.open(revived).ok).toBe(true);
+    woken.beginTx(revived).addTx(2, 0, unicast());
+    expect(woken.transmit(revived).ok).toBe(true);
+    woken.endMessage(revived, true);
+    woken.flush();
+    expect(revivedSink.take().filter((r) => r.type === "tx-complete")).toMatchObject([{ firstId: 2, count: 1, status: DropReason.RateLimited }]);
+  });
+});
+
+describe("raw egress bound (raw-egress.ts)", () => {
+  const toRaw = (n: number): Uint8Array[] => Array.from({ length: n }, () => frame(`${M3} ${M1} ${IPV4}`, 1000));
+  const rawLimits = (over: Partial<PolicerLimits>): PolicerLimits => ({ ...NO_POLICING, ...over });
+
+  it("past its frames/s budget a raw port's frames are dropped rx-queue-full on it; the sender completes ok", () => {
+    sw.reconfigure({ ...CONFIG, rawEgress: rawLimits({ framesPerSecond: 3 }) });
+    send(1, toRaw(5));
+    expect(sink(3).raw).toHaveLength(3);
+    expect(counters(3).drops[DropReason.RxQueueFull]).toBe(2);
+    expect(completions(1)).toEqual([[0, 5, 0]]);
+    now += 1000;
+    send(1, toRaw(1), 5);
+    expect(sink(3).raw).toHaveLength(4);
+  });
+
+  it("bytes/s bound the same way", () => {
+    sw.reconfigure({ ...CONFIG, rawEgress: rawLimits({ bytesPerSecond: 2500 }) });
+    send(1, toRaw(3));
+    expect(sink(3).raw).toHaveLength(2);
+    expect(counters(3).drops[DropReason.RxQueueFull]).toBe(1);
+  });
+
+  it("a raw port that sends nothing gets at most RAW_SILENT_BYTES; one frame from it reopens the flow", () => {
+    const perMessage = 64;
+    const messages = Math.ceil(RAW_SILENT_BYTES / (1000 * perMessage)) + 1;
+    for (let m = 0; m < messages; m++) send(1, toRaw(perMessage), (m * perMessage) & 0xffff);
+    const received = sink(3).raw.length;
+    expect(received).toBe(Math.floor(RAW_SILENT_BYTES / 1000));
+    expect(counters(3).drops[DropReason.RxQueueFull]).toBe(messages * perMessage - received);
+    sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    send(1, toRaw(1));
+    expect(sink(3).raw).toHaveLength(received + 1);
   });
 });
 
