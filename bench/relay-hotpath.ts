@@ -36,6 +36,10 @@ class FakeSink implements PortSink {
     const state = this.port.snapshot();
     this.attachment = CLONE ? structuredClone(state) : state;
   }
+
+  evicted(reason: string): void {
+    throw new Error(`the bench's ports own their MACs: ${reason}`);
+  }
 }
 
 function message(build: (encoder: MessageEncoder) => void): Uint8Array {

@@ -18,7 +18,8 @@ import { fail, ok, type Result } from "./result.ts";
  *     tagged, port without VLANs → Malformed
  *     > the port's max (+4 if tagged; GSO super-frames exempt) → Oversize
  *     group-bit source        → MulticastSource
- *     member port, source not registered on it; or all-zero source → SpoofedSource
+ *     member port, source not registered on it; bridge port, source registered on another port;
+ *       or all-zero source → SpoofedSource
  *     bridge port, new source, port or segment learn limit reached → LearnLimit
  *   decision (Local first, then the caller's policer: RateLimited, or StormControl for flooded frames):
  *     unicast, known, owner = ingress  → Local
@@ -59,6 +60,8 @@ export interface PortSpec {
   maxFrameSize?: number;
   /** Whether the port may send 802.1Q-tagged frames (feature Vlan). Default: true. */
   vlan?: boolean;
+  /** MACs the port holds by its join token: they may replace entries learned behind other ports. Default: none. */
+  claims?: readonly MacKey[];
 }
 
 /**
@@ -241,7 +244,7 @@ export class Bridge {
   addPort(id: number, spec: PortSpec): Result<void, "port-exists" | "mac-taken" | "invalid-mac"> {
     if (this.ports.has(id)) return fail("port-exists", `port ${id} is already attached`);
     if (spec.kind === "monitor" && spec.macs.length > 0) return monitorMacError(id);
-    const invalid = this.firstUnregistrable(id, spec.macs);
+    const invalid = this.firstUnregistrable(id, spec.macs, spec.claims ?? []);
     if (invalid !== undefined) return invalid;
     const port = new BridgePort(id, KIND_CODES[spec.kind], spec.maxFrameSize ?? Infinity, spec.vlan ?? true);
     port.setFilter(spec.filter);
@@ -264,12 +267,21 @@ export class Bridge {
     return this.ports.has(id);
   }
 
-  /** Registers one more MAC for a port (a guest changed or added an address). */
-  addMac(id: number, mac: MacKey): Result<void, "mac-taken" | "invalid-mac" | "no-port"> {
+  /**
+   * Registers one more MAC for a port (a guest changed or added an address); `claimed`: the port's join
+   * token binds it, so it may replace an entry learned behind another port.
+   */
+  addMac(id: number, mac: MacKey, claimed = false): Result<void, "mac-taken" | "invalid-mac" | "no-port"> {
     const port = this.ports.get(id);
     if (port === undefined) return fail("no-port", `port ${id} is not attached`);
     if (port.kind === KIND_MONITOR) return monitorMacError(id);
-    return this.fdb.addStatic(mac, id);
+    const invalid = this.firstUnregistrable(id, [mac], claimed ? [mac] : []);
+    return invalid ?? this.fdb.addStatic(mac, id);
+  }
+
+  /** The port that registered `mac`, or undefined. */
+  staticOwner(mac: MacKey): number | undefined {
+    return this.fdb.staticOwner(mac);
   }
 
   /** Unregisters a MAC from a port; a no-op if the port does not own it. */
@@ -398,6 +410,7 @@ export class Bridge {
       return this.memoSourceVerdict;
     }
     const learned = this.fdb.learn(source, vlan, port.id, now);
+    if (learned === LearnOutcome.Conflict) return DropReason.SpoofedSource;
     return learned === LearnOutcome.PortLimit || learned === LearnOutcome.SegmentLimit ? DropReason.LearnLimit : 0;
   }
 
@@ -452,14 +465,19 @@ export class Bridge {
     for (let i = 0; i < monitors.length; i++) deliver(monitors[i] as BridgePort, delivery, out);
   }
 
-  /** Returns the first reason `macs` cannot all be registered to port `id`, or undefined. */
-  private firstUnregistrable(id: number, macs: readonly MacKey[]): Result<never, "mac-taken" | "invalid-mac"> | undefined {
+  /**
+   * Returns the first reason `macs` cannot all be registered to port `id`, or undefined: registered by
+   * another port, or learned behind another port unless the port's token binds it (`claims`).
+   */
+  private firstUnregistrable(id: number, macs: readonly MacKey[], claims: readonly MacKey[]): Result<never, "mac-taken" | "invalid-mac"> | undefined {
     for (const mac of macs) {
       if (!isUsableUnicastMac(mac)) {
         return fail("invalid-mac", `${formatMac(mac)} is not a usable unicast address (multicast or all zeros)`);
       }
       const owner = this.fdb.staticOwner(mac);
       if (owner !== undefined && owner !== id) return fail("mac-taken", `${formatMac(mac)} is already registered by port ${owner}`);
+      const learned = claims.includes(mac) ? undefined : this.fdb.learnedPort(mac);
+      if (learned !== undefined && learned !== id) return fail("mac-taken", `${formatMac(mac)} is in use behind port ${learned}`);
     }
     return undefined;
   }

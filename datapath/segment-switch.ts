@@ -49,6 +49,14 @@ export interface SwitchConfig extends BridgeConfig {
 /** No limits at all: what a switch without `policer` settings applies. */
 export const NO_POLICING: Readonly<PolicerLimits> = { bytesPerSecond: null, framesPerSecond: null, floodFramesPerSecond: null, burstSeconds: 1 };
 
+/** What the platform knows about a port besides its state: its join token's claims. */
+export interface AttachOptions {
+  /** Policing limits of its own (join-token claims); default: the segment's. */
+  limits?: PolicerLimits | null;
+  /** MACs its join token binds it to; null or absent: unbound. */
+  boundMacs?: readonly MacKey[] | null;
+}
+
 /** Segment-level counters the switch owns. */
 export interface SwitchCounters {
   /** Frames still queued for a port when it closed or the segment was evicted (also counted `flushed` on the port). */
@@ -122,9 +130,10 @@ export class SegmentSwitch {
    * Adds a port in its current state (not switching until `open`). A restored state with credits gets its
    * ledger back, and frames that were queued when the segment was evicted are counted as flushed.
    */
-  attach(id: number, mode: SwitchPortMode, state: SwitchPortState, sink: PortSink, limits: PolicerLimits | null = null): SwitchPort {
+  attach(id: number, mode: SwitchPortMode, state: SwitchPortState, sink: PortSink, options: AttachOptions = {}): SwitchPort {
     const port = new SwitchPort(id, mode, state, sink);
-    port.limits = limits;
+    port.limits = options.limits ?? null;
+    port.boundMacs = options.boundMacs ?? null;
     if (state.credits !== null) {
       port.ledger = RxCreditLedger.restore(state.credits, this.budget);
       this.countFlushed(port, port.ledger.flush(), true);
@@ -141,9 +150,10 @@ export class SegmentSwitch {
   open(port: SwitchPort, queueFrames = 0): Result<void, "mac-taken" | "invalid-mac" | "port-exists"> {
     const { state } = port;
     port.applyFeatures();
+    this.evictSquatters(port, state.macs);
     const added = this.bridge.addPort(port.id, {
       kind: state.kind, macs: state.macs, filter: state.filter, learnLimit: this.config.learnLimitPerPort,
-      maxFrameSize: port.frameCap === Infinity ? undefined : port.frameCap, vlan: port.vlan,
+      maxFrameSize: port.frameCap === Infinity ? undefined : port.frameCap, vlan: port.vlan, claims: port.boundMacs ?? [],
     });
     if (!added.ok) return added;
     port.open = true;
@@ -180,7 +190,7 @@ export class SegmentSwitch {
       kind: "member", macs, filter: { promiscuous: false, allMulticast: false, multicast: [] }, features: 0, txWindow: 0,
       credits: null, counters: newPortCounters(), heldCompletions: [],
     };
-    const port = new SwitchPort(id, "service", state, { send: () => false, changed: () => undefined }, service);
+    const port = new SwitchPort(id, "service", state, { send: () => false, changed: () => undefined, evicted: () => undefined }, service);
     this.ports.set(id, port);
     const opened = this.open(port);
     if (!opened.ok) {
@@ -323,7 +333,8 @@ export class SegmentSwitch {
     if (state.macs.length >= MAX_MACS_PER_PORT) return { status: AckStatus.TooManyMacs, reason: `a port owns at most ${MAX_MACS_PER_PORT} MACs` };
     const refusal = macRefusal(allowed, [mac]);
     if (refusal !== null) return refusal;
-    const added = this.bridge.addMac(port.id, mac);
+    this.evictSquatters(port, [mac]);
+    const added = this.bridge.addMac(port.id, mac, port.boundMacs?.includes(mac) === true);
     if (!added.ok) return { status: added.error.code === "mac-taken" ? AckStatus.MacTaken : AckStatus.InvalidMac, reason: added.error.message };
     state.macs.push(mac);
     this.changed(port);
@@ -361,6 +372,24 @@ export class SegmentSwitch {
   macOwner(mac: MacKey): number | undefined {
     for (const port of this.ports.values()) if (port.open && port.state.macs.includes(mac)) return port.id;
     return undefined;
+  }
+
+  /**
+   * MAC ownership: a MAC bound to `port`'s join token is its by right. An unbound port that registered
+   * it (a squatter) is removed from the switch and told so through its sink (the platform closes it
+   * with 4009); a port bound by its own token keeps what it holds (first come, first served).
+   */
+  private evictSquatters(port: SwitchPort, macs: readonly MacKey[]): void {
+    const bound = port.boundMacs;
+    if (bound === null) return;
+    for (const mac of macs) {
+      if (!bound.includes(mac)) continue;
+      const holder = this.bridge.staticOwner(mac);
+      const squatter = holder === undefined || holder === port.id ? undefined : this.ports.get(holder);
+      if (squatter === undefined || squatter.boundMacs !== null || squatter.mode === "service") continue;
+      this.detach(squatter.id);
+      squatter.sink.evicted(`${formatMac(mac)} is bound to the join token of a port that just joined; this port held it without a binding`);
+    }
   }
 
   // ---- the switching pass -------------------------------------------------------

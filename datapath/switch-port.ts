@@ -47,6 +47,11 @@ export interface PortSink {
   send(bytes: Uint8Array): boolean;
   /** The port's `state` changed; called at most once per port per `SegmentSwitch.flush()`. */
   changed(change: PortChange): void;
+  /**
+   * The switch removed the port (it held a MAC without a token binding and the MAC's token holder
+   * arrived, docs/datapath.md "MAC ownership"): close its socket with 4009 and this reason.
+   */
+  evicted(reason: string): void;
 }
 
 const CHANGE_NONE = 0;
@@ -70,6 +75,8 @@ export class SwitchPort {
   restricted = false;
   /** Per-port policing limits that override the segment's (e.g. from join-token claims); null: the segment's. */
   limits: PolicerLimits | null = null;
+  /** MACs the port's join token binds it to (they are its by right), or null when unbound. */
+  boundMacs: readonly MacKey[] | null = null;
   private change = CHANGE_NONE;
 
   constructor(

@@ -41,7 +41,10 @@ export class SegmentRelay implements HandshakeHost {
   readonly switch: SegmentSwitch;
   private readonly sockets = new Map<WebSocket, PortRuntime>();
   private readonly byId = new Map<number, PortRuntime>();
-  private readonly writer = new PortWriter((runtime) => this.sockets.get(runtime.ws) === runtime);
+  private readonly writer = new PortWriter(
+    (runtime) => this.sockets.get(runtime.ws) === runtime,
+    (runtime, reason) => this.closePort(runtime, CloseCode.MacTaken, reason),
+  );
   private readonly handshake: Handshake;
   private readonly own: RelayCounters = {
     portsAccepted: 0, portsClosed: 0, hellosRefused: 0, sessionsResumed: 0, malformedMessages: 0, protocolErrors: 0, windowOverruns: 0,
@@ -269,7 +272,10 @@ export class SegmentRelay implements HandshakeHost {
     if (this.byId.get(runtime.attachment.portId) === runtime) this.byId.delete(runtime.attachment.portId);
     this.switch.detach(runtime.port.id);
     runtime.attachment.portId = portId;
-    runtime.port = this.switch.attach(portId, runtime.attachment.mode, runtime.attachment.port, this.writer.sinkFor(runtime.ws, () => this.sockets.get(runtime.ws)));
+    runtime.port = this.switch.attach(
+      portId, runtime.attachment.mode, runtime.attachment.port, this.writer.sinkFor(runtime.ws, () => this.sockets.get(runtime.ws)),
+      { boundMacs: runtime.attachment.boundMacs },
+    );
     this.byId.set(portId, runtime);
   }
 
@@ -317,7 +323,8 @@ export class SegmentRelay implements HandshakeHost {
   /** Creates the live runtime for a socket and indexes it. */
   private attach(ws: WebSocket, attachment: PortAttachment): PortRuntime {
     const sink = this.writer.sinkFor(ws, () => this.sockets.get(ws));
-    const runtime: PortRuntime = { ws, attachment, port: this.switch.attach(attachment.portId, attachment.mode, attachment.port, sink), heldMessages: null };
+    const port = this.switch.attach(attachment.portId, attachment.mode, attachment.port, sink, { boundMacs: attachment.boundMacs });
+    const runtime: PortRuntime = { ws, attachment, port, heldMessages: null };
     this.sockets.set(ws, runtime);
     this.byId.set(attachment.portId, runtime);
     return runtime;

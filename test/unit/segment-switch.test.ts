@@ -6,7 +6,8 @@ import { DropReason, newPortCounters, totalDrops, type PortCountersData } from "
 import type { PortKind } from "../../datapath/port-kind.ts";
 import type { PolicerLimits } from "../../datapath/policer.ts";
 import { RAW_SILENT_BYTES } from "../../datapath/raw-egress.ts";
-import { NO_POLICING, SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
+import { AckStatus } from "../../datapath/tunnel/constants.ts";
+import { NO_POLICING, SegmentSwitch, type AttachOptions, type SwitchConfig } from "../../datapath/segment-switch.ts";
 import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "../../datapath/service-port.ts";
 import type { PortChange, PortSink, SwitchPort, SwitchPortMode } from "../../datapath/switch-port.ts";
 import { decodeMessage } from "../../datapath/tunnel/codec.ts";
@@ -43,6 +44,8 @@ class FakeSink implements PortSink {
   readonly messages: TunnelRecord[][] = [];
   readonly raw: Uint8Array[] = [];
   readonly changes: PortChange[] = [];
+  /** Why the switch evicted the port, if it did. */
+  evictedFor: string | null = null;
   refuse = false;
 
   constructor(private readonly descriptor: boolean) {}
@@ -63,6 +66,10 @@ class FakeSink implements PortSink {
     this.changes.push(change);
   }
 
+  evicted(reason: string): void {
+    this.evictedFor = reason;
+  }
+
   /** Every record received so far, in order, and forgets them. */
   take(): TunnelRecord[] {
     const all = this.messages.flat();
@@ -80,14 +87,25 @@ let sw: SegmentSwitch;
 let now = 0;
 const ports = new Map<number, { port: SwitchPort; sink: FakeSink }>();
 
-function attach(id: number, mode: SwitchPortMode, kind: PortKind, macs: string[], features: number, queue = 4, txWindow = 64, limits: PolicerLimits | null = null): void {
+function attach(id: number, mode: SwitchPortMode, kind: PortKind, macs: string[], features: number, queue = 4, txWindow = 64, options: AttachOptions = {}): void {
+  const opened = tryAttach(id, mode, kind, macs, features, queue, txWindow, options);
+  if (!opened.ok) throw new Error(opened.error.message);
+}
+
+function tryAttach(id: number, mode: SwitchPortMode, kind: PortKind, macs: string[], features: number, queue = 4, txWindow = 64, options: AttachOptions = {}): ReturnType<SegmentSwitch["open"]> {
   const sink = new FakeSink(mode === "descriptor");
   const port = sw.attach(id, mode, {
-    kind, macs: macs.map((m) => mac(m.replace(/ /g, ":"))), filter: QUIET, features, txWindow, credits: null, counters: newPortCounters(), heldCompletions: [],
-  }, sink, limits);
+    kind, macs: macs.map(macOf), filter: QUIET, features, txWindow, credits: null, counters: newPortCounters(), heldCompletions: [],
+  }, sink, options);
   const opened = sw.open(port, queue);
-  if (!opened.ok) throw new Error(opened.error.message);
-  ports.set(id, { port, sink });
+  if (opened.ok) ports.set(id, { port, sink });
+  else sw.detach(id);
+  return opened;
+}
+
+/** A MAC written as hex bytes separated by spaces. */
+function macOf(spaced: string): number {
+  return mac(spaced.replace(/ /g, ":"));
 }
 
 function port(id: number): SwitchPort {
@@ -525,7 +543,7 @@ describe("ingress policing (rate limits and storm control)", () => {
 
   it("a port's own limits (a token's claims) override the segment's", () => {
     sw.reconfigure({ ...CONFIG, policer: limits({ framesPerSecond: 1 }) });
-    attach(6, "descriptor", "member", ["02 00 00 00 00 06"], BASIC, 4, 64, limits({ framesPerSecond: 100 }));
+    attach(6, "descriptor", "member", ["02 00 00 00 00 06"], BASIC, 4, 64, { limits: limits({ framesPerSecond: 100 }) });
     send(6, [0, 1, 2].map(() => frame(`${M2} 02 00 00 00 00 06 ${IPV4}`)));
     expect(completions(6)).toEqual([[0, 3, 0]]);
   });
@@ -578,6 +596,59 @@ describe("raw egress bound (raw-egress.ts)", () => {
     sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
     send(1, toRaw(1));
     expect(sink(3).raw).toHaveLength(received + 1);
+  });
+});
+
+describe("MAC ownership (docs/datapath.md)", () => {
+  const M7 = "02 00 00 00 00 07";
+  const boundTo7 = { boundMacs: [macOf(M7)] };
+
+  it("a port whose token binds a MAC takes it from an unbound port that holds it: the squatter is evicted and detached", () => {
+    attach(6, "raw", "member", [M7], 0);
+    attach(7, "descriptor", "member", [M7], BASIC, 4, 64, boundTo7);
+    expect(sink(6).evictedFor).toContain("02:00:00:00:00:07 is bound to the join token of a port that just joined");
+    expect(sw.port(6)).toBeUndefined();
+    post(7, 8);
+    send(1, [frame(`${M7} ${M1} ${IPV4}`)]);
+    expect(sink(7).takeRx()).toHaveLength(1);
+    expect(sink(6).raw).toHaveLength(0);
+  });
+
+  it("a port bound by its own token keeps the MAC: the second token holder is refused mac-taken", () => {
+    attach(6, "descriptor", "member", [M7], BASIC, 4, 64, boundTo7);
+    expect(tryAttach(7, "descriptor", "member", [M7], BASIC, 4, 64, boundTo7)).toMatchObject({ ok: false, error: { code: "mac-taken" } });
+    expect(sink(6).evictedFor).toBeNull();
+  });
+
+  it("an unbound port cannot take a registered MAC (mac-taken) and evicts nobody", () => {
+    attach(6, "raw", "member", [M7], 0);
+    expect(tryAttach(7, "descriptor", "member", [M7], BASIC)).toMatchObject({ ok: false, error: { code: "mac-taken" } });
+    expect(sink(6).evictedFor).toBeNull();
+  });
+
+  it("add-mac of a bound MAC evicts the squatter too; add-mac of a MAC another port holds is MacTaken otherwise", () => {
+    attach(6, "raw", "member", [M7], 0);
+    attach(7, "descriptor", "member", ["02 00 00 00 00 70"], BASIC, 4, 64, { boundMacs: [macOf("02 00 00 00 00 70"), macOf(M7)] });
+    expect(sw.addMac(port(2), macOf("02 00 00 00 00 70"), null)).toMatchObject({ status: AckStatus.MacTaken });
+    expect(sw.addMac(port(7), macOf(M7), [macOf("02 00 00 00 00 70"), macOf(M7)])).toMatchObject({ status: AckStatus.Ok });
+    expect(sink(6).evictedFor).not.toBeNull();
+  });
+
+  it("a member cannot register, at HELLO or with add-mac, a MAC learned behind a bridge port (mac-taken / MacTaken)", () => {
+    attach(8, "descriptor", "bridge", [], FULL);
+    send(8, [frame(`${BCAST} ${M7} ${ARP}`)]);
+    expect(tryAttach(9, "descriptor", "member", [M7], BASIC)).toMatchObject({ ok: false, error: { code: "mac-taken" } });
+    expect(sw.addMac(port(2), macOf(M7), null)).toMatchObject({ status: AckStatus.MacTaken, reason: expect.stringContaining("behind port 8") });
+  });
+
+  it("a token-bound member takes a MAC learned behind a bridge port; the bridge port may then not send from it (spoofed-source)", () => {
+    attach(8, "descriptor", "bridge", [], FULL);
+    send(8, [frame(`${BCAST} ${M7} ${ARP}`)]);
+    attach(9, "descriptor", "member", [M7], BASIC, 4, 64, boundTo7);
+    sink(8).take();
+    send(8, [frame(`${BCAST} ${M7} ${ARP}`)]);
+    expect(completions(8)).toEqual([[0, 1, DropReason.SpoofedSource]]);
+    expect(counters(8).drops[DropReason.SpoofedSource]).toBe(1);
   });
 });
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { DropReason } from "../../datapath/counters.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
 import type { PortStats } from "../../contract/segment-api.ts";
-import { ADMIN, BROADCAST, createSegment, frame, Port } from "./ports.ts";
+import { ADMIN, BROADCAST, createSegment, frame, hello_, Port } from "./ports.ts";
 
 const A = 0x02_00_00_00_09_01;
 const B = 0x02_00_00_00_09_02;
@@ -69,5 +69,41 @@ describe("raw ports", () => {
     expect(await raw.closedWith()).toEqual({ code: CloseCode.Policy, reason: expect.stringContaining("raw mode is disabled") });
     const a = await Port.join("noraw", A);
     expect(a.closed).toBeUndefined();
+  });
+});
+
+describe("MAC ownership", () => {
+  async function mintBound(segment: string, macs: string[]): Promise<string> {
+    const response = await exports.default.fetch(`http://edgelan.test/v1/segments/${segment}/tokens`, {
+      method: "POST", headers: ADMIN, body: JSON.stringify({ role: "member", macs }),
+    });
+    expect(response.status).toBe(201);
+    return ((await response.json()) as { token: string }).token;
+  }
+
+  it("the holder of a token bound to a MAC evicts an unbound squatter (4009, the owner arrived) and gets the MAC", async () => {
+    await createSegment("squat");
+    const squatter = await Port.join("squat", A);
+    const peer = await Port.join("squat", B);
+    const token = await mintBound("squat", ["02:00:00:00:09:01"]);
+    const owner = await Port.open("squat", true, `?token=${token}`);
+    owner.send([hello_(A)]);
+    expect(await owner.next("welcome")).toMatchObject({ macs: [A] });
+    owner.send([{ type: "rx-post", count: 8, bufferSize: 2048 }]);
+    expect(await squatter.closedWith()).toEqual({ code: CloseCode.MacTaken, reason: expect.stringContaining("bound to the join token") });
+    peer.send([{ type: "tx", id: 0, flags: 0, frame: frame(A, B, 7) }]);
+    expect((await owner.rx(1))[0]?.[14]).toBe(7);
+  });
+
+  it("an unbound member cannot take a bound holder's MAC: refused 4009, the holder keeps it", async () => {
+    await createSegment("squat2");
+    const token = await mintBound("squat2", ["02:00:00:00:09:01"]);
+    const owner = await Port.open("squat2", true, `?token=${token}`);
+    owner.send([hello_(A)]);
+    await owner.next("welcome");
+    const squatter = await Port.open("squat2");
+    squatter.send([hello_(A)]);
+    expect(await squatter.next("refuse")).toMatchObject({ code: CloseCode.MacTaken });
+    expect(owner.closed).toBeUndefined();
   });
 });
