@@ -264,6 +264,18 @@ export class SegmentSwitch {
     const ledger = port.ledger as RxCreditLedger;
     const posted = ledger.post(count, bufferSize);
     if (!posted.ok) return posted;
+    this.drainQueue(port, ledger);
+    return ok(undefined);
+  }
+
+  /** A PONG from a descriptor port: if it answers the segment's PING, those bytes are read and queued frames may go. */
+  pong(port: SwitchPort, seq: number): void {
+    const ledger = port.ledger;
+    if (ledger !== null && ledger.pong(seq)) this.drainQueue(port, ledger);
+  }
+
+  /** Sends the queued frames the port's credits (and read acknowledgements) now cover. */
+  private drainQueue(port: SwitchPort, ledger: RxCreditLedger): void {
     const drained = ledger.drain();
     const output = port.output as NonNullable<SwitchPort["output"]>;
     for (let i = 0; i < drained.frames.length; i++) {
@@ -275,7 +287,6 @@ export class SegmentSwitch {
     for (const reason of drained.dropped) countDrop(port.state.counters, reason);
     port.touch("state");
     this.touched.add(port);
-    return ok(undefined);
   }
 
   /**
@@ -298,11 +309,23 @@ export class SegmentSwitch {
   /** Sends one message per touched descriptor port and reports each port's change to its sink. */
   flush(): void {
     for (const port of this.touched) {
+      this.pingIfDue(port);
       port.output?.flush();
       const change = port.takeChange();
       if (change !== null) port.sink.changed(change);
     }
     this.touched.clear();
+  }
+
+  /**
+   * Read acknowledgement (protocol.md §8.5): a PING after the RX of this event once enough is unacknowledged;
+   * its seq is persisted with the port's credits.
+   */
+  private pingIfDue(port: SwitchPort): void {
+    const seq = port.ledger?.pingDue() ?? 0;
+    if (seq === 0) return;
+    (port.output as NonNullable<SwitchPort["output"]>).add({ type: "ping", seq, timestamp: this.clock() });
+    port.touch("state");
   }
 
   /** Sends what a port holds now, held completions included (before its socket is closed). */

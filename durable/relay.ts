@@ -404,6 +404,7 @@ export class SegmentRelay implements HandshakeHost {
         this.switch.reply(port, { type: "pong", seq: record.seq, timestamp: record.timestamp });
         return true;
       case "pong":
+        this.switch.pong(port, record.seq);
         return true;
       case "bye":
         this.sessions?.forget(runtime.attachment.sessionId);

@@ -6,6 +6,7 @@ import { DropReason, newPortCounters, totalDrops, type PortCountersData } from "
 import type { PortKind } from "../../datapath/port-kind.ts";
 import type { PolicerLimits } from "../../datapath/policer.ts";
 import { RAW_SILENT_BYTES } from "../../datapath/raw-egress.ts";
+import { READ_ACK_LIMIT_BYTES, READ_ACK_PING_BYTES } from "../../datapath/tunnel/rx-credits.ts";
 import { AckStatus } from "../../datapath/tunnel/constants.ts";
 import { NO_POLICING, SegmentSwitch, type AttachOptions, type SwitchConfig } from "../../datapath/segment-switch.ts";
 import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "../../datapath/service-port.ts";
@@ -596,6 +597,60 @@ describe("raw egress bound (raw-egress.ts)", () => {
     sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
     send(1, toRaw(1));
     expect(sink(3).raw).toHaveLength(received + 1);
+  });
+});
+
+describe("read acknowledgements (protocol.md §8.5)", () => {
+  const JUMBO = 8000;
+  /** Sends port 5 `count` jumbo frames from port 1, 64 per message. */
+  function flood5(count: number): void {
+    for (let sent = 0; sent < count; sent += 64) send(1, Array.from({ length: Math.min(64, count - sent) }, () => frame(`${M5} ${M1} ${IPV4}`, JUMBO)), sent & 0xffff);
+  }
+  const pings = (records: TunnelRecord[]): number[] => records.flatMap((r) => (r.type === "ping" ? [r.seq] : []));
+
+  beforeEach(() => post(5, 4000, 65545));
+
+  it("past READ_ACK_PING_BYTES unacknowledged the segment sends one PING, after the RX it covers", () => {
+    flood5(Math.ceil(READ_ACK_PING_BYTES / JUMBO));
+    const records = sink(5).take();
+    expect(pings(records)).toEqual([1]);
+    expect(records.at(-1)).toMatchObject({ type: "ping", seq: 1 });
+    flood5(10);
+    expect(pings(sink(5).take())).toEqual([]);
+  });
+
+  it("a port that never answers gets nothing past READ_ACK_LIMIT_BYTES: frames queue, then drop rx-queue-full", () => {
+    const limitFrames = Math.ceil(READ_ACK_LIMIT_BYTES / JUMBO);
+    flood5(limitFrames + 10);
+    expect(sink(5).takeRx()).toHaveLength(limitFrames);
+    expect(port(5).ledger?.queuedFrames).toBe(4);
+    expect(counters(5).drops[DropReason.RxQueueFull]).toBe(6);
+  });
+
+  it("the matching PONG acknowledges what preceded its PING: queued frames go out and RX resumes; a wrong seq changes nothing", () => {
+    const limitFrames = Math.ceil(READ_ACK_LIMIT_BYTES / JUMBO);
+    flood5(limitFrames + 4);
+    const [seq] = pings(sink(5).take());
+    sw.pong(port(5), (seq as number) + 1);
+    sw.flush();
+    expect(sink(5).takeRx()).toHaveLength(0);
+    sw.pong(port(5), seq as number);
+    sw.flush();
+    const records = sink(5).take();
+    expect(records.filter((r) => r.type === "rx")).toHaveLength(4);
+    expect(pings(records)).toEqual([2]);
+    flood5(1);
+    expect(sink(5).takeRx()).toHaveLength(1);
+  });
+
+  it("the unacknowledged bytes and the outstanding PING survive an eviction", () => {
+    flood5(Math.ceil(READ_ACK_PING_BYTES / JUMBO));
+    const state = structuredClone(port(5).snapshot());
+    const woken = new SegmentSwitch(CONFIG, () => now);
+    const revived = woken.attach(5, "descriptor", state, new FakeSink(true));
+    expect(revived.ledger?.unackedBytes).toBe(port(5).ledger?.unackedBytes);
+    expect(revived.ledger?.pong(1)).toBe(true);
+    expect(revived.ledger?.unackedBytes).toBe(0);
   });
 });
 
