@@ -5,16 +5,21 @@
  * would grow that buffer without bound. Two rules bound it:
  *   - a token bucket of bytes/s and frames/s (segment settings rawEgressBytesPerSecond and
  *     rawEgressFramesPerSecond, 1 s burst) caps how fast the buffer can grow;
- *   - at most RAW_SILENT_BYTES are sent to a port that has sent nothing since: a guest that takes part
- *     in any conversation sends (ARP, TCP ACKs), so its bound never bites; a socket that only sinks
- *     frames holds at most this much.
+ *   - at most RAW_SILENT_BYTES and RAW_SILENT_FRAMES are sent to a port that has sent nothing since: a
+ *     guest that takes part in any conversation sends (ARP, TCP ACKs), so its bound never bites; a
+ *     socket that only sinks frames holds at most this much.
  * A frame over either bound is dropped and counted `rx-queue-full` on the raw port (its only queue is
  * the socket's buffer, and that is full as far as the segment may know).
  */
 import { police, type PolicerLimits, type PolicerState, newPolicerState } from "./policer.ts";
 
-/** Bytes the segment sends a raw port that has sent nothing since (16 MiB: about 11,000 full frames). */
-export const RAW_SILENT_BYTES = 16 * 1024 * 1024;
+/**
+ * Bytes and frames the segment sends a raw port that has sent nothing since. Frames count too: workerd
+ * holds each unread message with an overhead of its own (bench:hostile measured about 30 KB per
+ * 1,514-byte message to a socket that does not read), so 1,024 frames cost some 30 MiB at most.
+ */
+export const RAW_SILENT_BYTES = 4 * 1024 * 1024;
+export const RAW_SILENT_FRAMES = 1024;
 
 /**
  * A raw port's egress rate: bytes/s and frames/s (null: unlimited) with their burst; the flood
@@ -29,22 +34,28 @@ export interface RawEgressState {
   bucket: PolicerState;
   /** Bytes sent since the port last sent a frame. */
   silentBytes: number;
+  /** Frames sent since the port last sent a frame (absent in older attachments: 0). */
+  silentFrames?: number;
 }
 
 /** Fresh state: a full bucket, nothing sent yet. */
 export function newRawEgressState(limits: RawEgressLimits, nowMs: number): RawEgressState {
-  return { bucket: newPolicerState(limits, nowMs), silentBytes: 0 };
+  return { bucket: newPolicerState(limits, nowMs), silentBytes: 0, silentFrames: 0 };
 }
 
 /** Whether one more frame of `bytes` may be sent now; takes the tokens and counts the bytes when it may. */
 export function admitRawEgress(state: RawEgressState, limits: RawEgressLimits, bytes: number, nowMs: number): boolean {
-  if (state.silentBytes + bytes > RAW_SILENT_BYTES) return false;
+  const silentFrames = state.silentFrames ?? 0;
+  if (state.silentBytes + bytes > RAW_SILENT_BYTES || silentFrames >= RAW_SILENT_FRAMES) return false;
   if (police(state.bucket, limits, bytes, false, nowMs) !== "ok") return false;
   state.silentBytes += bytes;
+  state.silentFrames = silentFrames + 1;
   return true;
 }
 
 /** The port sent a frame: it is alive, the silence bound starts over. */
 export function rawPortSpoke(state: RawEgressState | undefined): void {
-  if (state !== undefined) state.silentBytes = 0;
+  if (state === undefined) return;
+  state.silentBytes = 0;
+  state.silentFrames = 0;
 }

@@ -5,7 +5,7 @@ import type { ReceiveFilter } from "../../datapath/bridge.ts";
 import { DropReason, newPortCounters, totalDrops, type PortCountersData } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
 import type { PolicerLimits } from "../../datapath/policer.ts";
-import { RAW_SILENT_BYTES } from "../../datapath/raw-egress.ts";
+import { RAW_SILENT_BYTES, RAW_SILENT_FRAMES } from "../../datapath/raw-egress.ts";
 import { READ_ACK_LIMIT_BYTES, READ_ACK_PING_BYTES } from "../../datapath/tunnel/rx-credits.ts";
 import { AckStatus } from "../../datapath/tunnel/constants.ts";
 import { NO_POLICING, SegmentSwitch, type AttachOptions, type SwitchConfig } from "../../datapath/segment-switch.ts";
@@ -580,6 +580,12 @@ describe("raw egress bound (raw-egress.ts)", () => {
     expect(sink(3).raw).toHaveLength(4);
   });
 
+  it("and at most RAW_SILENT_BYTES, whichever comes first", () => {
+    const big = (): Uint8Array => frame(`${M3} ${M1} ${IPV4}`, 8000);
+    for (let m = 0; m < 10; m++) send(1, Array.from({ length: 64 }, big), (m * 64) & 0xffff);
+    expect(sink(3).raw).toHaveLength(Math.floor(RAW_SILENT_BYTES / 8000));
+  });
+
   it("bytes/s bound the same way", () => {
     sw.reconfigure({ ...CONFIG, rawEgress: rawLimits({ bytesPerSecond: 2500 }) });
     send(1, toRaw(3));
@@ -587,12 +593,12 @@ describe("raw egress bound (raw-egress.ts)", () => {
     expect(counters(3).drops[DropReason.RxQueueFull]).toBe(1);
   });
 
-  it("a raw port that sends nothing gets at most RAW_SILENT_BYTES; one frame from it reopens the flow", () => {
+  it("a raw port that sends nothing gets at most RAW_SILENT_FRAMES; one frame from it reopens the flow", () => {
     const perMessage = 64;
-    const messages = Math.ceil(RAW_SILENT_BYTES / (1000 * perMessage)) + 1;
+    const messages = RAW_SILENT_FRAMES / perMessage + 1;
     for (let m = 0; m < messages; m++) send(1, toRaw(perMessage), (m * perMessage) & 0xffff);
     const received = sink(3).raw.length;
-    expect(received).toBe(Math.floor(RAW_SILENT_BYTES / 1000));
+    expect(received).toBe(RAW_SILENT_FRAMES);
     expect(counters(3).drops[DropReason.RxQueueFull]).toBe(messages * perMessage - received);
     sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
     send(1, toRaw(1));
