@@ -37,8 +37,8 @@ class FakeSink implements PortSink {
     this.attachment = CLONE ? structuredClone(state) : state;
   }
 
-  evicted(reason: string): void {
-    throw new Error(`the bench's ports own their MACs: ${reason}`);
+  evicted(code: number, reason: string): void {
+    throw new Error(`the bench's ports never get closed: ${code} ${reason}`);
   }
 }
 

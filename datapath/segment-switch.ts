@@ -21,12 +21,13 @@ import { countTx, deliverFrame, type ServiceCall } from "./egress.ts";
 import { ETH_SOURCE } from "./ethernet.ts";
 import type { FdbSummary } from "./fdb.ts";
 import { formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "./mac.ts";
-import { newPolicerState, police, type PolicerLimits } from "./policer.ts";
+import { MAX_REFUSED_PER_SECOND, newPolicerState, noteRefusal, police, type PolicerLimits } from "./policer.ts";
 import { admitRawEgress, newRawEgressState, rawPortSpoke, type RawEgressLimits } from "./raw-egress.ts";
 import { fail, ok, type Result } from "./result.ts";
 import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "./service-port.ts";
 import { SwitchPort, type PortSink, type SwitchPortMode, type SwitchPortState } from "./switch-port.ts";
 import { TxBatch } from "./tx-batch.ts";
+import { CloseCode } from "./tunnel/close-codes.ts";
 import { AckStatus, MAX_FILTER_MACS, MAX_MACS_PER_PORT, RxFlag } from "./tunnel/constants.ts";
 import type { TunnelRecord } from "./tunnel/records.ts";
 import { RxCreditLedger, SegmentQueueBudget, type RxPostErrorCode } from "./tunnel/rx-credits.ts";
@@ -108,6 +109,8 @@ export class SegmentSwitch {
   private policed: SwitchPort | null = null;
   private policedLimits: PolicerLimits = NO_POLICING;
   private policedNow = 0;
+  /** A port that passed MAX_REFUSED_PER_SECOND during the current batch, closed once the batch is done. */
+  private flooding: SwitchPort | null = null;
   private readonly admit: AdmitFrame = (bytes, flooded) => this.policeFrame(bytes, flooded);
 
   /** @param clock ms; read once per batch */
@@ -244,6 +247,7 @@ export class SegmentSwitch {
     }
     this.touched.add(port);
     this.runServices();
+    this.closeIfFlooding(port);
     return ok(undefined);
   }
 
@@ -257,6 +261,7 @@ export class SegmentSwitch {
     this.switchBatch(port, batch);
     this.touched.add(port);
     this.runServices();
+    this.closeIfFlooding(port);
   }
 
   /** New credits: queued frames go out first, oldest first. A post the protocol forbids changes nothing. */
@@ -411,7 +416,7 @@ export class SegmentSwitch {
       const squatter = holder === undefined || holder === port.id ? undefined : this.ports.get(holder);
       if (squatter === undefined || squatter.boundMacs !== null || squatter.mode === "service") continue;
       this.detach(squatter.id);
-      squatter.sink.evicted(`${formatMac(mac)} is bound to the join token of a port that just joined; this port held it without a binding`);
+      squatter.sink.evicted(CloseCode.MacTaken, `${formatMac(mac)} is bound to the join token of a port that just joined; this port held it without a binding`);
     }
   }
 
@@ -446,8 +451,20 @@ export class SegmentSwitch {
   /** One frame of the policed batch: 0, or RateLimited / StormControl (the tokens stay in the port's state). */
   private policeFrame(bytes: number, flooded: boolean): number {
     const port = this.policed as SwitchPort;
-    const verdict = police(port.state.policer as NonNullable<SwitchPortState["policer"]>, this.policedLimits, bytes, flooded, this.policedNow);
-    return verdict === "ok" ? 0 : verdict === "rate-limited" ? DropReason.RateLimited : DropReason.StormControl;
+    const state = port.state.policer as NonNullable<SwitchPortState["policer"]>;
+    const verdict = police(state, this.policedLimits, bytes, flooded, this.policedNow);
+    if (verdict === "ok") return 0;
+    if (noteRefusal(state, this.policedNow)) this.flooding = port;
+    return verdict === "rate-limited" ? DropReason.RateLimited : DropReason.StormControl;
+  }
+
+  /** Closes the port the last batch found flooding far past its limits (4029), after its completions. */
+  private closeIfFlooding(port: SwitchPort): void {
+    if (this.flooding !== port) return;
+    this.flooding = null;
+    this.flushPort(port);
+    this.detach(port.id);
+    port.sink.evicted(CloseCode.RateLimited, `more than ${MAX_REFUSED_PER_SECOND} frames in a second past this port's rate limit or storm control`);
   }
 
   /** Whether a raw port may be sent `bytes` more now (its bucket and silence bound, raw-egress.ts). */

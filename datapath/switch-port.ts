@@ -48,10 +48,11 @@ export interface PortSink {
   /** The port's `state` changed; called at most once per port per `SegmentSwitch.flush()`. */
   changed(change: PortChange): void;
   /**
-   * The switch removed the port (it held a MAC without a token binding and the MAC's token holder
-   * arrived, docs/datapath.md "MAC ownership"): close its socket with 4009 and this reason.
+   * The switch removed the port: close its socket with this code and reason. 4009: it held a MAC
+   * without a token binding and the MAC's token holder arrived (docs/datapath.md "MAC ownership");
+   * 4029: it kept sending far past its rate limits (policer.ts MAX_REFUSED_PER_SECOND).
    */
-  evicted(reason: string): void;
+  evicted(code: number, reason: string): void;
 }
 
 const CHANGE_NONE = 0;

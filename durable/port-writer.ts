@@ -22,11 +22,11 @@ export class PortWriter {
 
   /**
    * @param isLive whether the runtime's socket is still a port of the segment
-   * @param evict closes a port the switch removed (its MAC's token holder arrived)
+   * @param evict closes a port the switch removed (its MAC's token holder arrived, or it flooded)
    */
   constructor(
     private readonly isLive: (runtime: PortRuntime) => boolean,
-    private readonly evict: (runtime: PortRuntime, reason: string) => void,
+    private readonly evict: (runtime: PortRuntime, code: number, reason: string) => void,
   ) {}
 
   /** The sink for a socket whose runtime `runtime()` returns once it exists. */
@@ -37,9 +37,9 @@ export class PortWriter {
         const target = runtime();
         if (target !== undefined) this.changed(target, change);
       },
-      evicted: (reason) => {
+      evicted: (code, reason) => {
         const target = runtime();
-        if (target !== undefined) this.evict(target, reason);
+        if (target !== undefined) this.evict(target, code, reason);
       },
     };
   }

@@ -43,7 +43,7 @@ export class SegmentRelay implements HandshakeHost {
   private readonly byId = new Map<number, PortRuntime>();
   private readonly writer = new PortWriter(
     (runtime) => this.sockets.get(runtime.ws) === runtime,
-    (runtime, reason) => this.closePort(runtime, CloseCode.MacTaken, reason),
+    (runtime, code, reason) => this.closePort(runtime, code, reason),
   );
   private readonly handshake: Handshake;
   private readonly own: RelayCounters = {

@@ -29,6 +29,24 @@ describe("§6.4 rate-limited (8) and storm-control (16)", () => {
     const frames = [frame(BROADCAST, mac(0x611)), frame(BROADCAST, mac(0x611)), frame(mac(0x612), mac(0x611))];
     expect(await completionsOf(a, frames)).toEqual([[0, 1, Status.Ok], [1, 1, Status.StormControl], [2, 1, Status.Ok]]);
   });
+
+  it("§6.4 a port with more than 10,000 frames refused within a second is closed 4029", async () => {
+    const segment = await freshSegment({ stormControlFramesPerSecond: 1 });
+    const { peer } = await Peer.join(segment, { macs: [mac(0x661)], features: COALESCED, txWindow: 1024 });
+    const batch = Array.from({ length: 1024 }, (_, id) => ({ type: "tx" as const, id, flags: 0, frame: frame(BROADCAST, mac(0x661)) }));
+    const completed = (): number => peer.records.reduce((n, r) => n + (r.type === "tx-complete" ? r.count : 0), 0);
+    let lastCompleted = 0;
+    // 1 frame passes, then 10 × 1,024 − 1 = 10,239 are refused: the tenth message crosses 10,000.
+    for (let message = 0; message < 10 && peer.closed === undefined; message++) {
+      peer.send(batch);
+      await peer.until(() => (peer.closed !== undefined || completed() >= 1024 ? true : undefined), "completions or a close");
+      lastCompleted = completed();
+      peer.take("tx-complete");
+    }
+    expect(await peer.closedWith()).toMatchObject({ code: 4029 });
+    // The message that crossed the bound was still completed in full before the close.
+    expect(lastCompleted).toBe(1024);
+  });
 });
 
 describe("§6.4 spoofed-source (4) from a bridge port", () => {

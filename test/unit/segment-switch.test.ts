@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { ReceiveFilter } from "../../datapath/bridge.ts";
 import { DropReason, newPortCounters, totalDrops, type PortCountersData } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
-import type { PolicerLimits } from "../../datapath/policer.ts";
+import { MAX_REFUSED_PER_SECOND, type PolicerLimits } from "../../datapath/policer.ts";
 import { RAW_SILENT_BYTES, RAW_SILENT_FRAMES } from "../../datapath/raw-egress.ts";
 import { READ_ACK_LIMIT_BYTES, READ_ACK_PING_BYTES } from "../../datapath/tunnel/rx-credits.ts";
 import { AckStatus } from "../../datapath/tunnel/constants.ts";
@@ -67,8 +67,8 @@ class FakeSink implements PortSink {
     this.changes.push(change);
   }
 
-  evicted(reason: string): void {
-    this.evictedFor = reason;
+  evicted(code: number, reason: string): void {
+    this.evictedFor = `${code} ${reason}`;
   }
 
   /** Every record received so far, in order, and forgets them. */
@@ -540,6 +540,25 @@ describe("ingress policing (rate limits and storm control)", () => {
     send(1, [broadcast()]);
     expect(counters(3).drops[DropReason.StormControl]).toBe(1);
     expect(completions(1)).toEqual([[0, 1, 0]]);
+  });
+
+  it("a port refused more than MAX_REFUSED_PER_SECOND frames within a second is closed 4029, after its completions", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 1 }) });
+    for (let i = 0; i <= MAX_REFUSED_PER_SECOND; i++) sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    expect(sink(3).evictedFor).toBeNull();
+    now += 999;
+    sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    expect(sink(3).evictedFor).toMatch(/^4029 more than 10000 frames in a second/);
+    expect(sw.port(3)).toBeUndefined();
+  });
+
+  it("refusals spread over more than a second never close the port", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 1 }) });
+    for (let i = 0; i < 3 * MAX_REFUSED_PER_SECOND; i++) {
+      if (i % MAX_REFUSED_PER_SECOND === 0) now += 1000;
+      sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    }
+    expect(sink(3).evictedFor).toBeNull();
   });
 
   it("a port's own limits (a token's claims) override the segment's", () => {
