@@ -228,8 +228,9 @@ export class Bridge {
   /** The marks of the current forward() call (see FRAME_SUPER), or null. */
   private marks: readonly number[] | null = null;
   private interceptor: BroadcastInterceptor | null = null;
-  /** The policer of the current forward() call, or null (no limits). */
+  /** The policer of the current forward() call, or null (no limits); `admitUnicast`: whether known unicast is policed too. */
   private admit: AdmitFrame | null = null;
+  private admitUnicast = false;
 
   /** Creates an empty segment; `clock` returns ms and is read once per batch (never Date.now() here). */
   constructor(
@@ -312,14 +313,17 @@ export class Bridge {
    * DropReason.Reset. `marks` (parallel to `frames`, or null for all plain)
    * flags GSO super-frames (FRAME_SUPER: exempt from maxFrameSize) and frames
    * the caller already dropped (a DropReason). `admit` polices every frame
-   * that passed the ingress checks (after learning, before delivery).
+   * that passed the ingress checks (after learning, before delivery): every frame, or with
+   * `admitUnicast` false only those it floods (storm control alone leaves known unicast unpoliced).
    */
   forward(
-    ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, marks: readonly number[] | null = null, admit: AdmitFrame | null = null,
+    ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, marks: readonly number[] | null = null,
+    admit: AdmitFrame | null = null, admitUnicast = true,
   ): void {
     out.reset();
     this.marks = marks;
     this.admit = admit;
+    this.admitUnicast = admitUnicast;
     const port = this.ports.get(ingress);
     if (port === undefined) {
       for (let i = 0; i < frames.length; i++) out.verdicts.push(DropReason.Reset);
@@ -370,7 +374,7 @@ export class Bridge {
       const owner = this.ownerOf(port, destination, vlan);
       if (owner === port.id) return DropReason.Local;
       if (owner !== undefined) {
-        const policed = admit === null ? 0 : admit(frame.length, false);
+        const policed = admit === null || !this.admitUnicast ? 0 : admit(frame.length, false);
         return policed !== 0 ? policed : this.forwardKnown(port, owner, frame, index, out);
       }
     }

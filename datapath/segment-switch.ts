@@ -425,7 +425,9 @@ export class SegmentSwitch {
   /** Forwards a batch from `port`, counts it, and delivers every copy. */
   private switchBatch(port: SwitchPort, batch: TxBatch): void {
     const out = this.outcome;
-    this.bridge.forward(port.id, batch.frames, out, batch.marked > 0 ? batch.marks : null, this.policerFor(port));
+    const admit = this.policerFor(port);
+    const limits = this.policedLimits;
+    this.bridge.forward(port.id, batch.frames, out, batch.marked > 0 ? batch.marks : null, admit, limits.bytesPerSecond !== null || limits.framesPerSecond !== null);
     this.policed = null;
     this.countIngress(port, batch);
     if (out.suppressed > 0) this.bump("suppressed", out.suppressed);

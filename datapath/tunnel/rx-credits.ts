@@ -219,6 +219,11 @@ export class RxCreditLedger {
     return this.unacked;
   }
 
+  /** The seq of the segment's PING that no PONG has answered yet, or 0. */
+  get outstandingPing(): number {
+    return this.pingSeq;
+  }
+
   /**
    * The seq of a PING to send now (after the RX already handed over), or 0: one is due when no PING is
    * outstanding and READ_ACK_PING_BYTES are unacknowledged. Seqs count up from 1 and skip 0.
