@@ -12,7 +12,7 @@ import { SegmentSwitch } from "../datapath/segment-switch.ts";
 import type { PortChange, PortSink, SwitchPort } from "../datapath/switch-port.ts";
 import { forEachRecord, MessageEncoder, type RecordVisitor } from "../datapath/tunnel/codec.ts";
 import { Feature } from "../datapath/tunnel/constants.ts";
-import { DEFAULT_SEGMENT_CONFIG } from "../durable/config.ts";
+import { DEFAULT_SEGMENT_CONFIG, policerLimitsOf } from "../durable/config.ts";
 
 const BATCH = Number(process.env.BATCH ?? 256);
 const SIZE = Number(process.env.SIZE ?? 64);
@@ -36,6 +36,10 @@ class FakeSink implements PortSink {
     const state = this.port.snapshot();
     this.attachment = CLONE ? structuredClone(state) : state;
   }
+
+  evicted(code: number, reason: string): void {
+    throw new Error(`the bench's ports never get closed: ${code} ${reason}`);
+  }
 }
 
 function message(build: (encoder: MessageEncoder) => void): Uint8Array {
@@ -50,6 +54,7 @@ const config = DEFAULT_SEGMENT_CONFIG;
 const sw = new SegmentSwitch({
   maxFrameSize: config.maxFrameSize, learnLimitPerPort: config.learnLimitPerPort, learnLimitPerSegment: config.learnLimitPerSegment,
   agingMs: config.agingSeconds * 1000, rxQueueFrames: 65536, rxQueueBytes: 64 << 20, segmentQueueBytes: 64 << 20,
+  policer: policerLimitsOf(config),
 }, Date.now);
 
 function join(id: number, macAddress: number, sink: FakeSink): SwitchPort {
@@ -79,6 +84,9 @@ function onMessage(port: SwitchPort, bytes: Uint8Array): void {
     rxPost: (count, bufferSize) => {
       sw.postCredits(port, count, bufferSize);
     },
+    record: (record) => {
+      if (record.type === "pong") sw.pong(port, record.seq);
+    },
   };
   if (!forEachRecord(bytes, visitor).ok) throw new Error("bad message");
   if (!sw.transmit(port).ok) throw new Error("overrun");
@@ -99,12 +107,25 @@ const txMessages = Array.from({ length: 16 }, (_, m) => message((e) => {
   for (let i = 0; i < BATCH; i++) e.addTx((m * BATCH + i) & 0xffff, 0, frame);
 }));
 const repost = message((e) => e.addRxPost(BATCH * 32, 2048));
+/** Reused for reposts that carry a pong (a client's own encoder, not the relay's cost). */
+const pongEncoder = new MessageEncoder(4096);
 
 let sent = 0;
 function step(): void {
   onMessage(sender, txMessages[sent & 15] as Uint8Array);
   sent++;
-  if (sent % 32 === 0) onMessage(receiver, repost);
+  if (sent % 32 === 0) {
+    // A client that reads everything answers the segment's read-acknowledgement PING with its repost.
+    const ping = receiver.ledger?.outstandingPing ?? 0;
+    if (ping === 0) {
+      onMessage(receiver, repost);
+    } else {
+      pongEncoder.reset();
+      pongEncoder.addRxPost(BATCH * 32, 2048);
+      pongEncoder.add({ type: "pong", seq: ping, timestamp: 0 });
+      onMessage(receiver, pongEncoder.finish());
+    }
+  }
 }
 
 for (let i = 0; i < 2000; i++) step();
@@ -115,6 +136,7 @@ while (performance.now() - wallStart < SECONDS * 1000) for (let i = 0; i < 50; i
 const cpu = process.cpuUsage(cpuStart);
 const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 const messages = sent - first;
+if (receiver.state.counters.txFrames < (sent - first) * BATCH) throw new Error(`the receiver got ${receiver.state.counters.txFrames} of ${sent * BATCH} frames`);
 console.log(
   `relay JS alone (batch ${BATCH}, ${SIZE} B frames, clone ${CLONE}): ${((1e6 * cpuSeconds) / messages).toFixed(1)} µs CPU per TX message, ` +
   `${((messages * BATCH) / cpuSeconds / 1e6).toFixed(3)} M frames per CPU-second; state writes: sender ${senderSink.stateWrites}, receiver ${receiverSink.stateWrites} for ${sent} messages`,

@@ -37,6 +37,18 @@ export interface SegmentConfig {
   ttlSeconds: number | null;
   /** null: browser joins from any origin. Otherwise a join whose Origin header is not listed gets 403 (worker/origin.ts). */
   allowedOrigins: string[] | null;
+  /** Bytes per second one port may send into the segment (token bucket, 1 s burst); null: unlimited. */
+  rateLimitBytesPerSecond: number | null;
+  /** Frames per second one port may send into the segment (token bucket, 1 s burst); null: unlimited. */
+  rateLimitFramesPerSecond: number | null;
+  /** Flooded frames (broadcast, multicast, unknown unicast) per second one port may send; null: no storm control. */
+  stormControlFramesPerSecond: number | null;
+  /** Bytes per second the segment sends one raw port (no read acknowledgements: the runtime buffers the rest). */
+  rawEgressBytesPerSecond: number;
+  /** Frames per second the segment sends one raw port. */
+  rawEgressFramesPerSecond: number;
+  /** Whether raw (`edgelan.raw.v1`) ports may join; false: they are refused 403 `raw-mode-disabled`. */
+  rawMode: boolean;
   /** When the segment was created (ISO 8601); read-only. */
   createdAt: string;
   /** The IPAM service (DHCP server, ARP proxy, DNS names; docs/ipam.md); absent or null: off. */

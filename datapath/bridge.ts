@@ -18,9 +18,10 @@ import { fail, ok, type Result } from "./result.ts";
  *     tagged, port without VLANs → Malformed
  *     > the port's max (+4 if tagged; GSO super-frames exempt) → Oversize
  *     group-bit source        → MulticastSource
- *     member port, source not registered on it; or all-zero source → SpoofedSource
+ *     member port, source not registered on it; bridge port, source registered on another port;
+ *       or all-zero source → SpoofedSource
  *     bridge port, new source, port or segment learn limit reached → LearnLimit
- *   decision:
+ *   decision (Local first, then the caller's policer: RateLimited, or StormControl for flooded frames):
  *     unicast, known, owner = ingress  → Local
  *     unicast, known                   → the owner only
  *     broadcast offered to the interceptor, taken → Suppressed (forwarded to nobody, verdict 0)
@@ -90,6 +91,8 @@ export interface PortSpec {
   maxFrameSize?: number;
   /** Whether the port may send 802.1Q-tagged frames (feature Vlan). Default: true. */
   vlan?: boolean;
+  /** MACs the port holds by its join token: they may replace entries learned behind other ports. Default: none. */
+  claims?: readonly MacKey[];
 }
 
 /**
@@ -120,6 +123,13 @@ export function deliveryIndex(delivery: number): number {
 export function deliveryFlag(delivery: number): number {
   return delivery & 3;
 }
+
+/**
+ * Ingress policing of one forward() call: asked for every frame that passed the ingress checks once its
+ * path is known (`flooded`: broadcast, multicast or unknown unicast); returns 0 to admit it or the
+ * DropReason that refuses it (rate-limited, storm-control). A refused frame is delivered nowhere.
+ */
+export type AdmitFrame = (bytes: number, flooded: boolean) => number;
 
 /**
  * Offered every broadcast frame that passed the ingress checks, before it is flooded; true takes it
@@ -272,6 +282,9 @@ export class Bridge {
   /** The marks of the current forward() call (see FRAME_SUPER), or null. */
   private marks: readonly number[] | null = null;
   private interceptor: BroadcastInterceptor | null = null;
+  /** The policer of the current forward() call, or null (no limits); `admitUnicast`: whether known unicast is policed too. */
+  private admit: AdmitFrame | null = null;
+  private admitUnicast = false;
 
   /** Creates an empty segment; `clock` returns ms and is read once per batch (never Date.now() here). */
   constructor(
@@ -286,7 +299,7 @@ export class Bridge {
   addPort(id: number, spec: PortSpec): Result<void, "port-exists" | "mac-taken" | "invalid-mac"> {
     if (this.ports.has(id)) return fail("port-exists", `port ${id} is already attached`);
     if (spec.kind === "monitor" && spec.macs.length > 0) return monitorMacError(id);
-    const invalid = this.firstUnregistrable(id, spec.macs);
+    const invalid = this.firstUnregistrable(id, spec.macs, spec.claims ?? []);
     if (invalid !== undefined) return invalid;
     const port = new BridgePort(id, KIND_CODES[spec.kind], spec.maxFrameSize ?? Infinity, spec.vlan ?? true);
     port.setFilter(spec.filter);
@@ -309,12 +322,21 @@ export class Bridge {
     return this.ports.has(id);
   }
 
-  /** Registers one more MAC for a port (a guest changed or added an address). */
-  addMac(id: number, mac: MacKey): Result<void, "mac-taken" | "invalid-mac" | "no-port"> {
+  /**
+   * Registers one more MAC for a port (a guest changed or added an address); `claimed`: the port's join
+   * token binds it, so it may replace an entry learned behind another port.
+   */
+  addMac(id: number, mac: MacKey, claimed = false): Result<void, "mac-taken" | "invalid-mac" | "no-port"> {
     const port = this.ports.get(id);
     if (port === undefined) return fail("no-port", `port ${id} is not attached`);
     if (port.kind === KIND_MONITOR) return monitorMacError(id);
-    return this.fdb.addStatic(mac, id);
+    const invalid = this.firstUnregistrable(id, [mac], claimed ? [mac] : []);
+    return invalid ?? this.fdb.addStatic(mac, id);
+  }
+
+  /** The port that registered `mac`, or undefined. */
+  staticOwner(mac: MacKey): number | undefined {
+    return this.fdb.staticOwner(mac);
   }
 
   /** Unregisters a MAC from a port; a no-op if the port does not own it. */
@@ -365,11 +387,18 @@ export class Bridge {
    * ingress port (already removed) gets every frame answered with
    * DropReason.Reset. `marks` (parallel to `frames`, or null for all plain)
    * flags GSO super-frames (FRAME_SUPER: exempt from maxFrameSize) and frames
-   * the caller already dropped (a DropReason).
+   * the caller already dropped (a DropReason). `admit` polices every frame
+   * that passed the ingress checks (after learning, before delivery): every frame, or with
+   * `admitUnicast` false only those it floods (storm control alone leaves known unicast unpoliced).
    */
-  forward(ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, marks: readonly number[] | null = null): void {
+  forward(
+    ingress: number, frames: readonly Uint8Array[], out: ForwardOutcome, marks: readonly number[] | null = null,
+    admit: AdmitFrame | null = null, admitUnicast = true,
+  ): void {
     out.reset();
     this.marks = marks;
+    this.admit = admit;
+    this.admitUnicast = admitUnicast;
     const port = this.ports.get(ingress);
     if (port === undefined) {
       for (let i = 0; i < frames.length; i++) out.verdicts.push(DropReason.Reset);
@@ -390,6 +419,7 @@ export class Bridge {
       else out.dropped++;
     }
     this.marks = null;
+    this.admit = null;
   }
 
   /** Removes learned entries past their aging time (call from the alarm); returns how many. */
@@ -414,11 +444,17 @@ export class Bridge {
     const refused = this.checkSource(port, frame, vlan, now);
     if (refused !== 0) return refused;
     const destination = macKeyAt(frame, ETH_DESTINATION);
+    const admit = this.admit;
     if (((frame[ETH_DESTINATION] as number) & 1) === 0) {
       const owner = this.ownerOf(port, destination, vlan);
-      if (owner !== undefined) return this.forwardKnown(port, owner, frame, index, out);
+      if (owner === port.id) return DropReason.Local;
+      if (owner !== undefined) {
+        const policed = admit === null || !this.admitUnicast ? 0 : admit(frame.length, false);
+        return policed !== 0 ? policed : this.forwardKnown(port, owner, frame, index, out);
+      }
     }
-    return this.flood(port, destination, frame, index, out);
+    const policed = admit === null ? 0 : admit(frame.length, true);
+    return policed !== 0 ? policed : this.flood(port, destination, frame, index, out);
   }
 
   /**
@@ -454,6 +490,7 @@ export class Bridge {
       return this.memoSourceVerdict;
     }
     const learned = this.fdb.learn(source, vlan, port.id, now);
+    if (learned === LearnOutcome.Conflict) return DropReason.SpoofedSource;
     if ((learned === LearnOutcome.Learned || learned === LearnOutcome.Moved) && this.learnListener !== null) this.learnListener(source, vlan, port.id);
     return learned === LearnOutcome.PortLimit || learned === LearnOutcome.SegmentLimit ? DropReason.LearnLimit : 0;
   }
@@ -537,14 +574,19 @@ export class Bridge {
     return 0;
   }
 
-  /** Returns the first reason `macs` cannot all be registered to port `id`, or undefined. */
-  private firstUnregistrable(id: number, macs: readonly MacKey[]): Result<never, "mac-taken" | "invalid-mac"> | undefined {
+  /**
+   * Returns the first reason `macs` cannot all be registered to port `id`, or undefined: registered by
+   * another port, or learned behind another port unless the port's token binds it (`claims`).
+   */
+  private firstUnregistrable(id: number, macs: readonly MacKey[], claims: readonly MacKey[]): Result<never, "mac-taken" | "invalid-mac"> | undefined {
     for (const mac of macs) {
       if (!isUsableUnicastMac(mac)) {
         return fail("invalid-mac", `${formatMac(mac)} is not a usable unicast address (multicast or all zeros)`);
       }
       const owner = this.fdb.staticOwner(mac);
       if (owner !== undefined && owner !== id) return fail("mac-taken", `${formatMac(mac)} is already registered by port ${owner}`);
+      const learned = claims.includes(mac) ? undefined : this.fdb.learnedPort(mac);
+      if (learned !== undefined && learned !== id) return fail("mac-taken", `${formatMac(mac)} is in use behind port ${learned}`);
     }
     return undefined;
   }

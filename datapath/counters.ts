@@ -21,7 +21,7 @@ export const DropReason = {
   Local: 6,
   /** Ingress: no other port's receive filter accepted the frame. */
   NoReceiver: 7,
-  /** Ingress: the port exceeded its rate limit. */
+  /** Ingress: the port exceeded its bytes/s or frames/s limit (datapath/policer.ts). */
   RateLimited: 8,
   /** Ingress: a bridge port already has its limit of learned MACs and the source is new. */
   LearnLimit: 9,
@@ -37,6 +37,8 @@ export const DropReason = {
   Malformed: 14,
   /** Ingress: the session was reset before the frame could be processed. */
   Reset: 15,
+  /** Ingress: the port exceeded its budget of flooded frames (broadcast, multicast, unknown unicast). */
+  StormControl: 16,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -58,9 +60,10 @@ export const DROP_REASON_NAMES: Readonly<Record<DropReason, string>> = {
   13: "flushed",
   14: "malformed",
   15: "reset",
+  16: "storm-control",
 };
 
-export const DROP_REASON_COUNT = 16;
+export const DROP_REASON_COUNT = 17;
 
 /** Plain-data counters so they survive structured clone (hibernation attachments). */
 export interface PortCountersData {

@@ -22,16 +22,18 @@ export function deliverFrame(port: SwitchPort, frame: Uint8Array, flags: number,
     }
   }
   if (port.mode === "descriptor") deliverDescriptor(port, frame, flags);
-  else if (port.mode === "raw") deliverRaw(port, frame);
+  else if (port.mode === "raw") deliverRaw(port, frame, services);
   else if (port.mode === "trunk") services.trunk(port, frame, flags);
   else services.deliver(port, frame);
 }
 
-/** Calls into a service port (owned by the switch, which bounds what the service emits). */
+/** What egress needs from the switch: calls into a service port (the switch bounds what it emits) and the raw egress bound. */
 export interface ServiceCall {
   deliver(port: SwitchPort, frame: Uint8Array): void;
   /** A frame (RX flags: Flooded, Mirrored = mirror only, VnetHeader) for a trunk to another cell (docs/cells.md §4.4). */
   trunk(port: SwitchPort, frame: Uint8Array, flags: number): void;
+  /** Whether a raw port may be sent `bytes` more now (raw-egress.ts); takes them when it may. */
+  admitRaw(port: SwitchPort, bytes: number): boolean;
 }
 
 /**
@@ -66,9 +68,13 @@ function deliverDescriptor(port: SwitchPort, frame: Uint8Array, flags: number): 
   port.touch("state");
 }
 
-/** One frame per message, sent at once (the runtime's socket buffer is the queue); a refused send counts as flushed. */
-function deliverRaw(port: SwitchPort, frame: Uint8Array): void {
-  if (port.sink.send(frame)) countTx(port, frame, 0);
+/**
+ * One frame per message, sent at once (the runtime's socket buffer is the queue) within the raw egress
+ * bound (else rx-queue-full); a refused send counts as flushed.
+ */
+function deliverRaw(port: SwitchPort, frame: Uint8Array, services: ServiceCall): void {
+  if (!services.admitRaw(port, frame.length)) countDrop(port.state.counters, DropReason.RxQueueFull);
+  else if (port.sink.send(frame)) countTx(port, frame, 0);
   else countDrop(port.state.counters, DropReason.Flushed);
   port.touch("counters");
 }

@@ -149,6 +149,17 @@ export class ForwardingTable {
     return this.statics.get(mac);
   }
 
+  /** The port `mac` is learned behind in any VLAN (untagged first), or undefined. */
+  learnedPort(mac: MacKey): number | undefined {
+    const untagged = this.untagged.get(mac);
+    if (untagged !== undefined) return untagged.port;
+    for (const table of this.tagged.values()) {
+      const entry = table.get(mac);
+      if (entry !== undefined) return entry.port;
+    }
+    return undefined;
+  }
+
   /** Port for (mac, vlan): a static entry (any VLAN) first, then a learned one; undefined if unknown. */
   lookup(mac: MacKey, vlan: number): number | undefined {
     const owner = this.statics.get(mac);

@@ -44,11 +44,31 @@ export const DEFAULT_POLICER_LIMITS: Readonly<PolicerLimits> = {
 /** Why the policer refused a frame. */
 export type PolicerVerdict = "ok" | "rate-limited" | "storm-control";
 
-/** A port's three buckets. */
+/** A port's three buckets, and its refusals in the current one-second window. */
 export interface PolicerState {
   bytes: BucketState;
   frames: BucketState;
   flood: BucketState;
+  /** Frames refused since `windowMs` (absent in older state: 0). */
+  refused?: number;
+  windowMs?: number;
+}
+
+/**
+ * Frames a port may have refused by its policer within one second before the segment closes it (4029):
+ * a port that keeps sending this far past its limits costs the segment's one thread its work per frame
+ * (decode, checks, completions) for nothing, at the expense of every other port.
+ */
+export const MAX_REFUSED_PER_SECOND = 10_000;
+
+/** Counts one refused frame; true when the port passed MAX_REFUSED_PER_SECOND in the current window. */
+export function noteRefusal(state: PolicerState, nowMs: number): boolean {
+  if (state.windowMs === undefined || nowMs - state.windowMs >= 1000) {
+    state.windowMs = nowMs;
+    state.refused = 0;
+  }
+  state.refused = (state.refused ?? 0) + 1;
+  return state.refused > MAX_REFUSED_PER_SECOND;
 }
 
 /** Fresh buckets, full (a port may burst at once after joining). */

@@ -16,18 +16,21 @@
  * message per touched descriptor port and reports the changes to persist.
  */
 import {
-  Bridge, deliveryFlag, deliveryIndex, ForwardOutcome, FRAME_MIRROR_ONLY, type BridgeConfig, type LearnListener, type ReceiveFilter,
-  type RemoteLookup, type TrunkFilter,
+  Bridge, deliveryFlag, deliveryIndex, ForwardOutcome, FRAME_MIRROR_ONLY, type AdmitFrame, type BridgeConfig, type LearnListener,
+  type ReceiveFilter, type RemoteLookup, type TrunkFilter,
 } from "./bridge.ts";
 import { countDrop, DropReason, newPortCounters } from "./counters.ts";
 import { countTx, deliverFrame, type ServiceCall } from "./egress.ts";
 import { ETH_SOURCE } from "./ethernet.ts";
 import type { FdbSummary } from "./fdb.ts";
 import { formatMac, isUsableUnicastMac, macKeyAt, type MacKey } from "./mac.ts";
+import { MAX_REFUSED_PER_SECOND, newPolicerState, noteRefusal, police, type PolicerLimits } from "./policer.ts";
+import { admitRawEgress, newRawEgressState, rawPortSpoke, type RawEgressLimits } from "./raw-egress.ts";
 import { fail, ok, type Result } from "./result.ts";
 import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "./service-port.ts";
 import { SwitchPort, type PortSink, type SwitchPortMode, type SwitchPortState } from "./switch-port.ts";
 import { TxBatch } from "./tx-batch.ts";
+import { CloseCode } from "./tunnel/close-codes.ts";
 import { AckStatus, MAX_FILTER_MACS, MAX_MACS_PER_PORT, RxFlag } from "./tunnel/constants.ts";
 import type { TunnelRecord } from "./tunnel/records.ts";
 import { RxCreditLedger, SegmentQueueBudget, type RxPostErrorCode } from "./tunnel/rx-credits.ts";
@@ -41,6 +44,21 @@ export interface SwitchConfig extends BridgeConfig {
   rxQueueBytes: number;
   /** Bytes queued towards all ports together. */
   segmentQueueBytes: number;
+  /** Ingress policing of every member, bridge and raw port (a port's `limits` override it); absent: none. */
+  policer?: PolicerLimits;
+  /** The rate the segment sends one raw port (raw-egress.ts); absent: unlimited (RAW_SILENT_BYTES still applies). */
+  rawEgress?: RawEgressLimits;
+}
+
+/** No limits at all: what a switch without `policer` settings applies. */
+export const NO_POLICING: Readonly<PolicerLimits> = { bytesPerSecond: null, framesPerSecond: null, floodFramesPerSecond: null, burstSeconds: 1 };
+
+/** What the platform knows about a port besides its state: its join token's claims. */
+export interface AttachOptions {
+  /** Policing limits of its own (join-token claims); default: the segment's. */
+  limits?: PolicerLimits | null;
+  /** MACs its join token binds it to; null or absent: unbound. */
+  boundMacs?: readonly MacKey[] | null;
 }
 
 /** Segment-level counters the switch owns. */
@@ -100,10 +118,18 @@ export class SegmentSwitch {
   private readonly serviceCall: ServiceCall = {
     deliver: (port, frame) => this.callService(port, frame),
     trunk: (port, frame, flags) => this.carryToTrunk(port, frame, flags),
+    admitRaw: (port, bytes) => this.admitRaw(port, bytes),
   };
   /** Trunk ports (cells > 1 only) and where their frames go; the id of the port whose batch is being switched. */
   private readonly carriers = new Map<SwitchPort, TrunkCarrier>();
   private ingressId = 0;
+  /** The port whose batch is being policed, its limits and the batch's time (read by `admit`). */
+  private policed: SwitchPort | null = null;
+  private policedLimits: PolicerLimits = NO_POLICING;
+  private policedNow = 0;
+  /** A port that passed MAX_REFUSED_PER_SECOND during the current batch, closed once the batch is done. */
+  private flooding: SwitchPort | null = null;
+  private readonly admit: AdmitFrame = (bytes, flooded) => this.policeFrame(bytes, flooded);
 
   /** @param clock ms; read once per batch */
   constructor(config: SwitchConfig, private readonly clock: () => number) {
@@ -125,8 +151,10 @@ export class SegmentSwitch {
    * Adds a port in its current state (not switching until `open`). A restored state with credits gets its
    * ledger back, and frames that were queued when the segment was evicted are counted as flushed.
    */
-  attach(id: number, mode: SwitchPortMode, state: SwitchPortState, sink: PortSink): SwitchPort {
+  attach(id: number, mode: SwitchPortMode, state: SwitchPortState, sink: PortSink, options: AttachOptions = {}): SwitchPort {
     const port = new SwitchPort(id, mode, state, sink);
+    port.limits = options.limits ?? null;
+    port.boundMacs = options.boundMacs ?? null;
     if (state.credits !== null) {
       port.ledger = RxCreditLedger.restore(state.credits, this.budget);
       this.countFlushed(port, port.ledger.flush(), true);
@@ -143,9 +171,10 @@ export class SegmentSwitch {
   open(port: SwitchPort, queueFrames = 0): Result<void, "mac-taken" | "invalid-mac" | "port-exists"> {
     const { state } = port;
     port.applyFeatures();
+    this.evictSquatters(port, state.macs);
     const added = this.bridge.addPort(port.id, {
       kind: state.kind, macs: state.macs, filter: state.filter, learnLimit: this.config.learnLimitPerPort,
-      maxFrameSize: port.frameCap === Infinity ? undefined : port.frameCap, vlan: port.vlan,
+      maxFrameSize: port.frameCap === Infinity ? undefined : port.frameCap, vlan: port.vlan, claims: port.boundMacs ?? [],
     });
     if (!added.ok) return added;
     port.open = true;
@@ -183,7 +212,7 @@ export class SegmentSwitch {
       kind: "member", macs, filter: { promiscuous: false, allMulticast: false, multicast: [] }, features: 0, txWindow: 0,
       credits: null, counters: newPortCounters(), heldCompletions: [],
     };
-    const port = new SwitchPort(id, "service", state, { send: () => false, changed: () => undefined }, service);
+    const port = new SwitchPort(id, "service", state, { send: () => false, changed: () => undefined, evicted: () => undefined }, service);
     this.ports.set(id, port);
     const opened = this.open(port);
     if (!opened.ok) {
@@ -204,7 +233,7 @@ export class SegmentSwitch {
       kind: "bridge", macs: [], filter: { promiscuous: false, allMulticast: false, multicast: [] }, features: 0, txWindow: 0,
       credits: null, counters: newPortCounters(), heldCompletions: [],
     };
-    const port = new SwitchPort(id, "trunk", state, { send: () => false, changed: () => undefined });
+    const port = new SwitchPort(id, "trunk", state, { send: () => false, changed: () => undefined, evicted: () => undefined });
     port.gso = true;
     const added = this.bridge.addPort(id, { kind: "trunk", macs: [], filter: state.filter });
     if (!added.ok) return added;
@@ -286,18 +315,21 @@ export class SegmentSwitch {
     }
     this.touched.add(port);
     this.runServices();
+    this.closeIfFlooding(port);
     return ok(undefined);
   }
 
   /** One frame from a raw port: a member without MACs claims the source of its first frame (it cannot say HELLO). */
   rawFrame(port: SwitchPort, frame: Uint8Array): void {
     if (port.state.kind === "member" && port.state.macs.length === 0) this.claimSource(port, frame);
+    rawPortSpoke(port.state.rawEgress);
     const batch = this.batch;
     batch.begin(false);
     batch.addFrame(frame);
     this.switchBatch(port, batch);
     this.touched.add(port);
     this.runServices();
+    this.closeIfFlooding(port);
   }
 
   /** New credits: queued frames go out first, oldest first. A post the protocol forbids changes nothing. */
@@ -305,6 +337,18 @@ export class SegmentSwitch {
     const ledger = port.ledger as RxCreditLedger;
     const posted = ledger.post(count, bufferSize);
     if (!posted.ok) return posted;
+    this.drainQueue(port, ledger);
+    return ok(undefined);
+  }
+
+  /** A PONG from a descriptor port: if it answers the segment's PING, those bytes are read and queued frames may go. */
+  pong(port: SwitchPort, seq: number): void {
+    const ledger = port.ledger;
+    if (ledger !== null && ledger.pong(seq)) this.drainQueue(port, ledger);
+  }
+
+  /** Sends the queued frames the port's credits (and read acknowledgements) now cover. */
+  private drainQueue(port: SwitchPort, ledger: RxCreditLedger): void {
     const drained = ledger.drain();
     const output = port.output as NonNullable<SwitchPort["output"]>;
     for (let i = 0; i < drained.frames.length; i++) {
@@ -316,7 +360,6 @@ export class SegmentSwitch {
     for (const reason of drained.dropped) countDrop(port.state.counters, reason);
     port.touch("state");
     this.touched.add(port);
-    return ok(undefined);
   }
 
   /**
@@ -339,11 +382,23 @@ export class SegmentSwitch {
   /** Sends one message per touched descriptor port and reports each port's change to its sink. */
   flush(): void {
     for (const port of this.touched) {
+      this.pingIfDue(port);
       port.output?.flush();
       const change = port.takeChange();
       if (change !== null) port.sink.changed(change);
     }
     this.touched.clear();
+  }
+
+  /**
+   * Read acknowledgement (protocol.md §8.5): a PING after the RX of this event once enough is unacknowledged;
+   * its seq is persisted with the port's credits.
+   */
+  private pingIfDue(port: SwitchPort): void {
+    const seq = port.ledger?.pingDue() ?? 0;
+    if (seq === 0) return;
+    (port.output as NonNullable<SwitchPort["output"]>).add({ type: "ping", seq, timestamp: this.clock() });
+    port.touch("state");
   }
 
   /** Sends what a port holds now, held completions included (before its socket is closed). */
@@ -374,7 +429,8 @@ export class SegmentSwitch {
     if (state.macs.length >= MAX_MACS_PER_PORT) return { status: AckStatus.TooManyMacs, reason: `a port owns at most ${MAX_MACS_PER_PORT} MACs` };
     const refusal = macRefusal(allowed, [mac]);
     if (refusal !== null) return refusal;
-    const added = this.bridge.addMac(port.id, mac);
+    this.evictSquatters(port, [mac]);
+    const added = this.bridge.addMac(port.id, mac, port.boundMacs?.includes(mac) === true);
     if (!added.ok) return { status: added.error.code === "mac-taken" ? AckStatus.MacTaken : AckStatus.InvalidMac, reason: added.error.message };
     state.macs.push(mac);
     this.changed(port);
@@ -414,13 +470,34 @@ export class SegmentSwitch {
     return undefined;
   }
 
+  /**
+   * MAC ownership: a MAC bound to `port`'s join token is its by right. An unbound port that registered
+   * it (a squatter) is removed from the switch and told so through its sink (the platform closes it
+   * with 4009); a port bound by its own token keeps what it holds (first come, first served).
+   */
+  private evictSquatters(port: SwitchPort, macs: readonly MacKey[]): void {
+    const bound = port.boundMacs;
+    if (bound === null) return;
+    for (const mac of macs) {
+      if (!bound.includes(mac)) continue;
+      const holder = this.bridge.staticOwner(mac);
+      const squatter = holder === undefined || holder === port.id ? undefined : this.ports.get(holder);
+      if (squatter === undefined || squatter.boundMacs !== null || squatter.mode === "service") continue;
+      this.detach(squatter.id);
+      squatter.sink.evicted(CloseCode.MacTaken, `${formatMac(mac)} is bound to the join token of a port that just joined; this port held it without a binding`);
+    }
+  }
+
   // ---- the switching pass -------------------------------------------------------
 
   /** Forwards a batch from `port`, counts it, and delivers every copy. */
   private switchBatch(port: SwitchPort, batch: TxBatch): void {
     const out = this.outcome;
     this.ingressId = port.id;
-    this.bridge.forward(port.id, batch.frames, out, batch.marked > 0 ? batch.marks : null);
+    const admit = this.policerFor(port);
+    const limits = this.policedLimits;
+    this.bridge.forward(port.id, batch.frames, out, batch.marked > 0 ? batch.marks : null, admit, limits.bytesPerSecond !== null || limits.framesPerSecond !== null);
+    this.policed = null;
     this.countIngress(port, batch);
     if (out.suppressed > 0) this.bump("suppressed", out.suppressed);
     const egress = out.egressPorts();
@@ -428,6 +505,45 @@ export class SegmentSwitch {
       const dest = this.ports.get(egress[p] as number);
       if (dest !== undefined) this.deliverBatch(dest, out.deliveriesFor(dest.id), batch);
     }
+  }
+
+  /** The admit hook for a batch from `port` (null for services, which the switch bounds itself, and for unlimited ports). */
+  private policerFor(port: SwitchPort): AdmitFrame | null {
+    if (port.mode === "service") return null;
+    const limits = port.limits ?? this.config.policer ?? NO_POLICING;
+    if (limits.bytesPerSecond === null && limits.framesPerSecond === null && limits.floodFramesPerSecond === null) return null;
+    this.policed = port;
+    this.policedLimits = limits;
+    this.policedNow = this.clock();
+    port.state.policer ??= newPolicerState(limits, this.policedNow);
+    return this.admit;
+  }
+
+  /** One frame of the policed batch: 0, or RateLimited / StormControl (the tokens stay in the port's state). */
+  private policeFrame(bytes: number, flooded: boolean): number {
+    const port = this.policed as SwitchPort;
+    const state = port.state.policer as NonNullable<SwitchPortState["policer"]>;
+    const verdict = police(state, this.policedLimits, bytes, flooded, this.policedNow);
+    if (verdict === "ok") return 0;
+    if (noteRefusal(state, this.policedNow)) this.flooding = port;
+    return verdict === "rate-limited" ? DropReason.RateLimited : DropReason.StormControl;
+  }
+
+  /** Closes the port the last batch found flooding far past its limits (4029), after its completions. */
+  private closeIfFlooding(port: SwitchPort): void {
+    if (this.flooding !== port) return;
+    this.flooding = null;
+    this.flushPort(port);
+    this.detach(port.id);
+    port.sink.evicted(CloseCode.RateLimited, `more than ${MAX_REFUSED_PER_SECOND} frames in a second past this port's rate limit or storm control`);
+  }
+
+  /** Whether a raw port may be sent `bytes` more now (its bucket and silence bound, raw-egress.ts). */
+  private admitRaw(port: SwitchPort, bytes: number): boolean {
+    const limits = this.config.rawEgress ?? NO_POLICING;
+    const now = this.clock();
+    port.state.rawEgress ??= newRawEgressState(limits, now);
+    return admitRawEgress(port.state.rawEgress, limits, bytes, now);
   }
 
   /** rx for every frame of the batch (dropped too), and each ingress drop by reason. */

@@ -8,6 +8,8 @@ import type { ReceiveFilter } from "./bridge.ts";
 import type { PortCountersData } from "./counters.ts";
 import { DEFAULT_MAX_FRAME_SIZE } from "./ethernet.ts";
 import type { MacKey } from "./mac.ts";
+import type { PolicerLimits, PolicerState } from "./policer.ts";
+import type { RawEgressState } from "./raw-egress.ts";
 import { PortOutput } from "./port-output.ts";
 import type { PortKind } from "./port-kind.ts";
 import type { ServicePort } from "./service-port.ts";
@@ -30,6 +32,10 @@ export interface SwitchPortState {
   counters: PortCountersData;
   /** Completion runs held under LazyCompletions, flat [firstId, count, status, …]. */
   heldCompletions: number[];
+  /** Ingress token buckets (rate limit, storm control); absent until the port first sends. */
+  policer?: PolicerState;
+  /** A raw port's egress bound (raw-egress.ts); absent until the segment first sends it a frame. */
+  rawEgress?: RawEgressState;
 }
 
 /** What a port's state change needs from the platform: "state" now (credits, queue, MACs, filter), "counters" soon. */
@@ -41,6 +47,12 @@ export interface PortSink {
   send(bytes: Uint8Array): boolean;
   /** The port's `state` changed; called at most once per port per `SegmentSwitch.flush()`. */
   changed(change: PortChange): void;
+  /**
+   * The switch removed the port: close its socket with this code and reason. 4009: it held a MAC
+   * without a token binding and the MAC's token holder arrived (docs/datapath.md "MAC ownership");
+   * 4029: it kept sending far past its rate limits (policer.ts MAX_REFUSED_PER_SECOND).
+   */
+  evicted(code: number, reason: string): void;
 }
 
 const CHANGE_NONE = 0;
@@ -62,6 +74,10 @@ export class SwitchPort {
   gso = false;
   /** True when frameCap or vlan can refuse a frame the segment accepts: egress then checks each frame. */
   restricted = false;
+  /** Per-port policing limits that override the segment's (e.g. from join-token claims); null: the segment's. */
+  limits: PolicerLimits | null = null;
+  /** MACs the port's join token binds it to (they are its by right), or null when unbound. */
+  boundMacs: readonly MacKey[] | null = null;
   private change = CHANGE_NONE;
 
   constructor(

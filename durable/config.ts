@@ -1,6 +1,8 @@
 import type { ConfigErrorCode, SegmentConfig } from "../contract/segment-api.ts";
 import { DEFAULT_BRIDGE_CONFIG } from "../datapath/bridge.ts";
 import { MIN_CONFIGURABLE_FRAME_SIZE, VLAN_TAG_LEN } from "../datapath/ethernet.ts";
+import type { PolicerLimits } from "../datapath/policer.ts";
+import type { RawEgressLimits } from "../datapath/raw-egress.ts";
 import { fail, ok, type Result } from "../datapath/result.ts";
 import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
 
@@ -25,6 +27,12 @@ export const DEFAULT_SEGMENT_CONFIG: Readonly<Omit<SegmentConfig, "createdAt">> 
   openJoin: false,
   ttlSeconds: null,
   allowedOrigins: null,
+  rateLimitBytesPerSecond: null,
+  rateLimitFramesPerSecond: null,
+  stormControlFramesPerSecond: 100,
+  rawEgressBytesPerSecond: 4 * MIB,
+  rawEgressFramesPerSecond: 4_000,
+  rawMode: true,
 });
 
 /** Inclusive integer range a numeric setting must lie in. */
@@ -37,8 +45,19 @@ type IntegerField = {
   [K in keyof SegmentConfig]-?: SegmentConfig[K] extends number ? K : never;
 }[keyof SegmentConfig];
 
+/** Settings that are an integer or null (null: no limit). */
+type NullableField = "ttlSeconds" | "rateLimitBytesPerSecond" | "rateLimitFramesPerSecond" | "stormControlFramesPerSecond";
+
+/** What null means for each nullable setting, quoted in error messages. */
+const NULL_MEANS: Readonly<Record<NullableField, string>> = {
+  ttlSeconds: "never expire",
+  rateLimitBytesPerSecond: "unlimited",
+  rateLimitFramesPerSecond: "unlimited",
+  stormControlFramesPerSecond: "no storm control",
+};
+
 /** Allowed ranges, also quoted in error messages and docs/api.md. */
-export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { readonly ttlSeconds: IntegerRange } = {
+export const CONFIG_RANGES: Readonly<Record<IntegerField | NullableField, IntegerRange>> = {
   maxFrameSize: { min: MIN_CONFIGURABLE_FRAME_SIZE, max: MAX_FRAME_BYTES },
   maxPorts: { min: 1, max: 1024 },
   learnLimitPerPort: { min: 1, max: 65536 },
@@ -48,13 +67,19 @@ export const CONFIG_RANGES: Readonly<Record<IntegerField, IntegerRange>> & { rea
   rxQueueBytes: { min: MIN_TAGGED_FRAME, max: 64 * MIB },
   segmentQueueBytes: { min: MIN_TAGGED_FRAME, max: 64 * MIB },
   ttlSeconds: { min: 10, max: 365 * 86400 },
+  rateLimitBytesPerSecond: { min: 64 * 1024, max: 1024 * 1024 * MIB },
+  rateLimitFramesPerSecond: { min: 10, max: 10_000_000 },
+  stormControlFramesPerSecond: { min: 1, max: 1_000_000 },
+  rawEgressBytesPerSecond: { min: 64 * 1024, max: 64 * MIB },
+  rawEgressFramesPerSecond: { min: 10, max: 100_000 },
 };
 
 
 /** `cells`: the segment's count of Durable Objects (docs/cells.md §3.3). Absent means 1, so existing records are unchanged. */
 export const CELLS_RANGE: IntegerRange = { min: 1, max: 16 };
 
-const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => key !== "ttlSeconds") as IntegerField[];
+const NULLABLE_FIELDS = Object.keys(NULL_MEANS) as NullableField[];
+const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => !(key in NULL_MEANS)) as IntegerField[];
 const PATCHABLE_FIELDS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_SEGMENT_CONFIG), "dhcp", "cells"]);
 
 /**
@@ -88,24 +113,23 @@ export function applyConfigPatch(
     if (!checked.ok) return checked;
     next[field] = checked.value;
   }
-  if ("ttlSeconds" in fields) {
-    const value = fields.ttlSeconds;
-    if (value === null) {
-      next.ttlSeconds = null;
-    } else {
-      const checked = checkInteger("ttlSeconds", value, CONFIG_RANGES.ttlSeconds, " or null (never expire)");
-      if (!checked.ok) return checked;
-      next.ttlSeconds = checked.value;
-    }
+  for (const field of NULLABLE_FIELDS) {
+    if (!(field in fields)) continue;
+    const value = fields[field];
+    const checked = value === null ? ok(null) : checkInteger(field, value, CONFIG_RANGES[field], ` or null (${NULL_MEANS[field]})`);
+    if (!checked.ok) return checked;
+    next[field] = checked.value;
   }
   if ("cells" in fields) {
     const checked = checkInteger("cells", fields.cells, CELLS_RANGE);
     if (!checked.ok) return checked;
     next.cells = checked.value;
   }
-  if ("openJoin" in fields) {
-    if (typeof fields.openJoin !== "boolean") return invalidField("openJoin", fields.openJoin, "true or false");
-    next.openJoin = fields.openJoin;
+  for (const field of ["openJoin", "rawMode"] as const) {
+    if (!(field in fields)) continue;
+    const value = fields[field];
+    if (typeof value !== "boolean") return invalidField(field, value, "true or false");
+    next[field] = value;
   }
   if ("allowedOrigins" in fields) {
     const origins = parseAllowedOrigins(fields.allowedOrigins);
@@ -154,6 +178,19 @@ function checkInteger(field: string, value: unknown, range: IntegerRange, altern
 
 function invalidField(field: string, value: unknown, allowed: string): Result<never, ConfigErrorCode> {
   return fail("invalid-config-field", `${field} must be ${allowed}; got ${JSON.stringify(value) ?? String(value)}`);
+}
+
+/** The ingress policing a segment's settings give every port (token buckets with a 1 s burst). */
+export function policerLimitsOf(config: Omit<SegmentConfig, "createdAt">): PolicerLimits {
+  return {
+    bytesPerSecond: config.rateLimitBytesPerSecond, framesPerSecond: config.rateLimitFramesPerSecond,
+    floodFramesPerSecond: config.stormControlFramesPerSecond, burstSeconds: 1,
+  };
+}
+
+/** The rate a segment's settings let it send one raw port (1 s burst). */
+export function rawEgressLimitsOf(config: Omit<SegmentConfig, "createdAt">): RawEgressLimits {
+  return { bytesPerSecond: config.rawEgressBytesPerSecond, framesPerSecond: config.rawEgressFramesPerSecond, floodFramesPerSecond: null, burstSeconds: 1 };
 }
 
 /** What a segment keeps in storage about itself. */

@@ -20,8 +20,14 @@ export class PortWriter {
   private readonly pending = new Set<PortRuntime>();
   private timer: ReturnType<typeof setTimeout> | null = null;
 
-  /** @param isLive whether the runtime's socket is still a port of the segment */
-  constructor(private readonly isLive: (runtime: PortRuntime) => boolean) {}
+  /**
+   * @param isLive whether the runtime's socket is still a port of the segment
+   * @param evict closes a port the switch removed (its MAC's token holder arrived, or it flooded)
+   */
+  constructor(
+    private readonly isLive: (runtime: PortRuntime) => boolean,
+    private readonly evict: (runtime: PortRuntime, code: number, reason: string) => void,
+  ) {}
 
   /** The sink for a socket whose runtime `runtime()` returns once it exists. */
   sinkFor(ws: WebSocket, runtime: () => PortRuntime | undefined): PortSink {
@@ -30,6 +36,10 @@ export class PortWriter {
       changed: (change: PortChange) => {
         const target = runtime();
         if (target !== undefined) this.changed(target, change);
+      },
+      evicted: (code, reason) => {
+        const target = runtime();
+        if (target !== undefined) this.evict(target, code, reason);
       },
     };
   }

@@ -11,7 +11,7 @@ import { AckStatus, Feature, KEEPALIVE_REQUEST } from "../datapath/tunnel/consta
 import type { DecodeErrorCode, TunnelRecord } from "../datapath/tunnel/records.ts";
 import type { PortAuth } from "../contract/port-request.ts";
 import type { PortInfo, PortStats, RelayCounters } from "../contract/segment-api.ts";
-import type { SegmentConfig } from "./config.ts";
+import { policerLimitsOf, rawEgressLimitsOf, type SegmentConfig } from "./config.ts";
 import { Handshake, HELLO_TIMEOUT_MS, toHex, type HandshakeHost } from "./handshake.ts";
 import { ATTACHMENT_VERSION, type PortAttachment, type PortMode, type PortRuntime } from "./port.ts";
 import { closeQuietly, PortWriter } from "./port-writer.ts";
@@ -41,7 +41,10 @@ export class SegmentRelay implements HandshakeHost {
   readonly switch: SegmentSwitch;
   private readonly sockets = new Map<WebSocket, PortRuntime>();
   private readonly byId = new Map<number, PortRuntime>();
-  private readonly writer = new PortWriter((runtime) => this.sockets.get(runtime.ws) === runtime);
+  private readonly writer = new PortWriter(
+    (runtime) => this.sockets.get(runtime.ws) === runtime,
+    (runtime, code, reason) => this.closePort(runtime, code, reason),
+  );
   private readonly handshake: Handshake;
   private readonly own: RelayCounters = {
     portsAccepted: 0, portsClosed: 0, hellosRefused: 0, sessionsResumed: 0, malformedMessages: 0, protocolErrors: 0, windowOverruns: 0,
@@ -147,6 +150,10 @@ export class SegmentRelay implements HandshakeHost {
     };
     const runtime = this.attach(ws, attachment);
     this.bump("portsAccepted");
+    if (raw && !this.config.rawMode) {
+      this.protocolError(runtime, CloseCode.Policy, "raw mode is disabled on this segment (setting rawMode); use the edgelan.v1 subprotocol");
+      return;
+    }
     if (raw && !this.switch.open(runtime.port).ok) {
       this.closePort(runtime, CloseCode.MacTaken, "a MAC bound to this token is registered by another port");
       return;
@@ -265,7 +272,10 @@ export class SegmentRelay implements HandshakeHost {
     if (this.byId.get(runtime.attachment.portId) === runtime) this.byId.delete(runtime.attachment.portId);
     this.switch.detach(runtime.port.id);
     runtime.attachment.portId = portId;
-    runtime.port = this.switch.attach(portId, runtime.attachment.mode, runtime.attachment.port, this.writer.sinkFor(runtime.ws, () => this.sockets.get(runtime.ws)));
+    runtime.port = this.switch.attach(
+      portId, runtime.attachment.mode, runtime.attachment.port, this.writer.sinkFor(runtime.ws, () => this.sockets.get(runtime.ws)),
+      { boundMacs: runtime.attachment.boundMacs },
+    );
     this.byId.set(portId, runtime);
   }
 
@@ -314,7 +324,8 @@ export class SegmentRelay implements HandshakeHost {
   /** Creates the live runtime for a socket and indexes it. */
   private attach(ws: WebSocket, attachment: PortAttachment): PortRuntime {
     const sink = this.writer.sinkFor(ws, () => this.sockets.get(ws));
-    const runtime: PortRuntime = { ws, attachment, port: this.switch.attach(attachment.portId, attachment.mode, attachment.port, sink), heldMessages: null };
+    const port = this.switch.attach(attachment.portId, attachment.mode, attachment.port, sink, { boundMacs: attachment.boundMacs });
+    const runtime: PortRuntime = { ws, attachment, port, heldMessages: null };
     this.sockets.set(ws, runtime);
     this.byId.set(attachment.portId, runtime);
     return runtime;
@@ -394,6 +405,7 @@ export class SegmentRelay implements HandshakeHost {
         this.switch.reply(port, { type: "pong", seq: record.seq, timestamp: record.timestamp });
         return true;
       case "pong":
+        this.switch.pong(port, record.seq);
         return true;
       case "bye":
         this.sessions?.forget(runtime.attachment.sessionId);
@@ -432,5 +444,7 @@ function switchConfigOf(config: SegmentConfig): SwitchConfig {
     maxFrameSize: config.maxFrameSize, learnLimitPerPort: config.learnLimitPerPort, learnLimitPerSegment: config.learnLimitPerSegment,
     agingMs: config.agingSeconds * 1000, rxQueueFrames: config.rxQueueFrames, rxQueueBytes: config.rxQueueBytes,
     segmentQueueBytes: config.segmentQueueBytes,
+    policer: policerLimitsOf(config),
+    rawEgress: rawEgressLimitsOf(config),
   };
 }

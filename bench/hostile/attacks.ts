@@ -292,8 +292,9 @@ const macOwnership: Attack = {
     const bound = 0x02_00_00_00_c0_20;
     const holderToken = await ctx.admin.token(ctx.segment, "member", 3600, [formatMac(bound)]);
     let squatterWelcomed = false;
+    let boundSquatter: DescriptorPort | null = null;
     try {
-      await join(bound);
+      boundSquatter = await join(bound);
       squatterWelcomed = true;
     } catch {
       squatterWelcomed = false;
@@ -304,6 +305,10 @@ const macOwnership: Attack = {
     } catch (error) {
       holderRefused = error instanceof Error ? error.message : String(error);
     }
+    // docs/datapath.md "MAC ownership": an unbound squatter may join, and is closed 4009 when the holder arrives.
+    const evictee = boundSquatter;
+    if (evictee !== null) await evictee.waitFor(() => evictee.closed !== null, 2000);
+    const squatterEvicted = evictee?.closed?.code === 4009;
 
     // 3. A bridge port sends from a member's registered MAC.
     await join(0x02_00_00_00_c0_30);
@@ -312,9 +317,9 @@ const macOwnership: Attack = {
     const bridgeSpoofForwarded = await received(sender, senderBefore);
 
     return {
-      learnedMacHijackedByMember: learnedHijacked, unboundSquatterWelcomed: squatterWelcomed, rightfulHolderRefused: holderRefused,
+      learnedMacHijackedByMember: learnedHijacked, unboundSquatterWelcomed: squatterWelcomed, squatterEvicted, rightfulHolderRefused: holderRefused,
       bridgeSpoofOfMemberMacForwarded: bridgeSpoofForwarded,
-      held: !learnedHijacked && !squatterWelcomed && holderRefused === null && !bridgeSpoofForwarded,
+      held: !learnedHijacked && (!squatterWelcomed || squatterEvicted) && holderRefused === null && !bridgeSpoofForwarded,
     };
   },
 };

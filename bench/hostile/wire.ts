@@ -118,6 +118,8 @@ export class DescriptorPort {
         if (record.type === "welcome") this.welcomed?.resolve(record);
         else if (record.type === "refuse") this.welcomed?.reject(new Error(`refused ${record.code}: ${record.reason}`));
         else if (record.type === "pong") this.onPong?.(record.seq, record.timestamp);
+        // The segment's read acknowledgement (protocol.md §8.5): a reading port answers it.
+        else if (record.type === "ping") this.send([{ type: "pong", seq: record.seq, timestamp: record.timestamp }]);
       },
     };
     ws.on("message", (data: Buffer, isBinary: boolean) => {

@@ -83,6 +83,8 @@ export class DescriptorPort {
         if (record.type === "welcome") this.welcomed?.(record.portId);
         else if (record.type === "refuse") this.fail(new Error(`refused: ${record.reason}`));
         else if (record.type === "pong") this.onPong?.(record.seq, record.timestamp);
+        // The segment's read acknowledgement (protocol.md §8.5): answer, or RX stops after 4 MiB.
+        else if (record.type === "ping") this.sendRecord({ type: "pong", seq: record.seq, timestamp: record.timestamp });
       },
     };
     ws.on("message", (data: Buffer, isBinary: boolean) => {
@@ -179,8 +181,13 @@ export class DescriptorPort {
   }
 
   sendPing(seq: number, timestamp: number): void {
+    this.sendRecord({ type: "ping", seq, timestamp });
+  }
+
+  /** One control record as a message of its own. */
+  sendRecord(record: TunnelRecord): void {
     this.encoder.reset();
-    this.encoder.add({ type: "ping", seq, timestamp });
+    this.encoder.add(record);
     this.ws.send(this.encoder.finish());
   }
 

@@ -31,6 +31,16 @@ export class SegmentQueueBudget {
   }
 }
 
+/**
+ * Read acknowledgements (protocol.md §8.5): credits say a client posted buffers, not that it read
+ * anything, so the segment also bounds the RX bytes it handed a port that the client has not shown it
+ * read. Past READ_ACK_PING_BYTES unacknowledged it sends a PING (one at a time); the client can answer
+ * only after reading everything before it, and the matching PONG acknowledges those bytes. Past
+ * READ_ACK_LIMIT_BYTES the port gets no RX: frames queue (and then drop) as if it had no credit.
+ */
+export const READ_ACK_PING_BYTES = 1024 * 1024;
+export const READ_ACK_LIMIT_BYTES = 4 * 1024 * 1024;
+
 /** Per-port queue bounds. */
 export interface RxQueueLimits {
   /** Frames the port may have queued while it has no credit (0: no queue, drop at once). */
@@ -61,6 +71,11 @@ export interface RxCreditState {
   maxQueueBytes: number;
   /** Frames queued when the state was taken: lost if the object is evicted, reported by flush() after restore. */
   queuedFrames: number;
+  /** RX bytes handed to the port and not yet acknowledged by a PONG (absent in older attachments: 0). */
+  unackedBytes?: number;
+  /** The outstanding PING's seq (0: none) and the unacknowledged bytes its PONG acknowledges. */
+  pingSeq?: number;
+  pingCovers?: number;
 }
 
 /** Why an rx-post was rejected (the segment closes with 4007). */
@@ -84,6 +99,12 @@ export class RxCreditLedger {
   private bytesQueued = 0;
   /** Frames queued before an eviction, reported (once) by flush(). */
   private lostOnRestore = 0;
+  /** RX bytes handed over and not yet acknowledged (see READ_ACK_LIMIT_BYTES). */
+  private unacked = 0;
+  /** The outstanding PING's seq, 0 when none; and the bytes its PONG acknowledges. */
+  private pingSeq = 0;
+  private pingCovers = 0;
+  private lastSeq = 0;
 
   /**
    * @param limits per-port queue bounds
@@ -139,8 +160,9 @@ export class RxCreditLedger {
    */
   offer(frame: Uint8Array, flags = 0): RxOffer {
     if (this.size > 0 && frame.length > this.size) return DropReason.RxBufferTooSmall;
-    if (this.credits > 0 && this.head === this.queue.length) {
+    if (this.credits > 0 && this.head === this.queue.length && this.unacked < READ_ACK_LIMIT_BYTES) {
       this.credits--;
+      this.unacked += frame.length;
       return "delivered-now";
     }
     if (this.queuedFrames >= this.maxQueueFrames || this.bytesQueued + frame.length > this.maxQueueBytes) {
@@ -161,7 +183,7 @@ export class RxCreditLedger {
    */
   drain(): RxDrain {
     const result: RxDrain = { frames: [], flags: [], dropped: [] };
-    while (this.credits > 0 && this.head < this.queue.length) {
+    while (this.credits > 0 && this.head < this.queue.length && this.unacked < READ_ACK_LIMIT_BYTES) {
       const flags = this.queueFlags[this.head] as number;
       const frame = this.dequeue();
       if (frame.length > this.size) {
@@ -169,6 +191,7 @@ export class RxCreditLedger {
         continue;
       }
       this.credits--;
+      this.unacked += frame.length;
       result.frames.push(frame);
       result.flags.push(flags);
     }
@@ -191,11 +214,42 @@ export class RxCreditLedger {
     return flushed;
   }
 
+  /** RX bytes handed to the port that no PONG has acknowledged yet. */
+  get unackedBytes(): number {
+    return this.unacked;
+  }
+
+  /** The seq of the segment's PING that no PONG has answered yet, or 0. */
+  get outstandingPing(): number {
+    return this.pingSeq;
+  }
+
+  /**
+   * The seq of a PING to send now (after the RX already handed over), or 0: one is due when no PING is
+   * outstanding and READ_ACK_PING_BYTES are unacknowledged. Seqs count up from 1 and skip 0.
+   */
+  pingDue(): number {
+    if (this.pingSeq !== 0 || this.unacked < READ_ACK_PING_BYTES) return 0;
+    this.lastSeq = this.lastSeq >= 0xffff_ffff ? 1 : this.lastSeq + 1;
+    this.pingSeq = this.lastSeq;
+    this.pingCovers = this.unacked;
+    return this.pingSeq;
+  }
+
+  /** A PONG from the port: the outstanding PING's acknowledges the bytes before it (call drain() next). Others change nothing. */
+  pong(seq: number): boolean {
+    if (this.pingSeq === 0 || seq !== this.pingSeq) return false;
+    this.unacked -= this.pingCovers;
+    this.pingSeq = 0;
+    this.pingCovers = 0;
+    return true;
+  }
+
   /** Plain data for the socket attachment. */
   state(): RxCreditState {
     return {
       credits: this.credits, bufferSize: this.size, maxQueueFrames: this.maxQueueFrames, maxQueueBytes: this.maxQueueBytes,
-      queuedFrames: this.queuedFrames,
+      queuedFrames: this.queuedFrames, unackedBytes: this.unacked, pingSeq: this.pingSeq, pingCovers: this.pingCovers,
     };
   }
 
@@ -210,6 +264,10 @@ export class RxCreditLedger {
     ledger.credits = state.credits;
     ledger.size = state.bufferSize;
     ledger.lostOnRestore = state.queuedFrames;
+    ledger.unacked = state.unackedBytes ?? 0;
+    ledger.pingSeq = state.pingSeq ?? 0;
+    ledger.pingCovers = state.pingCovers ?? 0;
+    ledger.lastSeq = ledger.pingSeq;
     return ledger;
   }
 

@@ -185,13 +185,62 @@ describe("§8.5 ping and pong", () => {
     peer.close();
   });
 
-  it("§8.5 the segment sends no PING of its own: a port idle for 3 s receives nothing", async () => {
+  it("§8.5 the segment sends no PING to a port that received less than 1 MiB: a port idle for 3 s receives nothing", async () => {
     const segment = await freshSegment();
     const { peer } = await Peer.join(segment, { features: 0x1ff });
     const before = peer.messages.length;
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     expect(peer.messages.slice(before)).toEqual([]);
     peer.close();
+  });
+
+  /** 1,514-byte frames a port receives before 4 MiB are unacknowledged. */
+  const LIMIT_FRAMES = Math.ceil((4 * 1024 * 1024) / 1514);
+
+  /** A sender and a receiver with room for 4,000 frames; `frames` RX frames of 1,514 bytes sent to the receiver, 64 per message. */
+  async function readAckPair(): Promise<{ sender: Peer; receiver: Peer; flood(frames: number): Promise<void> }> {
+    const segment = await freshSegment({ rxQueueFrames: 8 });
+    const { peer: receiver } = await Peer.join(segment, { macs: [mac(0x851)], features: F.Coalesced | F.RxQueue, rxQueue: 8, txWindow: 64 });
+    await receiver.post(4000, 1514);
+    const { peer: sender } = await Peer.join(segment, { macs: [mac(0x852)], features: F.Coalesced, txWindow: 64 });
+    let id = 0;
+    const flood = async (frames: number): Promise<void> => {
+      for (let sent = 0; sent < frames; sent += 64) {
+        const batch = Array.from({ length: Math.min(64, frames - sent) }, () => ({ type: "tx" as const, id: id++ & 0xffff, flags: 0, frame: frame(mac(0x851), mac(0x852), 0, 1514) }));
+        sender.send(batch);
+        await sender.completions(batch.length);
+      }
+    };
+    return { sender, receiver, flood };
+  }
+
+  it("§8.5 past 1 MiB of unacknowledged RX the segment sends a PING, after the RX it covers", async () => {
+    const { receiver, flood } = await readAckPair();
+    await flood(700);
+    const ping = await receiver.next("ping");
+    expect(ping.seq).toBeGreaterThan(0);
+    const rxBeforePing = receiver.messages.flatMap((m) => m.records ?? []).findIndex((r) => r.type === "ping");
+    expect(receiver.messages.flatMap((m) => m.records ?? []).slice(0, rxBeforePing).filter((r) => r.type === "rx").length * 1514).toBeGreaterThanOrEqual(1024 * 1024);
+  });
+
+  it("§8.5 a port that never answers the segment's PING stops receiving past 4 MiB (queue, then rx-queue-full)", async () => {
+    const { receiver, flood } = await readAckPair();
+    await flood(LIMIT_FRAMES + 40);
+    await receiver.settle();
+    expect(receiver.take("rx")).toHaveLength(LIMIT_FRAMES);
+    expect(receiver.take("ping")).toHaveLength(1);
+  });
+
+  it("§8.5 a port that answers each PING keeps receiving: the pong releases the queued frames", async () => {
+    const { receiver, flood } = await readAckPair();
+    await flood(LIMIT_FRAMES + 8);
+    await receiver.settle();
+    expect(receiver.take("rx")).toHaveLength(LIMIT_FRAMES);
+    const ping = await receiver.next("ping");
+    receiver.send([{ type: "pong", seq: ping.seq, timestamp: ping.timestamp }]);
+    expect(await receiver.collect("rx", 8)).toHaveLength(8);
+    await flood(10);
+    expect(await receiver.collect("rx", 10)).toHaveLength(10);
   });
 });
 

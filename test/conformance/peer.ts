@@ -20,6 +20,7 @@ export const ADMIN = { authorization: "Bearer test-admin-token" };
 export const Status = {
   Ok: 0, Runt: 1, Oversize: 2, MulticastSource: 3, SpoofedSource: 4, MonitorPort: 5, Local: 6, NoReceiver: 7,
   RateLimited: 8, LearnLimit: 9, RxBufferTooSmall: 10, RxQueueFull: 11, SegmentBudget: 12, Flushed: 13, Malformed: 14,
+  Reset: 15, StormControl: 16,
 } as const;
 
 /** §10 feature bits. */

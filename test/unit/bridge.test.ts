@@ -350,6 +350,36 @@ describe("ports and MACs", () => {
   });
 });
 
+describe("MAC ownership (docs/datapath.md)", () => {
+  const learnBehind = (): void => void send(3, frame(`${BCAST} ${BEHIND} ${IPV4}`));
+
+  it("a member cannot register a MAC learned behind another port, at join or later", () => {
+    learnBehind();
+    expect(bridge.addPort(5, spec("member", ["02:00:00:00:00:0a"]))).toMatchObject({ ok: false, error: { code: "mac-taken", message: expect.stringContaining("behind port 3") } });
+    must(bridge.addPort(5, spec("member", ["02:00:00:00:00:05"])));
+    expect(bridge.addMac(5, mac(BEHIND.replace(/ /g, ":")))).toMatchObject({ ok: false, error: { code: "mac-taken" } });
+    send(1, frame(`${BEHIND} ${M1} ${IPV4}`));
+    expect(egress()).toEqual({ 3: 1, 4: 1 });
+  });
+
+  it("a MAC its join token binds (claims) replaces the learned entry: unicast to it now reaches the claimant", () => {
+    learnBehind();
+    must(bridge.addPort(5, { ...spec("member", ["02:00:00:00:00:0a"]), claims: [mac("02:00:00:00:00:0a")] }));
+    send(1, frame(`${BEHIND} ${M1} ${IPV4}`));
+    expect(egress()).toEqual({ 5: 1, 4: 1 });
+  });
+
+  it("a bridge port may register a MAC it learned itself", () => {
+    learnBehind();
+    must(bridge.addMac(3, mac("02:00:00:00:00:0a")));
+    expect(bridge.staticOwner(mac("02:00:00:00:00:0a"))).toBe(3);
+  });
+
+  it("a bridge port cannot send from a MAC a member registered (spoofed-source), from its own learned ones it can", () => {
+    expect(send(3, frame(`${BCAST} ${M2} ${IPV4}`), frame(`${BCAST} ${BEHIND} ${IPV4}`))).toEqual([DropReason.SpoofedSource, 0]);
+  });
+});
+
 describe("learning, moves, conflicts and aging", () => {
   it("a station that moves between bridge ports follows, and the move is counted", () => {
     must(bridge.addPort(5, spec("bridge")));
@@ -360,8 +390,9 @@ describe("learning, moves, conflicts and aging", () => {
     expect(bridge.fdbSummary().moves).toBe(1);
   });
 
-  it("a bridge port sending from a member's MAC is forwarded but never steals it (conflict)", () => {
-    expect(send(3, frame(`${M2} ${M1} ${IPV4}`))).toEqual([0]);
+  it("a bridge port sending from a member's MAC is dropped spoofed-source and never steals it (conflict counted)", () => {
+    expect(send(3, frame(`${M2} ${M1} ${IPV4}`))).toEqual([DropReason.SpoofedSource]);
+    expect(egress()).toEqual({});
     expect(bridge.fdbSummary().conflicts).toBe(1);
     send(2, frame(`${M1} ${M2} ${IPV4}`));
     expect(egress()).toEqual({ 1: 1, 4: 1 });

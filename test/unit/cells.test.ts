@@ -26,6 +26,7 @@ class RawSink implements PortSink {
     return true;
   }
   changed(): void {}
+  evicted(): void {}
 }
 
 let now = 0;

@@ -4,7 +4,11 @@ import { beforeEach, describe, expect, it } from "vitest";
 import type { ReceiveFilter } from "../../datapath/bridge.ts";
 import { DropReason, newPortCounters, totalDrops, type PortCountersData } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
-import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
+import { MAX_REFUSED_PER_SECOND, type PolicerLimits } from "../../datapath/policer.ts";
+import { RAW_SILENT_BYTES, RAW_SILENT_FRAMES } from "../../datapath/raw-egress.ts";
+import { READ_ACK_LIMIT_BYTES, READ_ACK_PING_BYTES } from "../../datapath/tunnel/rx-credits.ts";
+import { AckStatus } from "../../datapath/tunnel/constants.ts";
+import { NO_POLICING, SegmentSwitch, type AttachOptions, type SwitchConfig } from "../../datapath/segment-switch.ts";
 import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "../../datapath/service-port.ts";
 import type { PortChange, PortSink, SwitchPort, SwitchPortMode } from "../../datapath/switch-port.ts";
 import { decodeMessage } from "../../datapath/tunnel/codec.ts";
@@ -41,6 +45,8 @@ class FakeSink implements PortSink {
   readonly messages: TunnelRecord[][] = [];
   readonly raw: Uint8Array[] = [];
   readonly changes: PortChange[] = [];
+  /** Why the switch evicted the port, if it did. */
+  evictedFor: string | null = null;
   refuse = false;
 
   constructor(private readonly descriptor: boolean) {}
@@ -61,6 +67,10 @@ class FakeSink implements PortSink {
     this.changes.push(change);
   }
 
+  evicted(code: number, reason: string): void {
+    this.evictedFor = `${code} ${reason}`;
+  }
+
   /** Every record received so far, in order, and forgets them. */
   take(): TunnelRecord[] {
     const all = this.messages.flat();
@@ -78,14 +88,25 @@ let sw: SegmentSwitch;
 let now = 0;
 const ports = new Map<number, { port: SwitchPort; sink: FakeSink }>();
 
-function attach(id: number, mode: SwitchPortMode, kind: PortKind, macs: string[], features: number, queue = 4, txWindow = 64): void {
+function attach(id: number, mode: SwitchPortMode, kind: PortKind, macs: string[], features: number, queue = 4, txWindow = 64, options: AttachOptions = {}): void {
+  const opened = tryAttach(id, mode, kind, macs, features, queue, txWindow, options);
+  if (!opened.ok) throw new Error(opened.error.message);
+}
+
+function tryAttach(id: number, mode: SwitchPortMode, kind: PortKind, macs: string[], features: number, queue = 4, txWindow = 64, options: AttachOptions = {}): ReturnType<SegmentSwitch["open"]> {
   const sink = new FakeSink(mode === "descriptor");
   const port = sw.attach(id, mode, {
-    kind, macs: macs.map((m) => mac(m.replace(/ /g, ":"))), filter: QUIET, features, txWindow, credits: null, counters: newPortCounters(), heldCompletions: [],
-  }, sink);
+    kind, macs: macs.map(macOf), filter: QUIET, features, txWindow, credits: null, counters: newPortCounters(), heldCompletions: [],
+  }, sink, options);
   const opened = sw.open(port, queue);
-  if (!opened.ok) throw new Error(opened.error.message);
-  ports.set(id, { port, sink });
+  if (opened.ok) ports.set(id, { port, sink });
+  else sw.detach(id);
+  return opened;
+}
+
+/** A MAC written as hex bytes separated by spaces. */
+function macOf(spaced: string): number {
+  return mac(spaced.replace(/ /g, ":"));
 }
 
 function port(id: number): SwitchPort {
@@ -473,6 +494,241 @@ describe("counters", () => {
     send(1, [frame(`${M3} ${M1} ${IPV4}`)]);
     expect(counters(3).drops[DropReason.Flushed]).toBe(1);
     expect(counters(3).txFrames).toBe(0);
+  });
+});
+
+describe("ingress policing (rate limits and storm control)", () => {
+  const unicast = (): Uint8Array => frame(`${M2} ${M1} ${IPV4}`, 100);
+  const broadcast = (): Uint8Array => frame(`${BCAST} ${M1} ${ARP}`, 60);
+  const limits = (over: Partial<PolicerLimits>): PolicerLimits => ({ ...NO_POLICING, ...over });
+
+  it("frames/s: past the burst a TX completes rate-limited (8), is counted, and reaches nobody; tokens refill with time", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ framesPerSecond: 3 }) });
+    send(1, [unicast(), unicast(), unicast(), unicast(), unicast()]);
+    expect(completions(1)).toEqual([[0, 3, 0], [3, 2, DropReason.RateLimited]]);
+    expect(counters(1).drops[DropReason.RateLimited]).toBe(2);
+    expect(sink(2).takeRx()).toHaveLength(3);
+    now += 1000 / 3;
+    send(1, [unicast(), unicast()], 5);
+    expect(completions(1)).toEqual([[5, 1, 0], [6, 1, DropReason.RateLimited]]);
+  });
+
+  it("bytes/s: a frame that does not fit the bucket is refused; a smaller one that does passes", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ bytesPerSecond: 250 }) });
+    send(1, [unicast(), unicast(), unicast(), frame(`${M2} ${M1} ${IPV4}`, 50)]);
+    expect(completions(1)).toEqual([[0, 2, 0], [2, 1, DropReason.RateLimited], [3, 1, 0]]);
+  });
+
+  it("storm control counts flooded frames only: past the budget a broadcast completes storm-control (16); unicast still passes", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 2 }) });
+    send(1, [broadcast(), broadcast(), broadcast(), unicast()]);
+    expect(completions(1)).toEqual([[0, 2, 0], [2, 1, DropReason.StormControl], [3, 1, 0]]);
+    expect(counters(1).drops[DropReason.StormControl]).toBe(1);
+    expect(sink(5).takeRx()).toHaveLength(2);
+  });
+
+  it("unknown unicast is flooded, so storm control counts it too", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 1 }) });
+    send(1, [frame(`02 00 00 00 00 77 ${M1} ${IPV4}`), frame(`02 00 00 00 00 77 ${M1} ${IPV4}`)]);
+    expect(completions(1)).toEqual([[0, 1, DropReason.NoReceiver], [1, 1, DropReason.StormControl]]);
+  });
+
+  it("polices raw ports too, each port with its own buckets", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 1 }) });
+    sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    send(1, [broadcast()]);
+    expect(counters(3).drops[DropReason.StormControl]).toBe(1);
+    expect(completions(1)).toEqual([[0, 1, 0]]);
+  });
+
+  it("a port refused more than MAX_REFUSED_PER_SECOND frames within a second is closed 4029, after its completions", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 1 }) });
+    for (let i = 0; i <= MAX_REFUSED_PER_SECOND; i++) sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    expect(sink(3).evictedFor).toBeNull();
+    now += 999;
+    sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    expect(sink(3).evictedFor).toMatch(/^4029 more than 10000 frames in a second/);
+    expect(sw.port(3)).toBeUndefined();
+  });
+
+  it("refusals spread over more than a second never close the port", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ floodFramesPerSecond: 1 }) });
+    for (let i = 0; i < 3 * MAX_REFUSED_PER_SECOND; i++) {
+      if (i % MAX_REFUSED_PER_SECOND === 0) now += 1000;
+      sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    }
+    expect(sink(3).evictedFor).toBeNull();
+  });
+
+  it("a port's own limits (a token's claims) override the segment's", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ framesPerSecond: 1 }) });
+    attach(6, "descriptor", "member", ["02 00 00 00 00 06"], BASIC, 4, 64, { limits: limits({ framesPerSecond: 100 }) });
+    send(6, [0, 1, 2].map(() => frame(`${M2} 02 00 00 00 00 06 ${IPV4}`)));
+    expect(completions(6)).toEqual([[0, 3, 0]]);
+  });
+
+  it("the buckets are part of the persisted state: an emptied bucket stays empty after an eviction", () => {
+    sw.reconfigure({ ...CONFIG, policer: limits({ framesPerSecond: 2 }) });
+    send(1, [unicast(), unicast()]);
+    const state = structuredClone(port(1).snapshot());
+    const woken = new SegmentSwitch({ ...CONFIG, policer: limits({ framesPerSecond: 2 }) }, () => now);
+    const revivedSink = new FakeSink(true);
+    const revived = woken.attach(1, "descriptor", state, revivedSink);
+    expect(woken.open(revived).ok).toBe(true);
+    woken.beginTx(revived).addTx(2, 0, unicast());
+    expect(woken.transmit(revived).ok).toBe(true);
+    woken.endMessage(revived, true);
+    woken.flush();
+    expect(revivedSink.take().filter((r) => r.type === "tx-complete")).toMatchObject([{ firstId: 2, count: 1, status: DropReason.RateLimited }]);
+  });
+});
+
+describe("raw egress bound (raw-egress.ts)", () => {
+  const toRaw = (n: number): Uint8Array[] => Array.from({ length: n }, () => frame(`${M3} ${M1} ${IPV4}`, 1000));
+  const rawLimits = (over: Partial<PolicerLimits>): PolicerLimits => ({ ...NO_POLICING, ...over });
+
+  it("past its frames/s budget a raw port's frames are dropped rx-queue-full on it; the sender completes ok", () => {
+    sw.reconfigure({ ...CONFIG, rawEgress: rawLimits({ framesPerSecond: 3 }) });
+    send(1, toRaw(5));
+    expect(sink(3).raw).toHaveLength(3);
+    expect(counters(3).drops[DropReason.RxQueueFull]).toBe(2);
+    expect(completions(1)).toEqual([[0, 5, 0]]);
+    now += 1000;
+    send(1, toRaw(1), 5);
+    expect(sink(3).raw).toHaveLength(4);
+  });
+
+  it("and at most RAW_SILENT_BYTES, whichever comes first", () => {
+    const big = (): Uint8Array => frame(`${M3} ${M1} ${IPV4}`, 8000);
+    for (let m = 0; m < 10; m++) send(1, Array.from({ length: 64 }, big), (m * 64) & 0xffff);
+    expect(sink(3).raw).toHaveLength(Math.floor(RAW_SILENT_BYTES / 8000));
+  });
+
+  it("bytes/s bound the same way", () => {
+    sw.reconfigure({ ...CONFIG, rawEgress: rawLimits({ bytesPerSecond: 2500 }) });
+    send(1, toRaw(3));
+    expect(sink(3).raw).toHaveLength(2);
+    expect(counters(3).drops[DropReason.RxQueueFull]).toBe(1);
+  });
+
+  it("a raw port that sends nothing gets at most RAW_SILENT_FRAMES; one frame from it reopens the flow", () => {
+    const perMessage = 64;
+    const messages = RAW_SILENT_FRAMES / perMessage + 1;
+    for (let m = 0; m < messages; m++) send(1, toRaw(perMessage), (m * perMessage) & 0xffff);
+    const received = sink(3).raw.length;
+    expect(received).toBe(RAW_SILENT_FRAMES);
+    expect(counters(3).drops[DropReason.RxQueueFull]).toBe(messages * perMessage - received);
+    sw.rawFrame(port(3), frame(`${BCAST} ${M3} ${ARP}`));
+    send(1, toRaw(1));
+    expect(sink(3).raw).toHaveLength(received + 1);
+  });
+});
+
+describe("read acknowledgements (protocol.md §8.5)", () => {
+  const JUMBO = 8000;
+  /** Sends port 5 `count` jumbo frames from port 1, 64 per message. */
+  function flood5(count: number): void {
+    for (let sent = 0; sent < count; sent += 64) send(1, Array.from({ length: Math.min(64, count - sent) }, () => frame(`${M5} ${M1} ${IPV4}`, JUMBO)), sent & 0xffff);
+  }
+  const pings = (records: TunnelRecord[]): number[] => records.flatMap((r) => (r.type === "ping" ? [r.seq] : []));
+
+  beforeEach(() => post(5, 4000, 65545));
+
+  it("past READ_ACK_PING_BYTES unacknowledged the segment sends one PING, after the RX it covers", () => {
+    flood5(Math.ceil(READ_ACK_PING_BYTES / JUMBO));
+    const records = sink(5).take();
+    expect(pings(records)).toEqual([1]);
+    expect(records.at(-1)).toMatchObject({ type: "ping", seq: 1 });
+    flood5(10);
+    expect(pings(sink(5).take())).toEqual([]);
+  });
+
+  it("a port that never answers gets nothing past READ_ACK_LIMIT_BYTES: frames queue, then drop rx-queue-full", () => {
+    const limitFrames = Math.ceil(READ_ACK_LIMIT_BYTES / JUMBO);
+    flood5(limitFrames + 10);
+    expect(sink(5).takeRx()).toHaveLength(limitFrames);
+    expect(port(5).ledger?.queuedFrames).toBe(4);
+    expect(counters(5).drops[DropReason.RxQueueFull]).toBe(6);
+  });
+
+  it("the matching PONG acknowledges what preceded its PING: queued frames go out and RX resumes; a wrong seq changes nothing", () => {
+    const limitFrames = Math.ceil(READ_ACK_LIMIT_BYTES / JUMBO);
+    flood5(limitFrames + 4);
+    const [seq] = pings(sink(5).take());
+    sw.pong(port(5), (seq as number) + 1);
+    sw.flush();
+    expect(sink(5).takeRx()).toHaveLength(0);
+    sw.pong(port(5), seq as number);
+    sw.flush();
+    const records = sink(5).take();
+    expect(records.filter((r) => r.type === "rx")).toHaveLength(4);
+    expect(pings(records)).toEqual([2]);
+    flood5(1);
+    expect(sink(5).takeRx()).toHaveLength(1);
+  });
+
+  it("the unacknowledged bytes and the outstanding PING survive an eviction", () => {
+    flood5(Math.ceil(READ_ACK_PING_BYTES / JUMBO));
+    const state = structuredClone(port(5).snapshot());
+    const woken = new SegmentSwitch(CONFIG, () => now);
+    const revived = woken.attach(5, "descriptor", state, new FakeSink(true));
+    expect(revived.ledger?.unackedBytes).toBe(port(5).ledger?.unackedBytes);
+    expect(revived.ledger?.pong(1)).toBe(true);
+    expect(revived.ledger?.unackedBytes).toBe(0);
+  });
+});
+
+describe("MAC ownership (docs/datapath.md)", () => {
+  const M7 = "02 00 00 00 00 07";
+  const boundTo7 = { boundMacs: [macOf(M7)] };
+
+  it("a port whose token binds a MAC takes it from an unbound port that holds it: the squatter is evicted and detached", () => {
+    attach(6, "raw", "member", [M7], 0);
+    attach(7, "descriptor", "member", [M7], BASIC, 4, 64, boundTo7);
+    expect(sink(6).evictedFor).toContain("02:00:00:00:00:07 is bound to the join token of a port that just joined");
+    expect(sw.port(6)).toBeUndefined();
+    post(7, 8);
+    send(1, [frame(`${M7} ${M1} ${IPV4}`)]);
+    expect(sink(7).takeRx()).toHaveLength(1);
+    expect(sink(6).raw).toHaveLength(0);
+  });
+
+  it("a port bound by its own token keeps the MAC: the second token holder is refused mac-taken", () => {
+    attach(6, "descriptor", "member", [M7], BASIC, 4, 64, boundTo7);
+    expect(tryAttach(7, "descriptor", "member", [M7], BASIC, 4, 64, boundTo7)).toMatchObject({ ok: false, error: { code: "mac-taken" } });
+    expect(sink(6).evictedFor).toBeNull();
+  });
+
+  it("an unbound port cannot take a registered MAC (mac-taken) and evicts nobody", () => {
+    attach(6, "raw", "member", [M7], 0);
+    expect(tryAttach(7, "descriptor", "member", [M7], BASIC)).toMatchObject({ ok: false, error: { code: "mac-taken" } });
+    expect(sink(6).evictedFor).toBeNull();
+  });
+
+  it("add-mac of a bound MAC evicts the squatter too; add-mac of a MAC another port holds is MacTaken otherwise", () => {
+    attach(6, "raw", "member", [M7], 0);
+    attach(7, "descriptor", "member", ["02 00 00 00 00 70"], BASIC, 4, 64, { boundMacs: [macOf("02 00 00 00 00 70"), macOf(M7)] });
+    expect(sw.addMac(port(2), macOf("02 00 00 00 00 70"), null)).toMatchObject({ status: AckStatus.MacTaken });
+    expect(sw.addMac(port(7), macOf(M7), [macOf("02 00 00 00 00 70"), macOf(M7)])).toMatchObject({ status: AckStatus.Ok });
+    expect(sink(6).evictedFor).not.toBeNull();
+  });
+
+  it("a member cannot register, at HELLO or with add-mac, a MAC learned behind a bridge port (mac-taken / MacTaken)", () => {
+    attach(8, "descriptor", "bridge", [], FULL);
+    send(8, [frame(`${BCAST} ${M7} ${ARP}`)]);
+    expect(tryAttach(9, "descriptor", "member", [M7], BASIC)).toMatchObject({ ok: false, error: { code: "mac-taken" } });
+    expect(sw.addMac(port(2), macOf(M7), null)).toMatchObject({ status: AckStatus.MacTaken, reason: expect.stringContaining("behind port 8") });
+  });
+
+  it("a token-bound member takes a MAC learned behind a bridge port; the bridge port may then not send from it (spoofed-source)", () => {
+    attach(8, "descriptor", "bridge", [], FULL);
+    send(8, [frame(`${BCAST} ${M7} ${ARP}`)]);
+    attach(9, "descriptor", "member", [M7], BASIC, 4, 64, boundTo7);
+    sink(8).take();
+    send(8, [frame(`${BCAST} ${M7} ${ARP}`)]);
+    expect(completions(8)).toEqual([[0, 1, DropReason.SpoofedSource]]);
+    expect(counters(8).drops[DropReason.SpoofedSource]).toBe(1);
   });
 });
 

@@ -40,6 +40,12 @@ describe("DEFAULT_SEGMENT_CONFIG", () => {
       openJoin: false,
       ttlSeconds: null,
       allowedOrigins: null,
+      rateLimitBytesPerSecond: null,
+      rateLimitFramesPerSecond: null,
+      stormControlFramesPerSecond: 100,
+      rawEgressBytesPerSecond: 4 * 1024 * 1024,
+      rawEgressFramesPerSecond: 4000,
+      rawMode: true,
     });
   });
 
@@ -51,6 +57,11 @@ describe("DEFAULT_SEGMENT_CONFIG", () => {
 describe("applyConfigPatch", () => {
   it("creates from defaults with createdAt = now", () => {
     expect(created()).toEqual({ ...DEFAULT_SEGMENT_CONFIG, createdAt: "2026-05-01T12:00:00.000Z" });
+  });
+
+  it("turns the policing limits off with null and back on with a number", () => {
+    const off = applyConfigPatch(created(), { stormControlFramesPerSecond: null, rateLimitFramesPerSecond: 5000 }, NOW);
+    expect(off).toMatchObject({ ok: true, value: { stormControlFramesPerSecond: null, rateLimitFramesPerSecond: 5000 } });
   });
 
   it("changes only the fields in the patch and keeps createdAt", () => {
@@ -92,6 +103,13 @@ describe("applyConfigPatch", () => {
     ["ttlSeconds", "never", "or null"],
     ["openJoin", "yes", "true or false"],
     ["openJoin", null, "true or false"],
+    ["rateLimitBytesPerSecond", 1000, "65536..1099511627776 or null (unlimited)"],
+    ["rateLimitFramesPerSecond", 0, "10..10000000 or null (unlimited)"],
+    ["stormControlFramesPerSecond", 0.5, "1..1000000 or null (no storm control)"],
+    ["stormControlFramesPerSecond", "off", "or null (no storm control)"],
+    ["rawEgressBytesPerSecond", null, "65536..67108864"],
+    ["rawEgressFramesPerSecond", 100_001, "10..100000"],
+    ["rawMode", "no", "true or false"],
   ])("refuses %s = %j, naming the field and %s", (field, value, allowed) => {
     const error = failure(created(), { [field]: value });
     expect(error.code).toBe("invalid-config-field");

@@ -150,7 +150,7 @@ describe("RxCreditLedger", () => {
     l.offer(frame(60));
     l.offer(frame(60, 1));
     const state = structuredClone(l.state());
-    expect(state).toEqual({ credits: 0, bufferSize: 1600, maxQueueFrames: 3, maxQueueBytes: 900, queuedFrames: 1 });
+    expect(state).toEqual({ credits: 0, bufferSize: 1600, maxQueueFrames: 3, maxQueueBytes: 900, queuedFrames: 1, unackedBytes: 120, pingSeq: 0, pingCovers: 0 });
     const fresh = new SegmentQueueBudget(1000);
     const restored = RxCreditLedger.restore(state, fresh);
     expect(restored.available).toBe(0);
