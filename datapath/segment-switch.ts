@@ -55,8 +55,8 @@ export const NO_POLICING: Readonly<PolicerLimits> = { bytesPerSecond: null, fram
 
 /** What the platform knows about a port besides its state: its join token's claims. */
 export interface AttachOptions {
-  /** Policing limits of its own (join-token claims); default: the segment's. */
-  limits?: PolicerLimits | null;
+  /** Policing limits of its own (join-token claims), each field overriding the segment's; default: the segment's. */
+  limits?: Partial<PolicerLimits> | null;
   /** MACs its join token binds it to; null or absent: unbound. */
   boundMacs?: readonly MacKey[] | null;
 }
@@ -508,9 +508,15 @@ export class SegmentSwitch {
   }
 
   /** The admit hook for a batch from `port` (null for services, which the switch bounds itself, and for unlimited ports). */
+  /** Sets a port's own policing limits (join-token claims; null: the segment's), e.g. once its token is known. */
+  setPortLimits(port: SwitchPort, limits: Partial<PolicerLimits> | null): void {
+    port.limits = limits;
+  }
+
   private policerFor(port: SwitchPort): AdmitFrame | null {
     if (port.mode === "service") return null;
-    const limits = port.limits ?? this.config.policer ?? NO_POLICING;
+    const segment = this.config.policer ?? NO_POLICING;
+    const limits = port.limits === null ? segment : { ...segment, ...port.limits };
     if (limits.bytesPerSecond === null && limits.framesPerSecond === null && limits.floodFramesPerSecond === null) return null;
     this.policed = port;
     this.policedLimits = limits;

@@ -74,8 +74,8 @@ export class SwitchPort {
   gso = false;
   /** True when frameCap or vlan can refuse a frame the segment accepts: egress then checks each frame. */
   restricted = false;
-  /** Per-port policing limits that override the segment's (e.g. from join-token claims); null: the segment's. */
-  limits: PolicerLimits | null = null;
+  /** Per-port policing limits that override the segment's, field by field (join-token claims); null: the segment's. */
+  limits: Partial<PolicerLimits> | null = null;
   /** MACs the port's join token binds it to (they are its by right), or null when unbound. */
   boundMacs: readonly MacKey[] | null = null;
   private change = CHANGE_NONE;

@@ -274,7 +274,7 @@ export class SegmentRelay implements HandshakeHost {
     runtime.attachment.portId = portId;
     runtime.port = this.switch.attach(
       portId, runtime.attachment.mode, runtime.attachment.port, this.writer.sinkFor(runtime.ws, () => this.sockets.get(runtime.ws)),
-      { boundMacs: runtime.attachment.boundMacs },
+      { boundMacs: runtime.attachment.boundMacs, limits: runtime.attachment.tokenLimits ?? null },
     );
     this.byId.set(portId, runtime);
   }
@@ -324,7 +324,7 @@ export class SegmentRelay implements HandshakeHost {
   /** Creates the live runtime for a socket and indexes it. */
   private attach(ws: WebSocket, attachment: PortAttachment): PortRuntime {
     const sink = this.writer.sinkFor(ws, () => this.sockets.get(ws));
-    const port = this.switch.attach(attachment.portId, attachment.mode, attachment.port, sink, { boundMacs: attachment.boundMacs });
+    const port = this.switch.attach(attachment.portId, attachment.mode, attachment.port, sink, { boundMacs: attachment.boundMacs, limits: attachment.tokenLimits ?? null });
     const runtime: PortRuntime = { ws, attachment, port, heldMessages: null };
     this.sockets.set(ws, runtime);
     this.byId.set(attachment.portId, runtime);

@@ -405,6 +405,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (runtime === undefined) return;
     runtime.attachment.tokenId = tokenId;
     runtime.attachment.tokenLimits = limits;
+    // The token's limits override the segment's for this port (the policer in datapath/segment-switch.ts).
+    relay.switch.setPortLimits(runtime.port, limits);
     relay.persist(runtime);
   }
 

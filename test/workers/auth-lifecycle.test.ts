@@ -210,4 +210,24 @@ describe("maxPorts, raw and limits claims", () => {
     );
     expect(attachments.map((a) => [a.tokenId, a.tokenLimits])).toEqual([[minted.jti, limits]]);
   });
+
+  it("a token's limits police its port, over the segment's: framesPerSecond 3 completes the 4th frame rate-limited", async () => {
+    await createSegment("limits-on", { openJoin: false });
+    const limited = await joinWith("limits-on", (await mint("limits-on", { role: "member", limits: { framesPerSecond: 3 } })).token, 0x020000a30011);
+    const peer = await joinWith("limits-on", (await mint("limits-on", { role: "member" })).token, 0x020000a30012);
+    peer.send([{ type: "rx-post", count: 16, bufferSize: 2048 }]);
+    const unicast = (to: number, from: number, n: number): Uint8Array =>
+      Uint8Array.from([0x02, 0, 0, 0xa3, 0, to, 0x02, 0, 0, 0xa3, 0, from, 0x08, 0x00, n, ...new Array<number>(45).fill(0)]);
+    limited.send([0, 1, 2, 3].map((id) => ({ type: "tx" as const, id, flags: 0, frame: unicast(0x12, 0x11, id) })));
+    const runs: number[][] = [];
+    for (let done = 0; done < 4;) {
+      const run = await limited.next("tx-complete");
+      runs.push([run.firstId, run.count, run.status]);
+      done += run.count;
+    }
+    expect(runs).toEqual([[0, 3, 0], [3, 1, 8]]);
+    // The peer's token carries no limits: the segment's (no rate limit) apply to it.
+    peer.send([0, 1, 2, 3].map((id) => ({ type: "tx" as const, id, flags: 0, frame: unicast(0x11, 0x12, id) })));
+    expect(await peer.next("tx-complete")).toMatchObject({ firstId: 0, count: 4, status: 0 });
+  });
 });
