@@ -3,10 +3,11 @@
 // (so stopping it stops its workerd children and nothing else), plus /proc readings of
 // the workerd process that serves the worker.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { listProcesses, type ProcessInfo } from "../lib/procfs.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 
@@ -133,32 +134,11 @@ function findWorkerPid(pgid: number): number | null {
   return worker?.pid ?? workerds[0]?.pid ?? null;
 }
 
-interface ProcessInfo {
-  pid: number;
-  name: string;
-  cmdline: string[];
-}
-
 /** Every process in process group `pgid`, from /proc. */
 function groupProcesses(pgid: number): ProcessInfo[] {
-  const found: ProcessInfo[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      const name = stat.slice(stat.indexOf("(") + 1, close);
-      const fields = stat.slice(close + 2).split(" ");
-      if (Number(fields[2]) !== pgid) continue;
-      found.push({ pid: Number(entry), name, cmdline: readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0") });
-    } catch {
-      // The process went away.
-    }
-  }
-  return found;
+  return listProcesses().filter((process) => process.pgid === pgid);
 }
 
-/** Resident set size of `pid` in bytes (VmRSS), or NaN when it is gone. */
 export function rssBytes(pid: number): number {
   try {
     const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

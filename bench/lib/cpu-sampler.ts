@@ -1,7 +1,8 @@
 // CPU accounting for benchmarks: this process, the whole machine, and every
 // process of the relay's process group (wrangler dev and its two workerd), read
 // from /proc, so a figure can be given per frame rather than per second.
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { listProcesses } from "./procfs.ts";
 
 export interface CpuSample { wall: number; client: number; machine: number; procs: Map<number, number> }
 
@@ -10,23 +11,12 @@ const CLOCK_TICKS = 100;
 export function groupOf(relayPort: number): { pgid: number; pids: Array<{ pid: number; name: string }> } | null {
   let pgid = -1;
   const all: Array<{ pid: number; pgid: number; name: string }> = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      const name = stat.slice(stat.indexOf("(") + 1, close);
-      const fields = stat.slice(close + 2).split(" ");
-      const procPgid = Number(fields[2]);
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-      // wrangler dev runs two workerd: the worker itself (with an inspector) and the proxy in front of it.
-      const role = name !== "workerd" ? name : cmdline.some((arg) => arg.startsWith("--inspector-addr")) ? "workerd-worker" : "workerd-proxy";
-      all.push({ pid: Number(entry), pgid: procPgid, name: role });
-      const portAt = cmdline.indexOf("--port");
-      if (cmdline.some((arg) => arg.endsWith("wrangler.js")) && portAt >= 0 && cmdline[portAt + 1] === String(relayPort)) pgid = procPgid;
-    } catch {
-      // The process went away.
-    }
+  for (const { pid, name, pgid: procPgid, cmdline } of listProcesses()) {
+    // wrangler dev runs two workerd: the worker itself (with an inspector) and the proxy in front of it.
+    const role = name !== "workerd" ? name : cmdline.some((arg) => arg.startsWith("--inspector-addr")) ? "workerd-worker" : "workerd-proxy";
+    all.push({ pid, pgid: procPgid, name: role });
+    const portAt = cmdline.indexOf("--port");
+    if (cmdline.some((arg) => arg.endsWith("wrangler.js")) && portAt >= 0 && cmdline[portAt + 1] === String(relayPort)) pgid = procPgid;
   }
   if (pgid < 0) return null;
   return { pgid, pids: all.filter((p) => p.pgid === pgid).map(({ pid, name }) => ({ pid, name })) };
