@@ -23,6 +23,16 @@ function connect(segment: string, bearer: string | null, descriptor = true): Pro
   return exports.default.fetch(`${BASE}/v1/segments/${segment}/connect`, { headers });
 }
 
+/** Opens a socket and keeps it open (accepted, referenced), so its HELLO-phase slot stays taken. */
+async function hold(kept: WebSocket[], segment: string, bearer: string | null): Promise<number> {
+  const response = await connect(segment, bearer);
+  if (response.webSocket !== null) {
+    response.webSocket.accept();
+    kept.push(response.webSocket);
+  }
+  return response.status;
+}
+
 async function refusal(response: Response): Promise<[number, string]> {
   return [response.status, ((await response.json()) as { error: string }).error];
 }
@@ -51,17 +61,21 @@ describe("HELLO-phase sockets", () => {
   it("the whole segment holds at most min(8, maxPorts/4) HELLO-phase sockets, whoever opens them", async () => {
     await createSegment("hello-per-segment", { openJoin: false, maxPorts: 12 });
     const statuses: number[] = [];
-    for (let i = 0; i < 3; i++) statuses.push((await connect("hello-per-segment", await token("hello-per-segment"))).status);
+    const kept: WebSocket[] = [];
+    for (let i = 0; i < 3; i++) statuses.push(await hold(kept, "hello-per-segment", await token("hello-per-segment")));
     expect(statuses).toEqual([101, 101, 101]);
     expect(await refusal(await connect("hello-per-segment", await token("hello-per-segment")))).toEqual([503, "hello-slots-full"]);
     expect((await describeSegment("hello-per-segment")).counters.joinsRefusedHelloSlots).toBe(1);
+    for (const ws of kept) ws.close(1000, "done");
   });
 
   it("tokenless joins share the segment limit only (8 with maxPorts 64)", async () => {
     await createSegment("hello-open", { maxPorts: 64 });
     const statuses: number[] = [];
-    for (let i = 0; i < 8; i++) statuses.push((await connect("hello-open", null)).status);
+    const kept: WebSocket[] = [];
+    for (let i = 0; i < 8; i++) statuses.push(await hold(kept, "hello-open", null));
     expect(statuses).toEqual(new Array<number>(8).fill(101));
     expect(await refusal(await connect("hello-open", null))).toEqual([503, "hello-slots-full"]);
+    for (const ws of kept) ws.close(1000, "done");
   });
 });
