@@ -4,10 +4,10 @@
 // the workerd process that serves the worker.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { listProcesses, type ProcessInfo } from "../lib/procfs.ts";
+import { freePort } from "../lib/wrangler-dev.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 
@@ -37,19 +37,6 @@ export function stopRelaysOnSignal(name: string): void {
       void Promise.all([...running].map((relay) => relay.stop())).finally(() => process.exit(130));
     });
   }
-}
-
-/** A TCP port nobody listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts `wrangler dev` with an admin token and `vars`, and resolves once /healthz answers and the worker's workerd is found. */

@@ -25,7 +25,7 @@ export interface RunningRelay {
 }
 
 /** A TCP port on 127.0.0.1 that nobody listens on right now. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
