@@ -193,6 +193,19 @@ export class ForwardOutcome {
     this.suppressed = 0;
   }
 
+  /**
+   * Drops `port`'s batch array: ids are never reused, so without this every port that ever received a
+   * frame would leave an entry behind (unbounded under connection churn).
+   */
+  forget(port: number): void {
+    this.batches.delete(port);
+  }
+
+  /** How many ports have a batch array (kept between calls); bounded by the attached ports. */
+  get batchArrays(): number {
+    return this.batches.size;
+  }
+
   /** Opens `port`'s batch for the current call (once per port per call); used by Bridge. */
   openBatch(port: number): number[] {
     let batch = this.batches.get(port);

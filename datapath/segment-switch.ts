@@ -186,6 +186,11 @@ export class SegmentSwitch {
     return ok(undefined);
   }
 
+  /** Per-port arrays the switch keeps between batches; bounded by the attached ports (a memory check for tests). */
+  get retainedBatchArrays(): number {
+    return this.outcome.batchArrays;
+  }
+
   /** Removes a port: frames still queued for it are counted flushed (on the port and the segment). Returns the port. */
   detach(id: number): SwitchPort | undefined {
     const port = this.ports.get(id);
@@ -193,6 +198,7 @@ export class SegmentSwitch {
     this.ports.delete(id);
     this.carriers.delete(port);
     if (port.open) this.bridge.removePort(id);
+    this.outcome.forget(id);
     port.open = false;
     if (port.ledger !== null) this.countFlushed(port, port.ledger.flush(), false);
     this.touched.delete(port);

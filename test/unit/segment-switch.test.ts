@@ -745,3 +745,17 @@ describe("restore after eviction", () => {
     expect(revived.ledger?.queuedFrames).toBe(0);
   });
 });
+
+describe("memory under connection churn", () => {
+  it("a detached port leaves no per-port batch array behind (port ids are never reused)", () => {
+    for (let id = 100; id < 600; id++) {
+      attach(id, "descriptor", "member", [`02 00 00 00 01 ${(id % 256).toString(16).padStart(2, "0")}`], BASIC);
+      post(id, 4);
+      send(1, [frame(`${BCAST} ${M1} ${ARP}`, 60)]);
+      sw.detach(id);
+      ports.delete(id);
+    }
+    // At most one per port still attached (1–5), not one per port that ever received a frame (505).
+    expect(sw.retainedBatchArrays).toBeLessThanOrEqual(ports.size);
+  });
+});
