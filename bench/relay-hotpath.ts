@@ -2,7 +2,7 @@
 // sinks, driven as durable/relay.ts drives it (forEachRecord walks each message into the switch's TX
 // batch, transmit, flush). A sink whose port state changed does the structured clone the runtime's
 // serializeAttachment does (CLONE=1); counters-only changes are written by a timer in the relay, at most
-// every 50 ms, so they cost nothing measurable here. One sender port sends BATCH-record TX messages of
+// every 1 s, so they cost nothing measurable here. One sender port sends BATCH-record TX messages of
 // SIZE-byte frames to one receiver, which re-posts credits every 32 messages. Reports CPU time (not wall
 // time), which other load on the machine disturbs less; compare variants by the minimum over several runs.
 //

@@ -63,7 +63,11 @@ function deliverDescriptor(port: SwitchPort, frame: Uint8Array, flags: number): 
     (port.output as NonNullable<SwitchPort["output"]>).addRx(flags, frame);
     countTx(port, frame, flags);
   } else if (verdict !== "queued") {
+    // A drop leaves credits and queue as they were: only counters changed, which the platform may write
+    // later. (Marking it a state change made a broadcast storm rewrite every full port's state per message.)
     countDrop(port.state.counters, verdict);
+    port.touch("counters");
+    return;
   }
   port.touch("state");
 }

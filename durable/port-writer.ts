@@ -1,8 +1,13 @@
 import type { PortChange, PortSink } from "../datapath/switch-port.ts";
 import type { PortAttachment, PortRuntime } from "./port.ts";
 
-/** How long a counters-only change may wait for its attachment write. */
-const COUNTER_WRITE_DELAY_MS = 50;
+/**
+ * How long a counters-only change may wait for its attachment write. Only hibernation reads these
+ * writes back, and it needs 10 s without events and no pending timer, so a second loses nothing;
+ * a shorter delay made a storm (every port's drop counters changing per message) cost a structured
+ * clone per port every few tens of milliseconds.
+ */
+const COUNTER_WRITE_DELAY_MS = 1000;
 
 /**
  * The platform side of each port: the switch's PortSink on a hibernatable WebSocket.

@@ -25,9 +25,11 @@ export interface AttackContext {
 export interface Attack {
   name: string;
   /** Memory attacks run for the long duration and have the RSS target. */
-  kind: "memory" | "fairness" | "state" | "ownership";
+  kind: "memory" | "fairness" | "state" | "ownership" | "control";
   /** Segment settings on top of openJoin. */
   config?: Record<string, unknown>;
+  /** Setup that is not the attack (e.g. joining idle ports): runs before the idle window is measured. */
+  setup?(ctx: AttackContext): Promise<void>;
   run(ctx: AttackContext): Promise<Record<string, unknown>>;
 }
 
@@ -124,6 +126,24 @@ const rawNonReader: Attack = {
   },
 };
 
+/**
+ * Not an attack: the baseline the memory attacks are read against. A well-behaved port sends full-size
+ * unicast as fast as its window allows to a descriptor port that reads everything and re-posts its credits.
+ * The workerd RSS this grows is what the same message rate costs with no attacker at all (V8 frees message
+ * buffers at its own garbage-collection pace, and the allocator keeps the pages).
+ */
+const benignFlood: Attack = {
+  name: "benign-flood",
+  kind: "control",
+  async run(ctx) {
+    const receiver = await DescriptorPort.join(ctx.relay.wsUrl, ctx.segment, { macs: [VICTIM], credits: 4096 });
+    ctx.ports.push(receiver);
+    const port = await attacker(ctx, ATTACKER, Feature.CoalescedCompletions);
+    const sent = await flood(ctx, port, Array.from({ length: 256 }, () => ethernetFrame(VICTIM, ATTACKER, 1514)));
+    return { framesSent: sent.frames, completedOk: port.completedOk, completedDropped: port.completedDropped, receiverFrames: receiver.rxFrames };
+  },
+};
+
 /** A descriptor port posts the most credits it may, never reads, and a peer floods it. */
 function descriptorNonReader(name: string, gso: boolean): Attack {
   return {
@@ -147,21 +167,57 @@ function descriptorNonReader(name: string, gso: boolean): Attack {
   };
 }
 
-/** PORTS ports join; 4 of them broadcast as fast as their windows allow, the rest only listen (no credit). */
+/** Frames per second each broadcaster offers: 50 × the default storm-control rate, and under the 10,000 refused frames/s that close a port (4029). */
+const STORM_OFFERED_FPS = 5000;
+/** Broadcast frames per message of a broadcaster; messages are paced to STORM_OFFERED_FPS. */
+const STORM_FRAMES_PER_MESSAGE = 50;
+
+/**
+ * Sends broadcast messages of STORM_FRAMES_PER_MESSAGE frames from `port`, paced to STORM_OFFERED_FPS,
+ * until the deadline: as fast as a port may go without being closed, so the storm lasts the whole window
+ * (a port that floods faster is closed 4029 within a second, which ends its storm — see the flood attacks).
+ */
+async function pacedBroadcast(ctx: AttackContext, port: DescriptorPort, src: number): Promise<{ frames: number }> {
+  const batch = Array.from({ length: STORM_FRAMES_PER_MESSAGE }, () => ethernetFrame(BROADCAST, src, 60));
+  const intervalMs = (1000 * STORM_FRAMES_PER_MESSAGE) / STORM_OFFERED_FPS;
+  const start = Date.now();
+  let messages = 0;
+  while (running(ctx) && port.closed === null) {
+    const room = await port.waitFor(() => port.outstanding + batch.length <= port.txWindow, Math.max(1, Math.min(1000, ctx.deadline - Date.now())));
+    if (!running(ctx)) break;
+    if (!room) continue;
+    port.sendTx(batch);
+    messages++;
+    const due = start + messages * intervalMs;
+    await sleep(Math.max(0, due - Date.now()));
+  }
+  return { frames: messages * batch.length };
+}
+
+/**
+ * `totalPorts` ports in all: the idle ones join before the idle window is measured (joining is not the
+ * attack); then 4 broadcast as fast as they are allowed for the whole window. The rest only listen (no credit).
+ */
 function broadcastStorm(totalPorts: number): Attack {
+  const broadcasters: DescriptorPort[] = [];
+  const passive = Math.max(0, totalPorts - 2 - 4);
   return {
     name: "broadcast-storm",
     kind: "fairness",
     config: { maxPorts: Math.min(1024, totalPorts + 16) },
-    async run(ctx) {
-      const passive = Math.max(0, totalPorts - 2 - 4);
+    async setup(ctx) {
       for (let i = 0; i < passive; i++) {
         ctx.ports.push(await DescriptorPort.join(ctx.relay.wsUrl, ctx.segment, { macs: [0x02_00_00_01_00_00 + i], features: Feature.CoalescedCompletions, credits: 0 }));
       }
-      const senders = [];
-      for (let i = 0; i < 4; i++) senders.push(await attacker(ctx, ATTACKER + 0x100 + i, Feature.CoalescedCompletions));
-      const results = await Promise.all(senders.map((s, i) => flood(ctx, s, Array.from({ length: 256 }, () => ethernetFrame(BROADCAST, ATTACKER + 0x100 + i, 60)))));
-      return { ports: passive + 4 + 2, broadcasters: 4, broadcastFramesSent: results.reduce((n, r) => n + r.frames, 0) };
+      for (let i = 0; i < 4; i++) broadcasters.push(await attacker(ctx, ATTACKER + 0x100 + i, Feature.CoalescedCompletions));
+    },
+    async run(ctx) {
+      const results = await Promise.all(broadcasters.map((s, i) => pacedBroadcast(ctx, s, ATTACKER + 0x100 + i)));
+      return {
+        ports: passive + 4 + 2, broadcasters: 4, offeredFramesPerSecondEach: STORM_OFFERED_FPS, broadcastFramesSent: results.reduce((n, r) => n + r.frames, 0),
+        broadcastersClosed: broadcasters.filter((b) => b.closed !== null).map((b) => b.closed?.code),
+        broadcastFramesCompletedOk: broadcasters.reduce((n, b) => n + b.completedOk, 0),
+      };
     },
   };
 }
@@ -363,7 +419,7 @@ const expiredToken: Attack = {
 /** Every attack, in the order they run. */
 export function allAttacks(stormPorts: number): Attack[] {
   return [
-    gsoUnicast, gsoBroadcast, rawNonReader, descriptorNonReader("descriptor-non-reader", false), descriptorNonReader("descriptor-non-reader-gso", true),
+    benignFlood, gsoUnicast, gsoBroadcast, rawNonReader, descriptorNonReader("descriptor-non-reader", false), descriptorNonReader("descriptor-non-reader-gso", true),
     broadcastStorm(stormPorts), resumeRowGrowth, helloHolding, macOwnership, expiredToken,
   ];
 }

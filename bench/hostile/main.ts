@@ -15,6 +15,7 @@ import { BystanderProcess } from "./bystander-client.ts";
 import type { PingFigures } from "./bystanders.ts";
 import { processAlive, rssBytes, RssSampler, startLocalRelay, stopRelaysOnSignal } from "./relay-process.ts";
 import { sleep } from "./wire.ts";
+import { procCpuMs } from "../lib/cpu-sampler.ts";
 
 const number = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? fallback);
@@ -48,6 +49,8 @@ interface AttackFigures {
   idle: PingFigures;
   attacked: PingFigures;
   p99VsIdle: number;
+  /** The worker's workerd: CPU time over the attack as a share of one core (1 = a core busy all the time). */
+  workerCpuShare: number;
   countersRose: Record<string, number> | "no answer";
   observed: Record<string, unknown>;
   targets: Record<string, "met" | "not met">;
@@ -71,9 +74,11 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
   });
   let sampler: RssSampler | null = null;
   let guard: ReturnType<typeof setInterval> | null = null;
-  const seconds = attack.kind === "memory" || attack.kind === "fairness" ? LONG_S : SHORT_S;
+  const seconds = attack.kind === "memory" || attack.kind === "fairness" || attack.kind === "control" ? LONG_S : SHORT_S;
   try {
     await admin.putSegment(segment, { openJoin: true, ...attack.config });
+    const ctx: AttackContext = { relay, admin, segment, deadline: Number.POSITIVE_INFINITY, aborted: () => aborted, ports };
+    await attack.setup?.(ctx);
     await bystanders.join(relay.wsUrl, segment);
     await bystanders.start(PING_MS);
     await sleep(IDLE_S * 1000);
@@ -82,6 +87,7 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
 
     sampler = new RssSampler(relay.workerPid);
     const attackStart = Date.now();
+    const cpuStart = procCpuMs(relay.workerPid);
     // Past the cap the relay is stopped at once: the machine is shared, and the verdict is already clear.
     guard = setInterval(() => {
       if (aborted || rssBytes(relay.workerPid) <= RSS_CAP) return;
@@ -90,7 +96,7 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
       onAbort();
       void relay.stop();
     }, 100);
-    const ctx: AttackContext = { relay, admin, segment, deadline: Date.now() + seconds * 1000, aborted: () => aborted, ports };
+    ctx.deadline = Date.now() + seconds * 1000;
     let observed: Record<string, unknown> = {};
     let error: string | undefined;
     try {
@@ -107,13 +113,14 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
     const counters = aborted ? null : await admin.counters(segment, 20_000);
     clearInterval(guard);
     const growth = sampler.stop();
+    const workerCpuShare = (procCpuMs(relay.workerPid) - cpuStart) / Math.max(1, Date.now() - attackStart);
     for (const port of ports) port.close();
     const attacked = await bystanders.window(DRAIN_S * 1000);
     const p99VsIdle = attacked.p99Ms / idle.p99Ms;
     const figures: AttackFigures = {
       attack: attack.name, kind: attack.kind, seconds, rssStartMiB: round(sampler.start / MIB, 1), rssPeakMiB: round(sampler.peak / MIB, 1),
       rssGrowthMiB: round(growth / MIB, 1), abortedAtRssCap: aborted, secondsToRssCap: cappedAfter === null ? null : round(cappedAfter, 1), relayDied: !aborted && (!relay.alive() || !processAlive(relay.workerPid)),
-      idle, attacked, p99VsIdle: round(p99VsIdle), countersRose: counters === null ? "no answer" : rose(before, counters), observed,
+      idle, attacked, p99VsIdle: round(p99VsIdle), workerCpuShare: round(workerCpuShare), countersRose: counters === null ? "no answer" : rose(before, counters), observed,
       targets: {}, ...(error === undefined ? {} : { error }),
     };
     figures.targets = targetsOf(figures);
@@ -141,7 +148,7 @@ function describe(f: AttackFigures): string {
   const lines = [
     `${f.attack} (${f.kind}, ${f.seconds} s)${f.error === undefined ? "" : `  ERROR: ${f.error}`}`,
     `  workerd RSS ${f.rssStartMiB} → peak ${f.rssPeakMiB} MiB (+${f.rssGrowthMiB} MiB)${f.abortedAtRssCap ? `  [relay stopped at the RSS cap after ${f.secondsToRssCap} s]` : ""}${f.relayDied ? "  [RELAY DIED]" : ""}`,
-    `  bystander RTT idle p50 ${ms(f.idle.p50Ms)} p99 ${ms(f.idle.p99Ms)}; attacked p50 ${ms(f.attacked.p50Ms)} p99 ${ms(f.attacked.p99Ms)} max ${ms(f.attacked.maxMs)} (p99 ×${f.p99VsIdle})`,
+    `  bystander RTT idle p50 ${ms(f.idle.p50Ms)} p99 ${ms(f.idle.p99Ms)}; attacked p50 ${ms(f.attacked.p50Ms)} p99 ${ms(f.attacked.p99Ms)} max ${ms(f.attacked.maxMs)} (p99 ×${f.p99VsIdle}); worker workerd CPU ${Math.round(100 * f.workerCpuShare)} % of a core`,
     `  bystander pings ${f.attacked.sent}, answered ${f.attacked.answered}, lost ${f.attacked.lost}`,
     `  counters rose: ${JSON.stringify(f.countersRose)}`,
     `  observed: ${JSON.stringify(f.observed)}`,
@@ -164,13 +171,21 @@ async function main(): Promise<void> {
       console.log(`${attack.name}: could not run: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
+  // The control row: what ordinary traffic at the attacks' rate grows workerd by, for reading each attack's figure.
+  const control = results.find((f) => f.kind === "control");
+  if (control !== undefined) {
+    for (const f of results.filter((r) => r.kind === "memory")) {
+      console.log(`${f.attack}: RSS growth ${f.rssGrowthMiB} MiB vs ${control.rssGrowthMiB} MiB for well-behaved traffic (${control.attack}) in this run`);
+    }
+  }
   const summary = {
     bench: "hostile",
     config: { longSeconds: LONG_S, shortSeconds: SHORT_S, idleSeconds: IDLE_S, stormPorts: STORM_PORTS, pingMs: PING_MS, rssCapMiB: RSS_CAP / MIB },
     targets: TARGETS,
     attacks: Object.fromEntries(results.map((f) => [f.attack, {
       rssGrowthMiB: f.rssGrowthMiB, rssPeakMiB: f.rssPeakMiB, abortedAtRssCap: f.abortedAtRssCap, secondsToRssCap: f.secondsToRssCap, relayDied: f.relayDied,
-      idleP50Ms: round(f.idle.p50Ms), idleP99Ms: round(f.idle.p99Ms), p50Ms: round(f.attacked.p50Ms), p99Ms: round(f.attacked.p99Ms), p99VsIdle: f.p99VsIdle,
+      idleP50Ms: round(f.idle.p50Ms), idleP99Ms: round(f.idle.p99Ms), p50Ms: round(f.attacked.p50Ms), p99Ms: round(f.attacked.p99Ms), p99VsIdle: f.p99VsIdle, workerCpuShare: f.workerCpuShare,
+      ...(control !== undefined && f.kind === "memory" ? { rssGrowthOverControlMiB: round(f.rssGrowthMiB - control.rssGrowthMiB, 1) } : {}),
       bystanderSent: f.attacked.sent, bystanderLost: f.attacked.lost, countersRose: f.countersRose, observed: f.observed, targets: f.targets,
     }])),
     allTargetsMet: results.length === attacks.length && results.every((f) => Object.values(f.targets).every((v) => v === "met")),

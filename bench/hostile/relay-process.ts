@@ -39,8 +39,26 @@ export function stopRelaysOnSignal(name: string): void {
   }
 }
 
-/** Starts `wrangler dev` with an admin token and `vars`, and resolves once /healthz answers and the worker's workerd is found. */
+/** How often a relay start is retried when another process took its free port first. */
+const START_ATTEMPTS = 3;
+
+/**
+ * Starts `wrangler dev` with an admin token and `vars`, and resolves once /healthz answers and the worker's
+ * workerd is found. A port found free can be taken by another process before wrangler binds it (the machine
+ * is shared): that start is retried on a new port.
+ */
 export async function startLocalRelay(adminToken: string, vars: Record<string, string> = {}): Promise<LocalRelay> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePort(adminToken, vars);
+    } catch (error) {
+      const portTaken = error instanceof Error && error.message.includes("Address already in use");
+      if (!portTaken || attempt >= START_ATTEMPTS) throw error;
+    }
+  }
+}
+
+async function startOnFreePort(adminToken: string, vars: Record<string, string>): Promise<LocalRelay> {
   const port = await freePort();
   const inspectorPort = await freePort();
   const stateDir = mkdtempSync(join(tmpdir(), "edgelan-hostile-"));

@@ -309,6 +309,19 @@ describe("credits and queues", () => {
     expect(c2.txFrames - before).toBe(65);
   });
 
+  it("a frame a full port drops changes only its counters (a counters write), a queued frame its state", () => {
+    send(1, Array.from({ length: 64 }, () => frame(`${M2} ${M1} ${IPV4}`)));
+    send(1, [frame(`${M2} ${M1} ${IPV4}`)], 64);
+    sink(2).changes.length = 0;
+    send(1, [frame(`${M2} ${M1} ${IPV4}`)], 65);
+    expect(port(2).ledger?.queuedFrames).toBe(2);
+    expect(sink(2).changes).toEqual(["state"]);
+    sink(2).changes.length = 0;
+    send(1, [frame(`${M2} ${M1} ${IPV4}`)], 66);
+    expect(counters(2).drops[DropReason.RxQueueFull]).toBe(1);
+    expect(sink(2).changes).toEqual(["counters"]);
+  });
+
   it("never truncates: a frame larger than the posted buffers is dropped rx-buffer-too-small, no credit used", () => {
     post(4, 0, 100);
     send(1, [frame(`${M2} ${M1} ${IPV4}`, 101), frame(`${M2} ${M1} ${IPV4}`, 100)]);
