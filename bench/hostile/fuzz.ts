@@ -5,11 +5,14 @@
 //
 // Environment: EDGELAN_FUZZ_MESSAGES (default 1,000,000), EDGELAN_FUZZ_PORTS (hostile
 // connections at once, default 8), EDGELAN_FUZZ_SEED (default: time-based, printed),
-// EDGELAN_FUZZ_MAX_SECONDS (stop early after this long, default 3600), EDGELAN_FUZZ_PING_MS (default 10).
+// EDGELAN_FUZZ_MAX_SECONDS (stop early after this long, default 3600), EDGELAN_FUZZ_PING_MS (default 10),
+// EDGELAN_FUZZ_BASELINE_REQUESTS (requests to a trivial Worker after the run, for the runtime's own
+// memory per request: default as many as the run made connections, at most 20,000; 0 skips it).
 import WebSocket from "ws";
 import { forEachRecord } from "../../datapath/tunnel/codec.ts";
 import { SUBPROTOCOL_V1 } from "../../datapath/tunnel/constants.ts";
 import { Admin } from "./admin.ts";
+import { runtimeBaseline, type RuntimeBaseline } from "./runtime-baseline.ts";
 import { BystanderProcess } from "./bystander-client.ts";
 import { BYSTANDER_A, BYSTANDER_B } from "./bystanders.ts";
 import { mutate, Random, randomHello, validMessage } from "./mutate.ts";
@@ -25,6 +28,7 @@ const CONCURRENCY = number("EDGELAN_FUZZ_PORTS", 8);
 const SEED = number("EDGELAN_FUZZ_SEED", Date.now() % 0x1_0000_0000);
 const MAX_SECONDS = number("EDGELAN_FUZZ_MAX_SECONDS", 3600);
 const PING_MS = number("EDGELAN_FUZZ_PING_MS", 10);
+const BASELINE_REQUESTS = process.env.EDGELAN_FUZZ_BASELINE_REQUESTS === undefined ? null : Math.max(0, Number(process.env.EDGELAN_FUZZ_BASELINE_REQUESTS) || 0);
 const ADMIN_TOKEN = "fuzz-admin";
 const SEGMENT = "fuzz";
 const MIB = 1024 * 1024;
@@ -189,14 +193,31 @@ async function main(): Promise<number> {
     };
     console.log(`relay ${relayAlive ? "alive" : "DIED"} for ${summary.relayUptimeSeconds} s; ${summary.messages} messages in ${summary.seconds} s (${summary.messagesPerSecond}/s) over ${summary.connections} connections`);
     console.log(`bystanders: ${attacked.sent} pings, ${attacked.lost} lost; RTT p50 ${round(attacked.p50Ms)} ms p99 ${round(attacked.p99Ms)} ms (idle ${round(idle.p50Ms)} / ${round(idle.p99Ms)} ms)`);
-    console.log(`workerd RSS ${summary.rssStartMiB} → peak ${summary.rssPeakMiB} MiB`);
-    console.log(JSON.stringify(summary));
+    console.log(`workerd RSS ${summary.rssStartMiB} → peak ${summary.rssPeakMiB} MiB (${((growth / 1024) / Math.max(1, tally.connections)).toFixed(2)} KiB per connection)`);
+    await relay.stop();
+    const baseline = await baselineFor(tally.connections);
+    if (baseline !== null) {
+      console.log(`runtime baseline: a trivial Worker under the same wrangler dev grew workerd ${baseline.rssGrowthMiB} MiB over ${baseline.requests} requests (${baseline.kibPerRequest} KiB per request)`);
+    }
+    console.log(JSON.stringify({ ...summary, rssKiBPerConnection: Number(((growth / 1024) / Math.max(1, tally.connections)).toFixed(2)), runtimeBaseline: baseline }));
     return attacked.lost === 0 && relayAlive && health ? 0 : 1;
   } finally {
     clearInterval(watch);
     sampler.stop();
     await bystanders.close();
     await relay.stop();
+  }
+}
+
+/** The runtime's own memory per request (runtime-baseline.ts), or null when skipped or it failed to start. */
+async function baselineFor(connections: number): Promise<RuntimeBaseline | null> {
+  const requests = BASELINE_REQUESTS ?? Math.min(connections, 20_000);
+  if (requests === 0) return null;
+  try {
+    return await runtimeBaseline(requests);
+  } catch (error) {
+    console.log(`runtime baseline skipped: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`);
+    return null;
   }
 }
 

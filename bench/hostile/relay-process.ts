@@ -47,10 +47,10 @@ const START_ATTEMPTS = 3;
  * workerd is found. A port found free can be taken by another process before wrangler binds it (the machine
  * is shared): that start is retried on a new port.
  */
-export async function startLocalRelay(adminToken: string, vars: Record<string, string> = {}): Promise<LocalRelay> {
+export async function startLocalRelay(adminToken: string, vars: Record<string, string> = {}, config?: string): Promise<LocalRelay> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOnFreePort(adminToken, vars);
+      return await startOnFreePort(adminToken, vars, config);
     } catch (error) {
       const portTaken = error instanceof Error && error.message.includes("Address already in use");
       if (!portTaken || attempt >= START_ATTEMPTS) throw error;
@@ -58,7 +58,8 @@ export async function startLocalRelay(adminToken: string, vars: Record<string, s
   }
 }
 
-async function startOnFreePort(adminToken: string, vars: Record<string, string>): Promise<LocalRelay> {
+/** `config`: another wrangler configuration than the project's (the runtime baseline's trivial Worker). */
+async function startOnFreePort(adminToken: string, vars: Record<string, string>, config: string | undefined): Promise<LocalRelay> {
   const port = await freePort();
   const inspectorPort = await freePort();
   const stateDir = mkdtempSync(join(tmpdir(), "edgelan-hostile-"));
@@ -67,6 +68,7 @@ async function startOnFreePort(adminToken: string, vars: Record<string, string>)
     "--persist-to", stateDir, "--show-interactive-dev-session=false", "--log-level", "warn", "--var", `EDGELAN_ADMIN_TOKEN:${adminToken}`,
   ];
   for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
+  if (config !== undefined) args.push("--config", config);
   const offline = { WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_HIDE_BANNER: "true", CI: "1" };
   const child = spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...offline } });
   let output = "";
