@@ -50,3 +50,11 @@ export function writeU32LE(bytes: Uint8Array, at: number, value: number): void {
   bytes[at + 2] = (value >>> 16) & 0xff;
   bytes[at + 3] = (value >>> 24) & 0xff;
 }
+
+/** A new buffer holding `a` then `b`. */
+export function joinBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

@@ -6,13 +6,18 @@
  * credit, queues it, or drops it with a counted reason; a raw port gets it as one
  * message; a service gets a call. `tx` counts frames actually handed over.
  */
+import { joinBytes } from "./bytes.ts";
 import { countDrop, DropReason } from "./counters.ts";
 import { ETH_TYPE, maxFrameSizeFor, TPID_8021Q } from "./ethernet.ts";
 import type { SwitchPort } from "./switch-port.ts";
 import { RxFlag, VNET_HEADER_BYTES } from "./tunnel/constants.ts";
 
-/** Delivers `frame` to `port` with RX `flags`; `exempt`: a super-frame passed as is (not bound by frame limits). */
-export function deliverFrame(port: SwitchPort, frame: Uint8Array, flags: number, segmentMax: number, exempt: boolean, services: ServiceCall): void {
+/**
+ * Delivers `frame` to `port` with RX `flags`; `exempt`: a super-frame passed as is (not bound by frame limits).
+ * `prefix`: bytes the port gets before `frame` (a super-frame's virtio-net header), written into the RX
+ * record beside it, so a frame that is dropped, or sent at once, is never joined into a new buffer.
+ */
+export function deliverFrame(port: SwitchPort, frame: Uint8Array, flags: number, segmentMax: number, exempt: boolean, services: ServiceCall, prefix?: Uint8Array): void {
   if (port.restricted && !exempt) {
     const refused = refusal(port, frame, segmentMax);
     if (refused !== 0) {
@@ -21,10 +26,14 @@ export function deliverFrame(port: SwitchPort, frame: Uint8Array, flags: number,
       return;
     }
   }
-  if (port.mode === "descriptor") deliverDescriptor(port, frame, flags);
-  else if (port.mode === "raw") deliverRaw(port, frame, services);
-  else if (port.mode === "trunk") services.trunk(port, frame, flags);
-  else services.deliver(port, frame);
+  if (port.mode === "descriptor") {
+    deliverDescriptor(port, frame, flags, prefix);
+    return;
+  }
+  const whole = prefix === undefined ? frame : joinBytes(prefix, frame);
+  if (port.mode === "raw") deliverRaw(port, whole, services);
+  else if (port.mode === "trunk") services.trunk(port, whole, flags);
+  else services.deliver(port, whole);
 }
 
 /** What egress needs from the switch: calls into a service port (the switch bounds what it emits) and the raw egress bound. */
@@ -49,19 +58,24 @@ function refusal(port: SwitchPort, frame: Uint8Array, segmentMax: number): DropR
 
 /** Counts one frame handed to the port (its Ethernet bytes: a virtio-net header is never counted). */
 export function countTx(port: SwitchPort, frame: Uint8Array, flags: number): void {
+  countTxBytes(port, frame.length, flags);
+}
+
+/** countTx for a frame of `length` bytes (its virtio-net header included when `flags` says so). */
+function countTxBytes(port: SwitchPort, length: number, flags: number): void {
   const counters = port.state.counters;
   counters.txFrames++;
-  counters.txBytes += (flags & RxFlag.VnetHeader) === 0 ? frame.length : frame.length - VNET_HEADER_BYTES;
+  counters.txBytes += (flags & RxFlag.VnetHeader) === 0 ? length : length - VNET_HEADER_BYTES;
 }
 
 /** A credit takes it now (an RX record), or it waits in the bounded queue, or it is dropped and counted. */
-function deliverDescriptor(port: SwitchPort, frame: Uint8Array, flags: number): void {
+function deliverDescriptor(port: SwitchPort, frame: Uint8Array, flags: number, prefix: Uint8Array | undefined): void {
   const ledger = port.ledger;
   if (ledger === null) return;
-  const verdict = ledger.offer(frame, flags);
+  const verdict = ledger.offer(frame, flags, prefix);
   if (verdict === "delivered-now") {
-    (port.output as NonNullable<SwitchPort["output"]>).addRx(flags, frame);
-    countTx(port, frame, flags);
+    (port.output as NonNullable<SwitchPort["output"]>).addRx(flags, frame, prefix);
+    countTxBytes(port, frame.length + (prefix?.length ?? 0), flags);
   } else if (verdict !== "queued") {
     // A drop leaves credits and queue as they were: only counters changed, which the platform may write
     // later. (Marking it a state change made a broadcast storm rewrite every full port's state per message.)

@@ -63,10 +63,10 @@ export class PortOutput {
   }
 
   /** Queues an RX record (the frame is copied). */
-  addRx(flags: number, frame: Uint8Array): void {
+  addRx(flags: number, frame: Uint8Array, prefix?: Uint8Array): void {
     this.writeCompletions();
-    if (!this.encoder.fitsBody(frame.length)) this.sendNow();
-    this.encoder.addRx(flags, frame);
+    if (!this.encoder.fitsBody(frame.length + (prefix?.length ?? 0))) this.sendNow();
+    this.encoder.addRx(flags, frame, prefix);
     this.pending = true;
   }
 

@@ -589,7 +589,7 @@ export class SegmentSwitch {
       if (header === null) {
         deliverFrame(dest, frames[index] as Uint8Array, flags, max, false, this.serviceCall);
       } else if (dest.gso) {
-        deliverFrame(dest, concat(header, frames[index] as Uint8Array), flags | RxFlag.VnetHeader, max, true, this.serviceCall);
+        deliverFrame(dest, frames[index] as Uint8Array, flags | RxFlag.VnetHeader, max, true, this.serviceCall, header);
       } else {
         const segments = batch.segmentsOf(index);
         // checkOffload accepted it at ingress, so it always cuts; count it as malformed if it ever does not.
@@ -715,12 +715,4 @@ export function macRefusal(allowed: readonly MacKey[] | null, macs: readonly Mac
     if (allowed !== null && !allowed.includes(mac)) return { status: AckStatus.Policy, reason: `${formatMac(mac)} is not among the MACs the join token allows` };
   }
   return null;
-}
-
-/** A new buffer holding `a` then `b`. */
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

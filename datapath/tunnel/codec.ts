@@ -15,6 +15,9 @@ import {
 } from "./constants.ts";
 import type { DecodeErrorCode, EncodeErrorCode, HelloRecord, TunnelRecord, TunnelRecordType } from "./records.ts";
 
+/** No prefix: an RX record of one part. */
+const EMPTY_PREFIX = new Uint8Array(0);
+
 const TWO_POW_32 = 2 ** 32;
 /** Largest high word of a u64 counter that still fits a double exactly (2^53 - 1). */
 const MAX_SAFE_HIGH_WORD = 0x1f_ffff;
@@ -547,11 +550,17 @@ export class MessageEncoder {
     this.buffer.set(frame, at);
   }
 
-  /** Appends an RX record. @param flags u8 (RxFlag bits) @param frame the Ethernet frame (copied) */
-  addRx(flags: number, frame: Uint8Array): void {
-    this.checkFrame(frame, flags, RxFlag.VnetHeader);
-    const at = this.beginRecord(RecordType.Rx, flags, frame.length);
-    this.buffer.set(frame, at);
+  /**
+   * Appends an RX record. @param flags u8 (RxFlag bits) @param frame the Ethernet frame (copied)
+   * @param prefix bytes that go before `frame` in the record (a virtio-net header), so a caller
+   * holding the two apart need not join them into a new buffer first
+   */
+  addRx(flags: number, frame: Uint8Array, prefix: Uint8Array = EMPTY_PREFIX): void {
+    const length = prefix.length + frame.length;
+    this.checkLength(length, flags, RxFlag.VnetHeader);
+    const at = this.beginRecord(RecordType.Rx, flags, length);
+    if (prefix.length > 0) this.buffer.set(prefix, at);
+    this.buffer.set(frame, at + prefix.length);
   }
 
   /** Appends a completion run. @param firstId u16 @param count 1..65535 ids @param status 0 or a DropReason */
@@ -621,10 +630,14 @@ export class MessageEncoder {
   }
 
   private checkFrame(frame: Uint8Array, flags: number, headerFlag: number): void {
+    this.checkLength(frame.length, flags, headerFlag);
+  }
+
+  private checkLength(length: number, flags: number, headerFlag: number): void {
     checkUint(flags, 0xff, "flags");
     const max = maxFrameFor(flags, headerFlag);
-    if (frame.length > max) {
-      throw new TunnelEncodeError("oversize-frame", `frame is ${frame.length} bytes, at most ${max}`);
+    if (length > max) {
+      throw new TunnelEncodeError("oversize-frame", `frame is ${length} bytes, at most ${max}`);
     }
   }
 

@@ -9,6 +9,7 @@
  * bounded per-port queue (frames and bytes) under a segment-wide byte budget;
  * past either bound the newest frame is dropped (tail drop).
  */
+import { joinBytes } from "../bytes.ts";
 import { DropReason } from "../counters.ts";
 import { fail, ok, type Result } from "../result.ts";
 import { MAX_RX_CREDITS, MIN_RX_BUFFER_BYTES } from "./constants.ts";
@@ -156,23 +157,26 @@ export class RxCreditLedger {
   /**
    * Offers one frame for this port.
    * @param frame the frame; on "queued" the ledger keeps a copy, so the caller may reuse its buffer
+   * @param prefix bytes the port receives before `frame` (a virtio-net header): counted in the frame's
+   *   length, and joined to it only if it is queued
    * @returns "delivered-now" (a credit was consumed: send it in an RX record), "queued", or the drop reason
    */
-  offer(frame: Uint8Array, flags = 0): RxOffer {
-    if (this.size > 0 && frame.length > this.size) return DropReason.RxBufferTooSmall;
+  offer(frame: Uint8Array, flags = 0, prefix?: Uint8Array): RxOffer {
+    const length = frame.length + (prefix?.length ?? 0);
+    if (this.size > 0 && length > this.size) return DropReason.RxBufferTooSmall;
     if (this.credits > 0 && this.head === this.queue.length && this.unacked < READ_ACK_LIMIT_BYTES) {
       this.credits--;
-      this.unacked += frame.length;
+      this.unacked += length;
       return "delivered-now";
     }
-    if (this.queuedFrames >= this.maxQueueFrames || this.bytesQueued + frame.length > this.maxQueueBytes) {
+    if (this.queuedFrames >= this.maxQueueFrames || this.bytesQueued + length > this.maxQueueBytes) {
       return DropReason.RxQueueFull;
     }
-    if (!this.budget.fits(frame.length)) return DropReason.SegmentBudget;
-    this.queue.push(frame.slice());
+    if (!this.budget.fits(length)) return DropReason.SegmentBudget;
+    this.queue.push(prefix === undefined ? frame.slice() : joinBytes(prefix, frame));
     this.queueFlags.push(flags);
-    this.bytesQueued += frame.length;
-    this.budget.usedBytes += frame.length;
+    this.bytesQueued += length;
+    this.budget.usedBytes += length;
     return "queued";
   }
 

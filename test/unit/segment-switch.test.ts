@@ -398,6 +398,19 @@ describe("GSO super-frames", () => {
     expect(counters(5).txBytes - before).toBe(58);
   });
 
+  it("reaches a Gso port byte for byte, header then frame, sent at once or queued and drained later", () => {
+    send(1, [superFrame(M5)], 0, TxFlag.VnetHeader);
+    const now = sink(5).take().filter((r) => r.type === "rx");
+    expect(now.map((r) => (r.type === "rx" ? hexOf(r.frame) : ""))).toEqual([hexOf(superFrame(M5))]);
+    const M9 = "02 00 00 00 00 09";
+    attach(9, "descriptor", "member", [M9], BASIC | Feature.LargeFrames | Feature.Gso);
+    send(1, [superFrame(M9)], 1, TxFlag.VnetHeader);
+    expect(port(9).ledger?.queuedFrames).toBe(1);
+    post(9, 1, 65545);
+    const drained = sink(9).take().filter((r) => r.type === "rx");
+    expect(drained.map((r) => (r.type === "rx" ? [r.flags, hexOf(r.frame)] : []))).toEqual([[RxFlag.VnetHeader, hexOf(superFrame(M9))]]);
+  });
+
   it("completes as malformed from a port that was not granted Gso", () => {
     send(2, [superFrame(M1)], 0, TxFlag.VnetHeader);
     expect(completions(2)).toEqual([[0, 1, DropReason.Malformed]]);
@@ -772,3 +785,8 @@ describe("memory under connection churn", () => {
     expect(sw.retainedBatchArrays).toBeLessThanOrEqual(ports.size);
   });
 });
+
+/** Bytes as lowercase hex, for comparing frames in failure messages. */
+function hexOf(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("hex");
+}
