@@ -8,7 +8,9 @@
 // default 30), EDGELAN_HOSTILE_SHORT_SECONDS (state attacks, default 10), EDGELAN_HOSTILE_IDLE_SECONDS
 // (idle window, default 3), EDGELAN_HOSTILE_PORTS (storm ports, default 200), EDGELAN_HOSTILE_PING_MS
 // (default 10), EDGELAN_HOSTILE_ONLY (comma-separated attack names), EDGELAN_HOSTILE_RSS_CAP_MIB
-// (stop the relay and end the attack when workerd passes this, default 2048), EDGELAN_HOSTILE_DRAIN_SECONDS (default 10).
+// (stop the relay and end the attack when workerd passes this, default 2048), EDGELAN_HOSTILE_DRAIN_SECONDS (default 10),
+// EDGELAN_HOSTILE_PROFILE=1 (a CPU profile of the worker over each attack: the hottest functions are
+// printed, the profile is written to $TMPDIR/edgelan-hostile-<attack>.cpuprofile).
 import { Admin, rose } from "./admin.ts";
 import { allAttacks, type Attack, type AttackContext } from "./attacks.ts";
 import { BystanderProcess } from "./bystander-client.ts";
@@ -16,6 +18,9 @@ import type { PingFigures } from "./bystanders.ts";
 import { processAlive, rssBytes, RssSampler, startLocalRelay, stopRelaysOnSignal } from "./relay-process.ts";
 import { sleep } from "./wire.ts";
 import { procCpuMs } from "../lib/cpu-sampler.ts";
+import { WorkerProfiler, type HotFunction } from "../lib/worker-profiler.ts";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const number = (name: string, fallback: number): number => {
   const value = Number(process.env[name] ?? fallback);
@@ -28,6 +33,7 @@ const DRAIN_S = number("EDGELAN_HOSTILE_DRAIN_SECONDS", 10);
 const STORM_PORTS = number("EDGELAN_HOSTILE_PORTS", 200);
 const PING_MS = number("EDGELAN_HOSTILE_PING_MS", 10);
 const RSS_CAP = number("EDGELAN_HOSTILE_RSS_CAP_MIB", 2048) * 1024 * 1024;
+const PROFILE = process.env.EDGELAN_HOSTILE_PROFILE === "1";
 const ONLY = (process.env.EDGELAN_HOSTILE_ONLY ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
 const ADMIN_TOKEN = "bench-hostile-admin";
 const MIB = 1024 * 1024;
@@ -51,6 +57,8 @@ interface AttackFigures {
   p99VsIdle: number;
   /** The worker's workerd: CPU time over the attack as a share of one core (1 = a core busy all the time). */
   workerCpuShare: number;
+  /** With EDGELAN_HOSTILE_PROFILE=1: the worker's functions with the most self time over the attack. */
+  hotFunctions?: HotFunction[];
   countersRose: Record<string, number> | "no answer";
   observed: Record<string, unknown>;
   targets: Record<string, "met" | "not met">;
@@ -85,6 +93,8 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
     const idle = await bystanders.window(2000);
     const before = await admin.counters(segment);
 
+    const profiler = PROFILE ? await WorkerProfiler.connect(relay.inspectorPort) : null;
+    await profiler?.start();
     sampler = new RssSampler(relay.workerPid);
     const attackStart = Date.now();
     const cpuStart = procCpuMs(relay.workerPid);
@@ -114,6 +124,8 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
     clearInterval(guard);
     const growth = sampler.stop();
     const workerCpuShare = (procCpuMs(relay.workerPid) - cpuStart) / Math.max(1, Date.now() - attackStart);
+    const hotFunctions = aborted ? undefined : await profiler?.stop(join(tmpdir(), `edgelan-hostile-${attack.name}.cpuprofile`));
+    profiler?.close();
     for (const port of ports) port.close();
     const attacked = await bystanders.window(DRAIN_S * 1000);
     const p99VsIdle = attacked.p99Ms / idle.p99Ms;
@@ -121,7 +133,7 @@ async function runAttack(attack: Attack): Promise<AttackFigures> {
       attack: attack.name, kind: attack.kind, seconds, rssStartMiB: round(sampler.start / MIB, 1), rssPeakMiB: round(sampler.peak / MIB, 1),
       rssGrowthMiB: round(growth / MIB, 1), abortedAtRssCap: aborted, secondsToRssCap: cappedAfter === null ? null : round(cappedAfter, 1), relayDied: !aborted && (!relay.alive() || !processAlive(relay.workerPid)),
       idle, attacked, p99VsIdle: round(p99VsIdle), workerCpuShare: round(workerCpuShare), countersRose: counters === null ? "no answer" : rose(before, counters), observed,
-      targets: {}, ...(error === undefined ? {} : { error }),
+      targets: {}, ...(error === undefined ? {} : { error }), ...(hotFunctions === undefined ? {} : { hotFunctions }),
     };
     figures.targets = targetsOf(figures);
     return figures;
@@ -152,6 +164,7 @@ function describe(f: AttackFigures): string {
     `  bystander pings ${f.attacked.sent}, answered ${f.attacked.answered}, lost ${f.attacked.lost}`,
     `  counters rose: ${JSON.stringify(f.countersRose)}`,
     `  observed: ${JSON.stringify(f.observed)}`,
+    ...(f.hotFunctions === undefined ? [] : [`  worker self time: ${f.hotFunctions.map((h) => `${h.name} ${Math.round(100 * h.selfShare)} %`).join(", ")}`]),
     `  targets: ${Object.entries(f.targets).map(([k, v]) => `${k} ${v}`).join(", ")}`,
   ];
   return lines.join("\n");

@@ -13,6 +13,8 @@ const ROOT = join(import.meta.dirname, "..", "..");
 
 export interface LocalRelay {
   readonly port: number;
+  /** wrangler's inspector port (DevTools protocol to the worker). */
+  readonly inspectorPort: number;
   readonly baseUrl: string;
   readonly wsUrl: string;
   readonly stateDir: string;
@@ -105,7 +107,7 @@ async function startOnFreePort(adminToken: string, vars: Record<string, string>,
     await waitForHealth(baseUrl, alive, () => output);
     const workerPid = findWorkerPid(child.pid as number);
     if (workerPid === null) throw new Error("the worker's workerd process was not found in the relay's process group");
-    const relay: LocalRelay = { port, baseUrl, wsUrl: `ws://127.0.0.1:${port}`, stateDir, child, workerPid, alive, log: () => output, stop: async () => {
+    const relay: LocalRelay = { port, inspectorPort, baseUrl, wsUrl: `ws://127.0.0.1:${port}`, stateDir, child, workerPid, alive, log: () => output, stop: async () => {
       running.delete(relay);
       await stop();
     } };
