@@ -35,6 +35,7 @@ import { benchFrame, frame, stamp } from "./lib/bench-frames.ts";
 import { cpuSample, cpuShares, groupOf, round } from "./lib/cpu-sampler.ts";
 import { DescriptorPort, RawPort, TX_WINDOW } from "./lib/wire-client.ts";
 import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
+import { WorkerProfiler } from "./lib/worker-profiler.ts";
 
 const ADMIN = "bench-admin-token";
 const MEASURE_S = Number(process.env.EDGELAN_BENCH_SECONDS ?? 5);
@@ -374,7 +375,6 @@ async function findDirectPort(relay: RunningRelay): Promise<number | null> {
 // ---------------------------------------------------------------------------
 // Profiling the worker (EDGELAN_BENCH_PROFILE=1): V8's sampling profiler through wrangler dev's inspector
 
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }
 
 /** wrangler dev's inspector port, from its command line. */
 function inspectorPortOf(relayPort: number): number | null {
@@ -396,39 +396,12 @@ function inspectorPortOf(relayPort: number): number | null {
 async function startProfile(relayPort: number): Promise<() => Promise<string[]>> {
   const inspector = inspectorPortOf(relayPort);
   if (inspector === null) throw new Error("wrangler dev's inspector port not found");
-  const ws = new WebSocket(`ws://127.0.0.1:${inspector}/ws`, { perMessageDeflate: false, maxPayload: 1 << 30 });
-  await new Promise<void>((resolve, reject) => {
-    ws.once("open", () => resolve());
-    ws.once("error", reject);
-  });
-  let nextId = 1;
-  const waiting = new Map<number, (result: unknown) => void>();
-  ws.on("message", (data: Buffer) => {
-    const message = JSON.parse(data.toString()) as { id?: number; result?: unknown };
-    if (message.id !== undefined) waiting.get(message.id)?.(message.result);
-  });
-  const call = (method: string, params: Record<string, unknown> = {}): Promise<unknown> => {
-    const id = nextId++;
-    ws.send(JSON.stringify({ id, method, params }));
-    return new Promise((resolve) => waiting.set(id, resolve));
-  };
-  await call("Profiler.enable");
-  await call("Profiler.setSamplingInterval", { interval: 100 });
-  await call("Profiler.start");
+  const profiler = await WorkerProfiler.connect(inspector);
+  await profiler.start(100);
   return async () => {
-    const { profile } = (await call("Profiler.stop")) as { profile: { nodes: ProfileNode[] } };
-    ws.close();
-    const self = new Map<string, number>();
-    let total = 0;
-    for (const node of profile.nodes) {
-      const hits = node.hitCount ?? 0;
-      total += hits;
-      const { functionName, url, lineNumber } = node.callFrame;
-      const file = url.split("/").pop() ?? "";
-      const key = `${functionName || "(anonymous)"} ${file}${file === "" ? "" : `:${lineNumber + 1}`}`;
-      self.set(key, (self.get(key) ?? 0) + hits);
-    }
-    return [...self].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([key, hits]) => `${((100 * hits) / total).toFixed(1).padStart(5)}%  ${key}`);
+    const hot = await profiler.stop(null, 25);
+    profiler.close();
+    return hot.map(({ name, selfShare }) => `${(100 * selfShare).toFixed(1).padStart(5)}%  ${name}`);
   };
 }
 

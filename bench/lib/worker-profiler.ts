@@ -60,16 +60,16 @@ export class WorkerProfiler {
     });
   }
 
-  async start(): Promise<void> {
+  async start(intervalUs = SAMPLING_INTERVAL_US): Promise<void> {
     await this.call("Profiler.enable");
-    await this.call("Profiler.setSamplingInterval", { interval: SAMPLING_INTERVAL_US });
+    await this.call("Profiler.setSamplingInterval", { interval: intervalUs });
     await this.call("Profiler.start");
   }
 
-  /** Stops, writes the profile to `file`, and returns the `top` functions by self time. */
-  async stop(file: string, top = 10): Promise<HotFunction[]> {
+  /** Stops, writes the profile to `file` (unless null), and returns the `top` functions by self time. */
+  async stop(file: string | null, top = 10): Promise<HotFunction[]> {
     const { profile } = (await this.call("Profiler.stop")) as { profile: Profile };
-    writeFileSync(file, JSON.stringify(profile));
+    if (file !== null) writeFileSync(file, JSON.stringify(profile));
     return hottest(profile, top);
   }
 
