@@ -11,10 +11,6 @@
 // on one machine, so the ratio is the cost of a trunk hop, not production throughput (docs/cells.md §10).
 // Worker CPU per frame is not measured here yet. The last line is one JSON object.
 //
-// KNOWN PROBLEM (docs/cells.md §0): under `wrangler dev` a join to a segment of 3 cells never completes
-// (even on the home cell), while the same flows pass in vitest-pool-workers; the run then stops at
-// EDGELAN_BENCH_TIMEOUT_MS with exit code 2 and prints the relay log. EDGELAN_BENCH_DEBUG=1 prints progress.
-//
 // Environment: EDGELAN_BENCH_SECONDS (default 5), EDGELAN_BENCH_BATCH (default 64).
 import WebSocket from "ws";
 import { decodeMessage, encodeMessage } from "../datapath/tunnel/codec.ts";
@@ -148,7 +144,7 @@ async function runCase(relay: RunningRelay, segment: string, config: Record<stri
 }
 
 async function main(): Promise<void> {
-  const relay = await startRelay({ adminToken: ADMIN, vars: { EDGELAN_EXPERIMENTAL_CELLS: "1" } });
+  const relay = await startRelay({ adminToken: ADMIN });
   const guard = setTimeout(() => {
     console.error(`bench:cells timed out; relay log:\n${relay.log().slice(-4000)}`);
     void relay.stop().then(() => process.exit(2));

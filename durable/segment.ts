@@ -91,9 +91,6 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     }
     const next = applyConfigPatch(stored?.config, patch);
     if (!next.ok) return { ok: false, error: next.error };
-    if ((next.value.cells ?? 1) > 1 && this.env.EDGELAN_EXPERIMENTAL_CELLS !== "1") {
-      return { ok: false, error: { code: "not-implemented", message: `not implemented yet: cells ${next.value.cells} (a segment on several Durable Objects, docs/cells.md §0: experimental, enabled only with EDGELAN_EXPERIMENTAL_CELLS=1); use cells: 1 or leave it out` } };
-    }
     const cellChange = cellCountChange(stored?.config.cells, next.value.cells);
     if (cellChange !== null) return { ok: false, error: { code: "not-implemented", message: cellChange } };
     await this.store({ name, config: next.value });

@@ -163,7 +163,7 @@ export class Cell {
     const calls: OutgoingCall[] = [];
     for (const [index, peer] of this.peers) {
       if (peer.outbox.needsFullAnnounce && !peer.outbox.busy) peer.outbox.beginFullAnnounce(this.fullAnnounce());
-      const batch = peer.outbox.take();
+      const batch = peer.outbox.take(this.clock());
       if (batch !== null) calls.push({ peer: index, batch });
     }
     return calls;
@@ -179,7 +179,22 @@ export class Cell {
 
   /** A call to `peer` threw; `overloaded`: the platform said so (send only probes until one passes). */
   failed(peer: number, overloaded: boolean): void {
-    this.peers.get(peer)?.outbox.failed(overloaded);
+    this.peers.get(peer)?.outbox.failed(overloaded, this.clock());
+  }
+
+  /** `peer` refused a call whole (not a cell of this generation yet): nothing goes to it until it calls. */
+  refused(peer: number): void {
+    this.peers.get(peer)?.outbox.refused();
+  }
+
+  /** The earliest time a call deferred by a failure's backoff may go, or null. */
+  nextRetry(): number | null {
+    let due: number | null = null;
+    for (const peer of this.peers.values()) {
+      const at = peer.outbox.retryDue;
+      if (at !== null && (due === null || at < due)) due = at;
+    }
+    return due;
   }
 
   /**
@@ -192,6 +207,7 @@ export class Cell {
     }
     const peer = this.peers.get(batch.from);
     if (peer === undefined) return fail("unknown-peer", `cell ${batch.from} is not a peer of cell ${this.identity.index}`);
+    peer.outbox.peerCalled();
     const known = this.routes.epochOf(batch.from);
     this.routes.observeEpoch(batch.from, batch.epoch);
     if (known !== undefined && batch.epoch > known) {

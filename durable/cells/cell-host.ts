@@ -3,8 +3,12 @@
  * switch, and the trunk calls to its peers as Durable Object RPC. At the end
  * of every event (`pump`) the cell announces new registered MACs and its
  * filter, and sends each peer's pending batch if no call to it is in flight;
- * a returning call sends what piled up meanwhile. No timers: an idle trunk
- * holds nothing and costs nothing.
+ * a returning call sends what piled up meanwhile. An idle trunk holds nothing
+ * and costs nothing: the only timer is the retry of a call deferred by a
+ * failure's backoff (at most one per cell, 100 ms to 10 s).
+ *
+ * A call refused whole (the peer is not a cell yet) is not retried from its
+ * own answer: that loop was the `wrangler dev` hang of docs/cells.md §0.
  */
 import type { CellApi, CellMembership, TrunkAnswer } from "../../contract/cell-api.ts";
 import type { CellDescription } from "../../contract/segment-api.ts";
@@ -22,6 +26,8 @@ export class CellHost {
   readonly cell: Cell;
   /** Set when the segment was deleted: calls still returning send nothing more. */
   private stopped = false;
+  /** The pending retry of calls deferred by a failure's backoff. */
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly membership: CellMembership,
@@ -41,6 +47,8 @@ export class CellHost {
   /** The segment was deleted: no more calls. */
   stop(): void {
     this.stopped = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
   }
 
   /** End of an event: announce what changed, then make every call that is due. */
@@ -49,6 +57,17 @@ export class CellHost {
     this.cell.syncStatics(this.localStatics(), staticSeq(this.clock()));
     this.cell.refreshFilter();
     for (const { peer, batch } of this.cell.take()) this.call(peer, batch);
+    this.scheduleRetry();
+  }
+
+  /** Calls deferred by a failure's backoff go when it ends, even if no other event comes. */
+  private scheduleRetry(): void {
+    const due = this.cell.nextRetry();
+    if (due === null || this.retryTimer !== null) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.pump();
+    }, Math.max(0, due - this.clock()));
   }
 
   /** An incoming trunk call: applied, local ports' messages sent, and our own calls made. */
@@ -76,12 +95,17 @@ export class CellHost {
   private call(peer: number, batch: TrunkBatch): void {
     this.peer(peer).trunk(batch).then(
       (answer) => {
-        if (answer.ok) this.cell.completed(peer, answer.reply);
-        else this.cell.failed(peer, false);
+        if (!answer.ok) {
+          // Not a cell (yet), or another generation: nothing more until it calls (no retry from here).
+          this.cell.refused(peer);
+          return;
+        }
+        this.cell.completed(peer, answer.reply);
         this.pump();
       },
       (error: unknown) => {
         this.cell.failed(peer, isOverloaded(error));
+        this.scheduleRetry();
       },
     );
   }

@@ -3,6 +3,7 @@
 // unicast to exactly one cell, broadcast once per cell, no echo, split horizon, MAC moves by seq.
 import { beforeEach, describe, expect, it } from "vitest";
 import { Cell, TRUNK_PORT_BASE, aggregateFilter } from "../../datapath/cells/cell.ts";
+import { MAX_RETRY_BACKOFF_MS, MIN_RETRY_BACKOFF_MS } from "../../datapath/cells/trunk-outbox.ts";
 import { TrunkFrameFlag } from "../../datapath/cells/trunk-records.ts";
 import { DropReason, newPortCounters } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
@@ -257,11 +258,56 @@ describe("trunk flow control", () => {
     const reply = (cells[2] as Cell).receive((first[1] as (typeof first)[number]).batch);
     if (!reply.ok) throw new Error(reply.error.message);
     cell.completed(2, reply.value);
+    // The retry waits for the backoff (100 ms after the first failure), so a failing peer is not hammered.
+    expect(cell.take()).toEqual([]);
+    expect(cell.nextRetry()).toBe(now + MIN_RETRY_BACKOFF_MS);
+    now += MIN_RETRY_BACKOFF_MS;
     const again = cell.take().find((call) => call.peer === 1);
     // The first call to a peer is a full announce (it replaced the records queued before it), resent after the failure.
     expect(again?.batch.control.map((record) => record.type)).toEqual(["routes-reset", "cell-filter", "mac-route"]);
     expect(again?.batch.controlFrom).toBe(first[0]?.batch.controlFrom);
     expect(cell.outbox(1)?.counters.callFailures).toBe(1);
+  });
+
+  it("the backoff doubles per failure up to 10 s and a success resets it", () => {
+    attach(0, 1, "member", [1]);
+    const cell = cells[0] as Cell;
+    const outbox = cell.outbox(1);
+    if (outbox === undefined) throw new Error("no outbox");
+    const waits: number[] = [];
+    for (let failure = 0; failure < 9; failure++) {
+      expect(outbox.take(now)).not.toBeNull();
+      outbox.failed(false, now);
+      waits.push((outbox.retryDue as number) - now);
+      now = outbox.retryDue as number;
+    }
+    expect(waits).toEqual([100, 200, 400, 800, 1600, 3200, 6400, MAX_RETRY_BACKOFF_MS, MAX_RETRY_BACKOFF_MS]);
+    expect(outbox.take(now)).not.toBeNull();
+    outbox.completed({ epoch: 1, controlAck: 0, grantBytes: 1 << 20 });
+    expect(outbox.retryDue).toBeNull();
+  });
+
+  it("a call refused whole (the peer is not a cell yet) is not retried until that peer calls: no call loop", () => {
+    attach(0, 1, "member", [1]);
+    const cell = cells[0] as Cell;
+    const first = cell.take();
+    expect(first.map((call) => call.peer)).toEqual([1, 2]);
+    cell.refused(1);
+    const reply = (cells[2] as Cell).receive((first[1] as (typeof first)[number]).batch);
+    if (!reply.ok) throw new Error(reply.error.message);
+    cell.completed(2, reply.value);
+    // Frames and control keep arriving; still nothing goes to cell 1, whatever the time.
+    cell.syncStatics(new Set([mac("02:00:00:00:00:09")]), 3);
+    now += 60_000;
+    expect(cell.take().map((call) => call.peer)).toEqual([2]);
+    expect(cell.nextRetry()).toBeNull();
+    expect(cell.outbox(1)?.counters.refusals).toBe(1);
+    // Cell 1 is adopted and calls (its HELLO's pump): the queued control goes to it again.
+    const fromPeer1 = (cells[1] as Cell).take().find((call) => call.peer === 0);
+    if (fromPeer1 === undefined) throw new Error("cell 1 made no call to cell 0");
+    expect(cell.receive(fromPeer1.batch).ok).toBe(true);
+    const resent = cell.take().find((call) => call.peer === 1);
+    expect(resent?.batch.control.map((record) => record.type)).toContain("mac-route");
   });
 
   it("syncStatics announces new registered MACs and withdraws gone ones, once each", () => {
