@@ -7,6 +7,7 @@ import { MAX_RETRY_BACKOFF_MS, MIN_RETRY_BACKOFF_MS } from "../../datapath/cells
 import { TrunkFrameFlag } from "../../datapath/cells/trunk-records.ts";
 import { DropReason, newPortCounters } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
+import { RxFlag } from "../../datapath/tunnel/constants.ts";
 import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
 import type { PortSink, SwitchPort } from "../../datapath/switch-port.ts";
 import { frame, mac } from "./datapath-frames.ts";
@@ -126,6 +127,18 @@ describe("three cells", () => {
     expect(trunk(0, 2).state.counters.txFrames).toBe(0);
     expect(trunk(2, 0).state.counters.rxFrames).toBe(0);
     expect(trunk(1, 0).state.counters.rxFrames).toBe(1);
+  });
+
+  it("a frame with a virtio-net header from a trunk (the origin's RX flag VnetHeader) is delivered, not dropped as malformed", () => {
+    // An all-zero header: no partial checksum, no GSO; the receiver gets the plain frame behind it.
+    const inner = frame(`${M(2)} ${M(1)} ${IPV4}`);
+    const withHeader = new Uint8Array(10 + inner.length);
+    withHeader.set(inner, 10);
+    (switches[1] as SegmentSwitch).trunkReceive(trunk(1, 0), [{ flags: RxFlag.VnetHeader, frame: withHeader }]);
+    (switches[1] as SegmentSwitch).flush();
+    expect(received(16777217)).toBe(1);
+    expect(ports.get(16777217)?.sink.frames[0]).toEqual(inner);
+    expect(trunk(1, 0).state.counters.drops[DropReason.Malformed] ?? 0).toBe(0);
   });
 
   it("broadcast reaches every other cell once and never echoes to the sender", () => {
