@@ -34,7 +34,7 @@ async function joinCell(segment: string, cell: number, mac: number, kind: "membe
 
 interface Description {
   ports: CellPort[];
-  cells?: Array<{ index: number; remoteRoutes: number; trunks: Array<{ peer: number; rxFrames: number; txFrames: number }> }>;
+  cells?: Array<{ index: number; epoch: number; remoteRoutes: number; trunks: Array<{ peer: number; rxFrames: number; txFrames: number; failedFrames: number; backlogDrops: number }> }>;
 }
 
 async function describe_(segment: string): Promise<Description> {
@@ -187,6 +187,58 @@ describe("a segment of 3 cells", () => {
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ portsClosed: 3 });
     for (const port of all) expect((await port.closedWith()).code).toBe(4010);
+  });
+});
+
+describe("a cell killed mid-traffic (docs/cells.md §7)", () => {
+  it("its port resumes with the same id; ports on other cells lose nothing; frames in flight to it are lost and counted", async () => {
+    const segment = "cells-kill";
+    await createSegment(segment, { cells: 3 });
+    const a = await joinCell(segment, 0, M[0] as number);
+    const b = await Port.open(segment, true, "?cell=1");
+    b.send([hello_(M[1] as number)]);
+    const welcome = await b.next("welcome");
+    b.send([{ type: "rx-post", count: 64, bufferSize: 2048 }]);
+    const c = await joinCell(segment, 2, M[2] as number);
+    await routesSettled(segment, 2);
+    // One message of 4 frames to b (cell 1) and 4 to c (cell 2); cell 1 is killed before any of it is awaited.
+    const toB = [0x80, 0x81, 0x82, 0x83];
+    const toC = [0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97];
+    a.send([...toB.map((m) => ({ type: "tx" as const, id: m, flags: 0, frame: frame(M[1] as number, M[0] as number, m) })),
+      ...toC.slice(0, 4).map((m) => ({ type: "tx" as const, id: m, flags: 0, frame: frame(M[2] as number, M[0] as number, m) }))]);
+    await expect(runInDurableObject(env.SEGMENTS.getByName(`${segment}#1`), (_instance, state) => state.abort("killed mid-traffic"))).rejects.toThrow();
+    a.send(toC.slice(4).map((m) => ({ type: "tx" as const, id: m, flags: 0, frame: frame(M[2] as number, M[0] as number, m) })));
+    // c gets every frame, in order; a's 12 TX all complete ok (switched at cell 0); neither a nor c is closed.
+    expect(await markers(c, 8)).toEqual(toC);
+    const completed = await a.until(() => {
+      const done = a.records.filter((r): r is Extract<typeof r, { type: "tx-complete" }> => r.type === "tx-complete");
+      return done.reduce((sum, r) => sum + r.count, 0) >= 12 ? done : undefined;
+    }, "12 completions");
+    expect(completed.every((r) => r.status === 0)).toBe(true);
+    expect(b.closed ?? (await b.closedWith())).toBeDefined();
+    expect(a.closed).toBeUndefined();
+    expect(c.closed).toBeUndefined();
+    // What b got before the kill is a prefix of what a sent it, in order; the rest is lost with the cell.
+    const gotByB = b.records.filter((r): r is Extract<typeof r, { type: "rx" }> => r.type === "rx").map((r) => r.frame[14] as number);
+    expect(toB.slice(0, gotByB.length)).toEqual(gotByB);
+
+    // b resumes on cell 1 (a new epoch): same port id and MAC; the cells exchange full announces and a reaches b again.
+    const again = await Port.open(segment, true, "?cell=1");
+    again.send([hello_(0, { resume: { sessionId: welcome.sessionId, token: welcome.resumeToken } })]);
+    expect(await again.next("welcome")).toMatchObject({ portId: welcome.portId, macs: [M[1]] });
+    again.send([{ type: "rx-post", count: 64, bufferSize: 2048 }]);
+    await routesSettled(segment, 2);
+    const cells = (await describe_(segment)).cells ?? [];
+    expect(cells.find((cell) => cell.index === 1)?.epoch).toBeGreaterThan(1);
+    a.send([{ type: "tx", id: 0xa0, flags: 0, frame: frame(M[1] as number, M[0] as number, 0xa0) }]);
+    expect(await markers(again, 1)).toEqual([0xa0]);
+    c.send([{ type: "tx", id: 0xa1, flags: 0, frame: frame(M[1] as number, M[2] as number, 0xa1) }]);
+    expect(await markers(again, 1)).toEqual([0xa1]);
+    // Every frame a sent towards b before the kill is accounted for: delivered to b, or lost in a failed trunk
+    // call (failedFrames on cell 0's trunk to 1), or lost inside the killed cell (handed to b's socket as it died).
+    const trunk01 = cells.find((cell) => cell.index === 0)?.trunks.find((t) => t.peer === 1);
+    expect(gotByB.length + (trunk01?.failedFrames ?? 0)).toBeLessThanOrEqual(toB.length);
+    expect(trunk01?.backlogDrops).toBe(0);
   });
 });
 
