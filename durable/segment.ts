@@ -130,6 +130,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     const host = stored === null ? null : this.cells.hostFor(this.relayFor(stored), stored.config);
     if (host === null) return { ok: false, code: "not-a-cell", message: "this Durable Object is not a cell of a segment" };
     const answer = host.receive(batch);
+    // The home's IPAM service may have answered a DHCP message that came over the trunk.
+    this.ipam.persist();
     this.saveCounters();
     return answer;
   }
@@ -357,7 +359,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (this.relay === null) {
       this.relay = new SegmentRelay(stored.config, this.sessions, Date.now, this.ctx.storage.kv.get<RelayAndSwitchCounters>(RELAY_COUNTERS_KEY));
       this.relay.restore(this.ctx.getWebSockets());
-      this.ipam.configure(stored.config.dhcp, Date.now());
+      this.ipam.configure(this.cells.runsServices ? stored.config.dhcp : null, Date.now());
       this.cells.hostFor(this.relay, stored.config);
     }
     return this.relay;
@@ -491,7 +493,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     this.#stored = segment;
     this.sessions.maxRows = SESSION_ROWS_PER_PORT * segment.config.maxPorts;
     this.relay?.reconfigure(segment.config);
-    if (this.relay !== null) this.ipam.configure(segment.config.dhcp, Date.now());
+    if (this.relay !== null) this.ipam.configure(this.cells.runsServices ? segment.config.dhcp : null, Date.now());
     await recordSegment(this.env, { name: segment.name, openJoin: segment.config.openJoin, createdAt: segment.config.createdAt });
   }
 

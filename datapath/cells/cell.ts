@@ -292,7 +292,10 @@ export class Cell {
   }
 }
 
-/** The union of a cell's client ports' filters (services and trunks excluded: every cell has its own services). */
+/**
+ * The union of a cell's client ports' filters, trunks excluded. A service port (only the home runs them)
+ * counts as a port, so broadcasts from every cell reach the segment's DHCP server and ARP proxy.
+ */
 export function aggregateFilter(ports: Iterable<SwitchPort>): TrunkFilter {
   let any = false;
   let bridges = false;
@@ -301,7 +304,7 @@ export function aggregateFilter(ports: Iterable<SwitchPort>): TrunkFilter {
   let monitors = false;
   const groups = new Set<MacKey>();
   for (const port of ports) {
-    if (!port.open || port.mode === "service" || port.mode === "trunk") continue;
+    if (!port.open || port.mode === "trunk") continue;
     const { kind, filter } = port.state;
     if (kind === "monitor") {
       monitors = true;

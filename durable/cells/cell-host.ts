@@ -120,11 +120,11 @@ export class CellHost {
     this.relay.switch.flush();
   }
 
-  /** Registered MACs of the cell's open client ports. */
+  /** Registered MACs of the cell's open client ports, and of its services (the home's IPAM service). */
   private localStatics(): Set<MacKey> {
     const macs = new Set<MacKey>();
     for (const port of this.relay.switch.allPorts()) {
-      if (!port.open || port.mode === "service" || port.mode === "trunk") continue;
+      if (!port.open || port.mode === "trunk") continue;
       for (const mac of port.state.macs) macs.add(mac);
     }
     return macs;

@@ -68,6 +68,15 @@ export class CellPlacement {
     return epoch === undefined ? {} : { tokenEpoch: epoch };
   }
 
+  /**
+   * Whether this object runs the segment's services (the IPAM service: DHCP, ARP proxy, DNS): a
+   * single-cell segment or the home. Other cells reach the home's services over their trunks, so a
+   * segment has one lease table however many cells it has (docs/cells.md §0).
+   */
+  get runsServices(): boolean {
+    return this.membership === null || this.membership.index === 0;
+  }
+
   /** Whether this object keeps the segment's idle TTL: a single-cell segment or the home, never another cell. */
   get keepsTtl(): boolean {
     return this.membership === null || this.membership.index === 0;

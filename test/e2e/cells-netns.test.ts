@@ -17,10 +17,10 @@ const SEGMENT = "cells-netns";
 const SERVER_MAC = "02:00:00:00:e5:00";
 const CLIENT_MACS = ["02:00:00:00:e5:01", "02:00:00:00:e5:02"];
 
-/** The address `edgelan join --dhcp` put on elt0 in `ns`, or undefined while it has none. */
-function leasedAddress(namespaces: Namespaces, ns: string): string | undefined {
+/** The address in 10.`net`.0.0/24 that `edgelan join --dhcp` put on elt0 in `ns`, or undefined while it has none. */
+function leasedAddress(namespaces: Namespaces, ns: string, net = 238): string | undefined {
   try {
-    return /inet (10\.238\.0\.\d+)\/24/.exec(namespaces.exec(ns, "ip", ["-4", "addr", "show", "dev", "elt0"]))?.[1];
+    return new RegExp(`inet (10\\.${net}\\.0\\.\\d+)/24`).exec(namespaces.exec(ns, "ip", ["-4", "addr", "show", "dev", "elt0"]))?.[1];
   } catch {
     return undefined;
   }
@@ -107,6 +107,49 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       const trunk = described.cells?.find((cell) => cell.index === 1)?.trunks.find((t) => t.peer === 2);
       // iperf3's TCP segments are at least its byte count / 1500 frames; the trunk saw at least those.
       expect(trunk?.txFrames ?? 0).toBeGreaterThan((report.end?.sum_received?.bytes ?? 0) / 65_536);
+    });
+  },
+);
+
+describe.skipIf(skip !== null || missingTools.length > 0)(
+  `the segment's own DHCP server across cells${skip !== null ? ` (skipped: ${skip})` : missingTools.length > 0 ? ` (skipped: missing ${missingTools.join(", ")})` : ""}`,
+  () => {
+    // A segment with a `dhcp` setting runs its IPAM service on the home (cell 0) only: hosts on cells 1 and 2
+    // get distinct addresses from the one lease table, and reach each other through its ARP proxy or plain ARP.
+    const namespaces = new Namespaces();
+    let relay: RunningRelay;
+    const nsClients: string[] = [];
+    const macs = ["02:00:00:00:e7:01", "02:00:00:00:e7:02"];
+
+    beforeAll(async () => {
+      relay = await startRelay({ adminToken: ADMIN });
+      const created = await fetch(`${relay.baseUrl}/v1/segments/cells-ipam`, {
+        method: "PUT", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+        body: JSON.stringify({ openJoin: true, cells: 3, dhcp: { subnet: "10.241.0.0/24" } }),
+      });
+      expect(created.status).toBe(201);
+      for (const [i, mac] of macs.entries()) {
+        const ns = namespaces.create(`c${i + 1}ipam`);
+        nsClients.push(ns);
+        namespaces.join(ns, `${relay.wsUrl}/v1/segments/cells-ipam/connect?cell=${i + 1}`, { mac, extra: ["--dhcp"] });
+      }
+    });
+
+    afterAll(async () => {
+      await namespaces.cleanup();
+      await relay?.stop();
+    });
+
+    it("hosts on cells 1 and 2 lease distinct addresses from the home's lease table and ping each other", async () => {
+      const addresses: string[] = [];
+      for (const [i, ns] of nsClients.entries()) addresses.push(await waitFor(`a lease on cell ${i + 1}`, () => leasedAddress(namespaces, ns, 241), 60_000));
+      expect(new Set(addresses).size).toBe(2);
+      const report = (await (await fetch(`${relay.baseUrl}/v1/segments/cells-ipam/leases`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as {
+        leases: Array<{ ip: string; mac: string; state: string }>;
+      };
+      for (const [i, mac] of macs.entries()) expect(report.leases).toContainEqual(expect.objectContaining({ ip: addresses[i], mac, state: "bound" }));
+      expect(await namespaces.reachable(nsClients[0] as string, addresses[1] as string, 20_000)).toBe(true);
+      expect(ping(namespaces, nsClients[1] as string, addresses[0] as string, 3).received).toBe(3);
     });
   },
 );
