@@ -181,6 +181,38 @@ describe("a segment of 3 cells", () => {
     expect(back.closed).toBeUndefined();
   });
 
+  it("every trunk pair's counters agree at quiescence: frames sent = frames received + frames lost in failed calls (§9)", async () => {
+    const all = await threeCells("cells-invariant");
+    // Each port sends unicast to each other port and one broadcast, three rounds.
+    for (let round = 0; round < 3; round++) {
+      for (const [i, port] of all.entries()) {
+        const records = M.filter((_, j) => j !== i).map((dst, k) => ({ type: "tx" as const, id: 100 + round * 8 + k, flags: 0, frame: frame(dst, M[i] as number, round) }));
+        port.send([...records, { type: "tx", id: 100 + round * 8 + 7, flags: 0, frame: frame(BROADCAST, M[i] as number, round) }]);
+      }
+      // Each port gets 2 unicast and 2 broadcast frames per round: keep its credits topped up.
+      for (const port of all) {
+        await port.rx(4);
+        port.send([{ type: "rx-post", count: 4, bufferSize: 2048 }]);
+      }
+    }
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const cells = (await describe_("cells-invariant")).cells ?? [];
+      const pairs = cells.flatMap((cell) => cell.trunks.map((trunk) => {
+        const back = cells.find((peer) => peer.index === trunk.peer)?.trunks.find((t) => t.peer === cell.index);
+        return { sent: trunk.txFrames, received: back?.rxFrames ?? -1, failed: trunk.failedFrames };
+      }));
+      if (pairs.length === 6 && pairs.every((pair) => pair.sent === pair.received + pair.failed)) {
+        expect(pairs.reduce((sum, pair) => sum + pair.failed, 0)).toBe(0);
+        // 3 rounds × (2 unicast + 1 broadcast to each of 2 cells) per sender, plus the 3 broadcasts of threeCells.
+        expect(pairs.reduce((sum, pair) => sum + pair.sent, 0)).toBe(3 * 3 * 4 + 3 * 2);
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`trunk counters never agreed: ${JSON.stringify(pairs)}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  });
+
   it("deleting the segment closes the ports of every cell", async () => {
     const all = await threeCells("cells-delete");
     const response = await exports.default.fetch("http://edgelan.test/v1/segments/cells-delete", { method: "DELETE", headers: ADMIN });
