@@ -25,6 +25,8 @@ export const MIN_SOURCE_SHARE_BYTES = 64 * 1024;
 /** After a failed call the next waits this long, doubling per failure up to MAX_RETRY_BACKOFF_MS (docs/cells.md §4.5). */
 export const MIN_RETRY_BACKOFF_MS = 100;
 export const MAX_RETRY_BACKOFF_MS = 10_000;
+/** Timer retries at the longest backoff before only events retry (about a minute of failures in all). */
+export const MAX_TIMED_RETRIES = 3;
 
 /** Per-trunk counters (admin API), beyond the trunk port's PortCounters. */
 export interface TrunkCounters {
@@ -70,6 +72,8 @@ export class TrunkOutbox {
   /** No call before this time (ms) after a failure; 0 when the last call succeeded. */
   private retryAt = 0;
   private backoffMs = 0;
+  /** Failures in a row at the longest backoff: past MAX_TIMED_RETRIES only an event retries (the cell may hibernate). */
+  private failuresAtMax = 0;
 
   constructor(
     readonly peer: number,
@@ -91,9 +95,18 @@ export class TrunkOutbox {
     return this.absent;
   }
 
-  /** When a deferred call may go (ms), or null when nothing waits on the backoff. */
+  /** The earliest time the next call may go (ms); 0 when no failure holds it back. */
+  get nextCallAt(): number {
+    return this.retryAt;
+  }
+
+  /**
+   * When a timer should retry a call deferred by the backoff (ms), or null: nothing waits, or the peer
+   * failed MAX_TIMED_RETRIES times in a row at the longest backoff (then only the cell's next event
+   * retries, so a peer that keeps failing does not keep this cell awake).
+   */
   get retryDue(): number | null {
-    if (this.absent || this.inFlight !== null || this.retryAt === 0) return null;
+    if (this.absent || this.inFlight !== null || this.retryAt === 0 || this.failuresAtMax >= MAX_TIMED_RETRIES) return null;
     return this.frames.length > 0 || this.control.length > 0 ? this.retryAt : null;
   }
 
@@ -158,6 +171,7 @@ export class TrunkOutbox {
     this.inFlight = null;
     this.retryAt = 0;
     this.backoffMs = 0;
+    this.failuresAtMax = 0;
     this.grant = reply.grantBytes;
     const acked = reply.controlAck - this.controlBase;
     if (acked > 0) {
@@ -177,6 +191,7 @@ export class TrunkOutbox {
    */
   failed(overloaded: boolean, now: number): void {
     this.lose();
+    if (this.backoffMs === MAX_RETRY_BACKOFF_MS) this.failuresAtMax++;
     this.backoffMs = Math.min(MAX_RETRY_BACKOFF_MS, Math.max(MIN_RETRY_BACKOFF_MS, this.backoffMs * 2));
     this.retryAt = now + this.backoffMs;
     if (overloaded) this.grant = 0;

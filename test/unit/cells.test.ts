@@ -3,7 +3,7 @@
 // unicast to exactly one cell, broadcast once per cell, no echo, split horizon, MAC moves by seq.
 import { beforeEach, describe, expect, it } from "vitest";
 import { Cell, TRUNK_PORT_BASE, aggregateFilter } from "../../datapath/cells/cell.ts";
-import { MAX_RETRY_BACKOFF_MS, MIN_RETRY_BACKOFF_MS } from "../../datapath/cells/trunk-outbox.ts";
+import { MAX_RETRY_BACKOFF_MS, MAX_TIMED_RETRIES, MIN_RETRY_BACKOFF_MS } from "../../datapath/cells/trunk-outbox.ts";
 import { TrunkFrameFlag } from "../../datapath/cells/trunk-records.ts";
 import { DropReason, newPortCounters } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
@@ -288,13 +288,17 @@ describe("trunk flow control", () => {
     const outbox = cell.outbox(1);
     if (outbox === undefined) throw new Error("no outbox");
     const waits: number[] = [];
-    for (let failure = 0; failure < 9; failure++) {
+    const timed: boolean[] = [];
+    for (let failure = 0; failure < 12; failure++) {
       expect(outbox.take(now)).not.toBeNull();
       outbox.failed(false, now);
-      waits.push((outbox.retryDue as number) - now);
-      now = outbox.retryDue as number;
+      waits.push(outbox.nextCallAt - now);
+      timed.push(outbox.retryDue !== null);
+      now = outbox.nextCallAt;
     }
-    expect(waits).toEqual([100, 200, 400, 800, 1600, 3200, 6400, MAX_RETRY_BACKOFF_MS, MAX_RETRY_BACKOFF_MS]);
+    expect(waits).toEqual([100, 200, 400, 800, 1600, 3200, 6400, ...Array<number>(5).fill(MAX_RETRY_BACKOFF_MS)]);
+    // After MAX_TIMED_RETRIES failures at the longest backoff, no timer: the next event retries (the cell may hibernate).
+    expect(timed).toEqual([...Array<boolean>(7 + MAX_TIMED_RETRIES).fill(true), false, false]);
     expect(outbox.take(now)).not.toBeNull();
     outbox.completed({ epoch: 1, controlAck: 0, grantBytes: 1 << 20 });
     expect(outbox.retryDue).toBeNull();
