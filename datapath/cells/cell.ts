@@ -17,6 +17,7 @@ import type { SegmentSwitch } from "../segment-switch.ts";
 import type { SwitchPort } from "../switch-port.ts";
 import { MAX_FILTER_MACS } from "../tunnel/constants.ts";
 import { ANY_VLAN, MacRouteTable, RouteOutcome, type MacRoute, type MacRouteLimits } from "./mac-routes.ts";
+import { unpackTrunkFrames } from "./trunk-frames.ts";
 import { DEFAULT_TRUNK_QUEUE_BYTES, TrunkOutbox } from "./trunk-outbox.ts";
 import type { TrunkBatch, TrunkControl, TrunkReply } from "./trunk-records.ts";
 
@@ -43,7 +44,7 @@ export interface CellOptions extends MacRouteLimits {
   staticLost?: (mac: MacKey) => void;
 }
 
-export type TrunkRefusalCode = "stale-generation" | "unknown-peer";
+export type TrunkRefusalCode = "stale-generation" | "unknown-peer" | "malformed-frames";
 
 interface Peer {
   readonly port: SwitchPort;
@@ -207,6 +208,9 @@ export class Cell {
     }
     const peer = this.peers.get(batch.from);
     if (peer === undefined) return fail("unknown-peer", `cell ${batch.from} is not a peer of cell ${this.identity.index}`);
+    // Checked before anything changes: a batch whose frames do not parse is refused whole.
+    const frames = batch.frames instanceof Uint8Array ? unpackTrunkFrames(batch.frames) : fail("malformed-frames", "a trunk call's frames are not a byte array");
+    if (!frames.ok) return frames;
     peer.outbox.peerCalled();
     const known = this.routes.epochOf(batch.from);
     this.routes.observeEpoch(batch.from, batch.epoch);
@@ -217,7 +221,7 @@ export class Cell {
     }
     if (peer.expect === undefined) peer.expect = batch.controlFrom;
     this.applyControl(batch.from, peer, batch);
-    if (batch.frames.length > 0) this.switcher.trunkReceive(peer.port, batch.frames);
+    if (frames.value.length > 0) this.switcher.trunkReceive(peer.port, frames.value);
     return ok({ epoch: this.identity.epoch, controlAck: peer.expect ?? batch.controlFrom, grantBytes: this.grant() });
   }
 

@@ -11,6 +11,7 @@
  */
 import type { TrunkControl, TrunkFrame, TrunkBatch, TrunkReply } from "./trunk-records.ts";
 import { TrunkFrameFlag } from "./trunk-records.ts";
+import { packTrunkFrames } from "./trunk-frames.ts";
 
 /** The pending batch's bound and the largest call (bytes of frames). */
 export const DEFAULT_TRUNK_QUEUE_BYTES = 1 << 20;
@@ -158,7 +159,7 @@ export class TrunkOutbox {
     if (probe) this.counters.probes++;
     const batch: TrunkBatch = {
       generation: this.self.generation, from: this.self.index, epoch: this.self.epoch,
-      controlFrom: this.controlBase, control: [...this.control], frames: probe ? [] : this.frames,
+      controlFrom: this.controlBase, control: [...this.control], frames: packTrunkFrames(probe ? [] : this.frames), frameCount: probe ? 0 : this.frames.length,
     };
     if (!probe) this.clearFrames();
     this.inFlight = batch;
@@ -213,7 +214,7 @@ export class TrunkOutbox {
     const batch = this.inFlight;
     this.inFlight = null;
     this.counters.callFailures++;
-    if (batch !== null) this.counters.failedFrames += batch.frames.length;
+    if (batch !== null) this.counters.failedFrames += batch.frameCount;
   }
 
   private resetControl(): void {

@@ -10,7 +10,7 @@ import type { PortKind } from "../../datapath/port-kind.ts";
 import { RxFlag } from "../../datapath/tunnel/constants.ts";
 import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
 import type { PortSink, SwitchPort } from "../../datapath/switch-port.ts";
-import { frame, mac } from "./datapath-frames.ts";
+import { frame, hex, mac } from "./datapath-frames.ts";
 
 const CONFIG: SwitchConfig = {
   maxFrameSize: 1514, learnLimitPerPort: 64, learnLimitPerSegment: 4096, agingMs: 300_000,
@@ -179,8 +179,18 @@ describe("three cells", () => {
   });
 
   it("a trunk call from another segment generation is refused whole", () => {
-    const refused = (cells[1] as Cell).receive({ generation: "old", from: 0, epoch: 1, controlFrom: 0, control: [], frames: [] });
+    const refused = (cells[1] as Cell).receive({ generation: "old", from: 0, epoch: 1, controlFrom: 0, control: [], frames: new Uint8Array(0), frameCount: 0 });
     expect(refused.ok ? "ok" : refused.error.code).toBe("stale-generation");
+  });
+
+  it("a trunk call whose packed frames run past their end is refused whole: its control records are not applied", () => {
+    const m9 = mac("02:00:00:00:00:09");
+    const refused = (cells[1] as Cell).receive({
+      generation: GENERATION, from: 0, epoch: 1, controlFrom: 1000, frameCount: 1, frames: hex("00 00 00 00 40 ff"),
+      control: [{ type: "routes-reset", epoch: 1 }, { type: "mac-route", route: { mac: m9, vlan: 0xffff, seq: 9, kind: "static", origin: 0 } }],
+    });
+    expect(refused.ok ? "ok" : refused.error.code).toBe("malformed-frames");
+    expect((cells[1] as Cell).routes.owner(m9, 0)).toBeUndefined();
   });
 
   it("a MAC learned behind a bridge port moves between cells by sequence number", () => {
