@@ -238,6 +238,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     relay.expireHellos();
     this.countLifecycle("tokenExpiryCloses", closeExpiredTokens(relay, now));
     relay.age();
+    this.cells.age(relay, stored.config);
     this.saveCounters();
     this.renewResumeLeases(relay, now);
     // A page each; rows left expired keep the next alarm due at once (their expiry is in the past).

@@ -49,6 +49,8 @@ export type TrunkRefusalCode = "stale-generation" | "unknown-peer" | "malformed-
 interface Peer {
   readonly port: SwitchPort;
   readonly outbox: TrunkOutbox;
+  /** What the peer last announced it wants flooded (its cell-filter). */
+  filter: TrunkFilter;
   /** Next control record number expected from the peer; undefined until its first call. */
   expect: number | undefined;
 }
@@ -59,8 +61,17 @@ export interface OutgoingCall {
   batch: TrunkBatch;
 }
 
+/** What a cell keeps across a restart (docs/cells.md §0): the routes and filters its peers announced, their epochs. */
+export interface CellSnapshot {
+  routes: ReturnType<MacRouteTable["remoteState"]>["routes"];
+  epochs: Array<[number, number]>;
+  filters: Array<[number, TrunkFilter]>;
+}
+
 export class Cell {
   readonly routes: MacRouteTable;
+  /** Counts changes to what `snapshot` returns, so the owner stores it only when it changed. */
+  remoteVersion = 0;
   private readonly peers = new Map<number, Peer>();
   private sentFilter = "";
   /** Static MACs of local ports announced to peers (syncStatics). */
@@ -88,7 +99,7 @@ export class Cell {
       carry: (ingress, flags, frame) => outbox.carry(ingress, flags, frame) === null,
     });
     if (!added.ok) return added;
-    this.peers.set(index, { port: added.value, outbox, expect: undefined });
+    this.peers.set(index, { port: added.value, outbox, filter: EMPTY_TRUNK_FILTER, expect: undefined });
     return ok(undefined);
   }
 
@@ -175,7 +186,33 @@ export class Cell {
     const entry = this.peers.get(peer);
     if (entry === undefined) return;
     entry.outbox.completed(reply);
-    this.routes.observeEpoch(peer, reply.epoch);
+    if (this.routes.observeEpoch(peer, reply.epoch) > 0) this.remoteVersion++;
+  }
+
+  /** Removes remote learned routes past their lifetime (1.5 × aging; the segment's alarm calls it). */
+  age(): void {
+    if (this.routes.expire(this.clock()) > 0) this.remoteVersion++;
+  }
+
+  /** The peers' routes, epochs and filters, for storage. */
+  snapshot(): CellSnapshot {
+    const { routes, epochs } = this.routes.remoteState();
+    return { routes, epochs, filters: [...this.peers].map(([index, peer]) => [index, peer.filter]) };
+  }
+
+  /**
+   * After a restart (a wake from hibernation or a reset): the peers' routes and filters as they were,
+   * so this cell's ports reach the other cells at once instead of after the full announces (which
+   * follow anyway, because the restart is a new epoch, and replace what was restored).
+   */
+  restore(snapshot: CellSnapshot): void {
+    this.routes.restoreRemote(snapshot, this.clock());
+    for (const [index, filter] of snapshot.filters) {
+      const peer = this.peers.get(index);
+      if (peer === undefined) continue;
+      peer.filter = filter;
+      this.switcher.setTrunkFilter(peer.port, filter);
+    }
   }
 
   /** A call to `peer` threw; `overloaded`: the platform said so (send only probes until one passes). */
@@ -213,7 +250,7 @@ export class Cell {
     if (!frames.ok) return frames;
     peer.outbox.peerCalled();
     const known = this.routes.epochOf(batch.from);
-    this.routes.observeEpoch(batch.from, batch.epoch);
+    if (this.routes.observeEpoch(batch.from, batch.epoch) > 0) this.remoteVersion++;
     if (known !== undefined && batch.epoch > known) {
       // The peer reset: it lost our routes and its control numbering starts over.
       peer.expect = undefined;
@@ -233,6 +270,7 @@ export class Cell {
     // A gap (numbers skipped) is only ever a replaced queue, which starts with routes-reset: accept it.
     if (batch.controlFrom > expect && batch.control[0]?.type !== "routes-reset") return;
     for (let i = start; i < batch.control.length; i++) this.applyOne(from, peer, batch.control[i] as TrunkControl);
+    if (start < batch.control.length) this.remoteVersion++;
     peer.expect = Math.max(expect, batch.controlFrom + batch.control.length);
   }
 
@@ -248,10 +286,12 @@ export class Cell {
         this.routes.withdraw(record.route.mac, record.route.vlan, record.route.seq, from, now);
         return;
       case "cell-filter":
+        peer.filter = record.filter;
         this.switcher.setTrunkFilter(peer.port, record.filter);
         return;
       case "routes-reset":
         this.routes.dropOrigin(from);
+        peer.filter = EMPTY_TRUNK_FILTER;
         this.switcher.setTrunkFilter(peer.port, EMPTY_TRUNK_FILTER);
         return;
     }

@@ -12,7 +12,7 @@
  */
 import type { CellApi, CellMembership, TrunkAnswer } from "../../contract/cell-api.ts";
 import type { CellDescription } from "../../contract/segment-api.ts";
-import { Cell } from "../../datapath/cells/cell.ts";
+import { Cell, type CellSnapshot } from "../../datapath/cells/cell.ts";
 import type { TrunkBatch } from "../../datapath/cells/trunk-records.ts";
 import { formatMac, type MacKey } from "../../datapath/mac.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
@@ -22,12 +22,26 @@ import type { SegmentRelay } from "../relay.ts";
 /** Finds a peer cell's stub (a new one per call: a stub that threw must not be reused). */
 export type PeerStub = (index: number) => Pick<CellApi, "trunk">;
 
+/** Where a cell keeps its snapshot (docs/cells.md §0): null removes it. */
+export interface SnapshotStore {
+  load(): CellSnapshot | undefined;
+  save(snapshot: CellSnapshot | null): void;
+}
+
+/**
+ * Past this many routes from peers the snapshot is not stored (and an older one is removed): a restart
+ * then waits for the peers' full announces, as without storage. One stored value stays small.
+ */
+export const MAX_STORED_ROUTES = 1024;
+
 export class CellHost {
   readonly cell: Cell;
   /** Set when the segment was deleted: calls still returning send nothing more. */
   private stopped = false;
   /** The pending retry of calls deferred by a failure's backoff. */
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The cell's remoteVersion last stored. */
+  private storedVersion: number;
 
   constructor(
     readonly membership: CellMembership,
@@ -35,6 +49,7 @@ export class CellHost {
     private readonly relay: SegmentRelay,
     config: SegmentConfig,
     private readonly peer: PeerStub,
+    private readonly store: SnapshotStore,
     private readonly clock: () => number = Date.now,
   ) {
     this.cell = new Cell({ index: membership.index, epoch, generation: membership.generation }, relay.switch, {
@@ -42,6 +57,23 @@ export class CellHost {
       staticLost: (mac) => this.closeHolder(mac),
     }, clock);
     for (let index = 0; index < membership.cells; index++) if (index !== membership.index) this.cell.addPeer(index);
+    const snapshot = store.load();
+    if (snapshot !== undefined) this.cell.restore(snapshot);
+    this.storedVersion = this.cell.remoteVersion;
+  }
+
+  /** The alarm: remote learned routes past their lifetime go. */
+  age(): void {
+    this.cell.age();
+    this.saveSnapshot();
+  }
+
+  /** Stores the peers' routes and filters when they changed (rare: joins, leaves, MAC moves, resets). */
+  private saveSnapshot(): void {
+    if (this.cell.remoteVersion === this.storedVersion) return;
+    this.storedVersion = this.cell.remoteVersion;
+    const snapshot = this.cell.snapshot();
+    this.store.save(snapshot.routes.length > MAX_STORED_ROUTES ? null : snapshot);
   }
 
   /** The segment was deleted: no more calls. */
@@ -73,6 +105,7 @@ export class CellHost {
   /** An incoming trunk call: applied, local ports' messages sent, and our own calls made. */
   receive(batch: TrunkBatch): TrunkAnswer {
     const received = this.cell.receive(batch);
+    this.saveSnapshot();
     this.relay.switch.flush();
     this.pump();
     return received.ok ? { ok: true, reply: received.value } : { ok: false, code: received.error.code, message: received.error.message };
@@ -101,6 +134,7 @@ export class CellHost {
           return;
         }
         this.cell.completed(peer, answer.reply);
+        this.saveSnapshot();
         this.pump();
       },
       (error: unknown) => {

@@ -11,11 +11,14 @@ import type { CellDescription, Env, PortInfo, SegmentApi, SegmentConfig, Segment
 import { toHex } from "../handshake.ts";
 import type { SegmentRelay } from "../relay.ts";
 import { CellHost } from "./cell-host.ts";
+import type { CellSnapshot } from "../../datapath/cells/cell.ts";
 import { TOKEN_EPOCH_KEY } from "../token-lifecycle.ts";
 
 const MEMBERSHIP_KEY = "cell-membership";
 const EPOCH_KEY = "cell-epoch";
 const NEXT_PLACE_KEY = "cell-next-place";
+/** The peers' routes and filters as this cell last knew them (restored at a restart). */
+const SNAPSHOT_KEY = "cell-snapshot";
 /** Port ids of cell i are i × 2^24 + k (docs/cells.md §3.5). */
 const PORT_IDS_PER_CELL = 2 ** 24;
 
@@ -107,9 +110,19 @@ export class CellPlacement {
     if (this.host === null) {
       const membership = this.membership as CellMembership;
       const epoch = this.ctx.storage.kv.get<number>(EPOCH_KEY) ?? 1;
-      this.host = new CellHost(membership, epoch, relay, config, (index) => this.stub(index));
+      const kv = this.ctx.storage.kv;
+      this.host = new CellHost(membership, epoch, relay, config, (index) => this.stub(index), {
+        load: () => kv.get<CellSnapshot>(SNAPSHOT_KEY),
+        save: (snapshot) => (snapshot === null ? kv.delete(SNAPSHOT_KEY) : kv.put(SNAPSHOT_KEY, snapshot)),
+      });
     }
     return this.host;
+  }
+
+  /** The alarm: remote learned routes past their lifetime go (nothing for a single-cell segment). */
+  age(relay: SegmentRelay | null, config: SegmentConfig | undefined): void {
+    if (!this.active || relay === null || config === undefined) return;
+    this.hostFor(relay, config)?.age();
   }
 
   /** End of an event: trunk announcements and calls (nothing for a single-cell segment). */

@@ -178,6 +178,36 @@ describe("three cells", () => {
     expect(trunk(0, 2).state.counters.txFrames).toBe(1);
   });
 
+  it("a cell rebuilt from its snapshot has its peers' routes and filters at once; learned routes past their lifetime stay out", () => {
+    const X = mac("02:00:00:00:0b:0b");
+    attach(2, 33554434, "bridge");
+    send(33554434, frame(`${BCAST} 02 00 00 00 0b 0b ${IPV4}`));
+    expect((cells[0] as Cell).routes.owner(X, 0)).toBe(2);
+    const snapshot = (cells[0] as Cell).snapshot();
+    // Cell 0 restarts (a new epoch, a fresh switch) and restores what it stored.
+    const restarted = makeCell(0, 2);
+    expect(restarted.addPeer(1).ok && restarted.addPeer(2).ok).toBe(true);
+    restarted.restore(snapshot);
+    // Its filters came back: a broadcast from a port there goes to both peers before any call.
+    const port = (switches[0] as SegmentSwitch).attach(77, "raw", {
+      kind: "member", macs: [], filter: { promiscuous: false, allMulticast: false, multicast: [] },
+      features: 0, txWindow: 0, credits: null, counters: newPortCounters(), heldCompletions: [],
+    }, new RawSink());
+    expect((switches[0] as SegmentSwitch).open(port).ok).toBe(true);
+    (switches[0] as SegmentSwitch).rawFrame(port, frame(`${BCAST} ${M(9)} 08 06`));
+    (switches[0] as SegmentSwitch).flush();
+    expect([restarted.outbox(1)?.pending, restarted.outbox(2)?.pending]).toEqual([1, 1]);
+    expect(restarted.routes.owner(mac(M(2).replace(/ /g, ":")), 0)).toBe(1);
+    expect(restarted.routes.owner(X, 0)).toBe(2);
+    // A learned route from the snapshot past 1.5 × aging is not restored.
+    now += CONFIG.agingMs * 2;
+    const later = makeCell(0, 3);
+    later.addPeer(2);
+    later.restore(snapshot);
+    expect(later.routes.owner(X, 0)).toBeUndefined();
+    expect(later.routes.owner(mac(M(3).replace(/ /g, ":")), 0)).toBe(2);
+  });
+
   it("a trunk call from another segment generation is refused whole", () => {
     const refused = (cells[1] as Cell).receive({ generation: "old", from: 0, epoch: 1, controlFrom: 0, control: [], frames: new Uint8Array(0), frameCount: 0 });
     expect(refused.ok ? "ok" : refused.error.code).toBe("stale-generation");

@@ -274,6 +274,25 @@ describe("a cell killed mid-traffic (docs/cells.md §7)", () => {
   });
 });
 
+describe("a cell's view of its peers survives its restart (docs/cells.md §0)", () => {
+  it("a restarted cell knows the other cells' routes before any trunk call, and its first broadcast reaches them", async () => {
+    const [a, , c] = (await threeCells("cells-snapshot")) as [Port, Port, Port];
+    const cell1 = env.SEGMENTS.getByName("cells-snapshot#1");
+    await expect(runInDurableObject(cell1, (_instance, state) => state.abort("restart"))).rejects.toThrow();
+    // The new instance (a new stub: the old one broke with the abort) restored the routes and filters it
+    // stored: no trunk call has reached it yet.
+    const view = await env.SEGMENTS.getByName("cells-snapshot#1").describeCell();
+    expect(view?.cell.epoch).toBe(2);
+    expect(view?.cell.remoteRoutes).toBe(2);
+    expect(view?.cell.trunks.every((trunk) => trunk.calls === 0 && trunk.rxFrames === 0)).toBe(true);
+    // A port that joins the restarted cell sends a broadcast straight after its WELCOME: the others get it.
+    const back = await joinCell("cells-snapshot", 1, 0x0200_0000_0a09);
+    back.send([{ type: "tx", id: 1, flags: 0, frame: frame(BROADCAST, 0x0200_0000_0a09, 0x77) }]);
+    expect(await markers(a, 1)).toEqual([0x77]);
+    expect(await markers(c, 1)).toEqual([0x77]);
+  });
+});
+
 describe("a segment of 1 cell", () => {
   it("has no cell fields and no trunks", async () => {
     await createSegment("cells-single");
