@@ -33,6 +33,13 @@ export interface SnapshotStore {
  * then waits for the peers' full announces, as without storage. One stored value stays small.
  */
 export const MAX_STORED_ROUTES = 1024;
+/**
+ * At most one snapshot write per this many ms: a bridge port learning MAC after MAC makes every trunk
+ * call carry new routes, and storage writes are billed. A change within the interval is stored by a
+ * timer at its end (a restart before that restores a slightly older view, which the peers' full
+ * announces then replace).
+ */
+export const SNAPSHOT_INTERVAL_MS = 1000;
 
 export class CellHost {
   readonly cell: Cell;
@@ -40,8 +47,10 @@ export class CellHost {
   private stopped = false;
   /** The pending retry of calls deferred by a failure's backoff. */
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
-  /** The cell's remoteVersion last stored. */
+  /** The cell's remoteVersion last stored, and when. */
   private storedVersion: number;
+  private storedAt = -Infinity;
+  private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly membership: CellMembership,
@@ -71,6 +80,15 @@ export class CellHost {
   /** Stores the peers' routes and filters when they changed (rare: joins, leaves, MAC moves, resets). */
   private saveSnapshot(): void {
     if (this.cell.remoteVersion === this.storedVersion) return;
+    const now = this.clock();
+    if (now - this.storedAt < SNAPSHOT_INTERVAL_MS) {
+      this.snapshotTimer ??= setTimeout(() => {
+        this.snapshotTimer = null;
+        if (!this.stopped) this.saveSnapshot();
+      }, this.storedAt + SNAPSHOT_INTERVAL_MS - now);
+      return;
+    }
+    this.storedAt = now;
     this.storedVersion = this.cell.remoteVersion;
     const snapshot = this.cell.snapshot();
     this.store.save(snapshot.routes.length > MAX_STORED_ROUTES ? null : snapshot);
@@ -81,6 +99,8 @@ export class CellHost {
     this.stopped = true;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    if (this.snapshotTimer !== null) clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = null;
   }
 
   /** End of an event: announce what changed, then make every call that is due. */

@@ -278,6 +278,14 @@ describe("a cell's view of its peers survives its restart (docs/cells.md §0)", 
   it("a restarted cell knows the other cells' routes before any trunk call, and its first broadcast reaches them", async () => {
     const [a, , c] = (await threeCells("cells-snapshot")) as [Port, Port, Port];
     const cell1 = env.SEGMENTS.getByName("cells-snapshot#1");
+    // Snapshots are written at most once a second: wait (bounded) until cell 1 stored both peers' routes.
+    const deadline = Date.now() + 10_000;
+    const storedRoutes = (): Promise<number> =>
+      runInDurableObject(cell1, (_instance, state) => state.storage.kv.get<{ routes: unknown[] }>("cell-snapshot")?.routes.length ?? 0);
+    while ((await storedRoutes()) < 2) {
+      if (Date.now() > deadline) throw new Error("cell 1 never stored its snapshot");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     await expect(runInDurableObject(cell1, (_instance, state) => state.abort("restart"))).rejects.toThrow();
     // The new instance (a new stub: the old one broke with the abort) restored the routes and filters it
     // stored: no trunk call has reached it yet.
