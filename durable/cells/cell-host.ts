@@ -4,8 +4,9 @@
  * of every event (`pump`) the cell announces new registered MACs and its
  * filter, and sends each peer's pending batch if no call to it is in flight;
  * a returning call sends what piled up meanwhile. An idle trunk holds nothing
- * and costs nothing: the only timer is the retry of a call deferred by a
- * failure's backoff (at most one per cell, 100 ms to 10 s).
+ * and costs nothing: the only timers are the retry of a call deferred by a
+ * failure's backoff (at most one per cell, 100 ms to 10 s) and the deferred
+ * write of the cell's snapshot (at most one, ≤ 1 s).
  *
  * A call refused whole (the peer is not a cell yet) is not retried from its
  * own answer: that loop was the `wrangler dev` hang of docs/cells.md §0.
