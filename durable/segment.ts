@@ -5,7 +5,7 @@ import type {
   CellDescription, ConfigureOutcome, Env, LifecycleCounters, PortInfo, PortStats, RevokeOutcome, SegmentApi, SegmentConfig, SegmentCounters,
   SegmentDescription,
 } from "../contract/segment-api.ts";
-import type { CellMembership, TrunkAnswer } from "../contract/cell-api.ts";
+import type { CellMembership, CellResetOutcome, TrunkAnswer } from "../contract/cell-api.ts";
 import type { TrunkBatch } from "../datapath/cells/trunk-records.ts";
 import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
 import { CellPlacement } from "./cells/placement.ts";
@@ -147,6 +147,23 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     // Tokens are minted by the home and carry its epoch: every cell checks them against the home's.
     if (membership.tokenEpoch !== undefined) this.ctx.storage.kv.put(TOKEN_EPOCH_KEY, membership.tokenEpoch);
     this.cells.adopt(membership);
+  }
+
+  /** The home resets one of its cells (dev mode's reset route, for tests). */
+  async resetCell(index: number): Promise<CellResetOutcome | null> {
+    if ((await this.load()) === null) return null;
+    return this.cells.resetCell(index, () => this.abortNow());
+  }
+
+  /** Aborts this instance as a crash would (its home's resetCell). */
+  async abortCell(): Promise<void> {
+    this.abortNow();
+  }
+
+  /** `ctx.abort` throws; the throw after it only tells the type checker that nothing follows. */
+  private abortNow(): never {
+    this.ctx.abort("cell reset by the admin API (dev mode)");
+    throw new Error("cell reset");
   }
 
   /** This cell's ports and counters for the home's describe. */

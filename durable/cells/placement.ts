@@ -6,7 +6,7 @@
  * and delete. A segment of one cell has no membership: every method here is
  * then a no-op or answers "not active", so `cells: 1` takes today's path.
  */
-import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, type CellMembership } from "../../contract/cell-api.ts";
+import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, type CellMembership, type CellResetOutcome } from "../../contract/cell-api.ts";
 import type { CellDescription, Env, PortInfo, SegmentApi, SegmentConfig, SegmentDescription } from "../../contract/segment-api.ts";
 import { toHex } from "../handshake.ts";
 import type { SegmentRelay } from "../relay.ts";
@@ -163,6 +163,27 @@ export class CellPlacement {
   describeLocal(relay: SegmentRelay, config: SegmentConfig): { ports: PortInfo[]; cell: CellDescription } | null {
     const host = this.hostFor(relay, config);
     return host === null ? null : { ports: relay.listPorts(), cell: host.describe() };
+  }
+
+  /**
+   * The home resets cell `index` of its segment (dev mode, for tests): the cell's instance aborts as a
+   * crash would. `abortSelf` resets the home itself (index 0); then this call never returns.
+   */
+  async resetCell(index: number, abortSelf: () => never): Promise<CellResetOutcome> {
+    const membership = this.membership;
+    if (!this.active || membership === null || membership.index !== 0) {
+      return { ok: false, code: "not-cells", message: "this segment runs as one Durable Object: it has no cells to reset" };
+    }
+    if (!Number.isInteger(index) || index < 0 || index >= membership.cells) {
+      return { ok: false, code: "invalid-cell", message: `cell must be an index 0..${membership.cells - 1}; got ${index}` };
+    }
+    if (index === 0) abortSelf();
+    try {
+      await this.stub(index).abortCell();
+    } catch {
+      // The cell aborted while answering: that is the reset.
+    }
+    return { ok: true };
   }
 
   /** The home deletes every other cell; returns the ports they closed. */

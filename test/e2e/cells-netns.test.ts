@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
 import { waitFor } from "./poll.ts";
-import { commandExists, guestSkipReason, Namespaces, ping, type Background } from "./guests.ts";
+import { commandExists, guestSkipReason, Namespaces, ping, type Background, type IperfReport } from "./guests.ts";
 
 const skip = guestSkipReason();
 const missingTools = ["dnsmasq", "ping", "iperf3"].filter((tool) => !commandExists(tool));
@@ -27,8 +27,8 @@ function leasedAddress(namespaces: Namespaces, ns: string, net = 238): string | 
 }
 
 interface Described {
-  ports: Array<{ cell?: number }>;
-  cells?: Array<{ index: number; trunks: Array<{ peer: number; rxFrames: number; txFrames: number }> }>;
+  ports: Array<{ portId: number; cell?: number }>;
+  cells?: Array<{ index: number; epoch: number; trunks: Array<{ peer: number; rxFrames: number; txFrames: number }> }>;
 }
 
 describe.skipIf(skip !== null || missingTools.length > 0)(
@@ -150,6 +150,62 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       for (const [i, mac] of macs.entries()) expect(report.leases).toContainEqual(expect.objectContaining({ ip: addresses[i], mac, state: "bound" }));
       expect(await namespaces.reachable(nsClients[0] as string, addresses[1] as string, 20_000)).toBe(true);
       expect(ping(namespaces, nsClients[1] as string, addresses[0] as string, 3).received).toBe(3);
+    });
+  },
+);
+
+describe.skipIf(skip !== null || missingTools.length > 0)(
+  `a cell killed under iperf3${skip !== null ? ` (skipped: ${skip})` : missingTools.length > 0 ? ` (skipped: missing ${missingTools.join(", ")})` : ""}`,
+  () => {
+    // Open development mode: its reset route kills cell 2 while iperf3 runs from cell 1 to cell 2.
+    const namespaces = new Namespaces();
+    let relay: RunningRelay;
+    let one: string;
+    let two: string;
+
+    const described = async (): Promise<Described> => (await (await fetch(`${relay.baseUrl}/v1/segments/cells-kill`)).json()) as Described;
+
+    beforeAll(async () => {
+      relay = await startRelay();
+      expect((await fetch(`${relay.baseUrl}/v1/segments/cells-kill`, { method: "PUT", body: JSON.stringify({ openJoin: true, cells: 3 }) })).status).toBe(201);
+      one = namespaces.create("c1kill");
+      two = namespaces.create("c2kill");
+      namespaces.join(one, `${relay.wsUrl}/v1/segments/cells-kill/connect?cell=1`, { mac: "02:00:00:00:e8:01" });
+      namespaces.join(two, `${relay.wsUrl}/v1/segments/cells-kill/connect?cell=2`, { mac: "02:00:00:00:e8:02" });
+      await namespaces.address(one, "elt0", "10.242.0.1/24");
+      await namespaces.address(two, "elt0", "10.242.0.2/24");
+    });
+
+    afterAll(async () => {
+      await namespaces.cleanup();
+      await relay?.stop();
+    });
+
+    it("iperf3's connection survives the reset (the guest on cell 2 resumes with its port id), and ping works after", async () => {
+      expect(await namespaces.reachable(one, "10.242.0.2", 20_000)).toBe(true);
+      const before = (await described()).ports.find((port) => port.cell === 2)?.portId;
+      expect(before).toBeDefined();
+      namespaces.spawn(two, "iperf3", ["-s", "-1", "-B", "10.242.0.2"]);
+      await waitFor("the iperf3 server", () => (namespaces.exec(two, "ss", ["-ltn"]).includes("10.242.0.2:5201") ? true : undefined), 10_000, 100);
+      const client = namespaces.spawn(one, "iperf3", ["-c", "10.242.0.2", "-t", "8", "-J"]);
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const reset = await fetch(`${relay.baseUrl}/v1/segments/cells-kill/cells/2/reset`, { method: "POST" });
+      expect(reset.status).toBe(200);
+      // iperf3 runs 8 s; TCP retransmits what was lost while cell 2 came back. Bounded wait for its report.
+      const code = await Promise.race([client.exited, new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 60_000))]);
+      const report = JSON.parse(client.output().slice(client.output().indexOf("{"))) as IperfReport;
+      expect(code, client.output().slice(-2000)).toBe(0);
+      expect(report.error).toBeUndefined();
+      expect(report.end?.sum_received?.bytes ?? 0).toBeGreaterThan(0);
+      let after: number | undefined;
+      for (let attempt = 0; attempt < 150 && after === undefined; attempt++) {
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+        after = (await described()).ports.find((port) => port.cell === 2)?.portId;
+      }
+      expect(after).toBe(before);
+      // Cell 2 did restart: its epoch moved on (each start of a cell is a new epoch).
+      expect((await described()).cells?.find((cell) => cell.index === 2)?.epoch).toBeGreaterThan(1);
+      expect(ping(namespaces, one, "10.242.0.2", 3).received).toBe(3);
     });
   },
 );

@@ -3,6 +3,8 @@ import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ADMIN, BROADCAST, createSegment, frame, hello_, Port } from "./ports.ts";
+import worker from "../../worker/index.ts";
+import type { Env } from "../../worker/env.ts";
 
 // A segment of 3 cells in one workerd (docs/cells.md §11): ports forced onto cells with ?cell=,
 // real WebSocket clients, trunks as Durable Object RPC between the cells.
@@ -298,6 +300,36 @@ describe("a cell's view of its peers survives its restart (docs/cells.md §0)", 
     back.send([{ type: "tx", id: 1, flags: 0, frame: frame(BROADCAST, 0x0200_0000_0a09, 0x77) }]);
     expect(await markers(a, 1)).toEqual([0x77]);
     expect(await markers(c, 1)).toEqual([0x77]);
+  });
+});
+
+describe("POST /v1/segments/:name/cells/:index/reset (open development mode only)", () => {
+  const devEnv: Env = { ...env, EDGELAN_DEV_MODE: "1", EDGELAN_ADMIN_TOKEN: undefined, EDGELAN_TOKEN_SECRET: undefined };
+  const reset = (segment: string, index: string, environment: Env): Promise<Response> =>
+    worker.fetch(new Request(`http://edgelan.test/v1/segments/${segment}/cells/${index}/reset`, { method: "POST", headers: ADMIN }), environment);
+
+  it("is 404 outside open development mode", async () => {
+    await createSegment("cells-reset-route-off", { cells: 3 });
+    const response = await reset("cells-reset-route-off", "1", env as Env);
+    expect(response.status).toBe(404);
+    expect(((await response.json()) as { error: string }).error).toBe("not-found");
+  });
+
+  it("resets one cell: its port's socket drops, the others stay; a bad index or a one-cell segment is 400", async () => {
+    const [a, b, c] = (await threeCells("cells-reset-route")) as [Port, Port, Port];
+    const response = await reset("cells-reset-route", "2", devEnv);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ reset: true, name: "cells-reset-route", cell: 2 });
+    expect(c.closed ?? (await c.closedWith())).toBeDefined();
+    expect(a.closed).toBeUndefined();
+    expect(b.closed).toBeUndefined();
+    const bad = await reset("cells-reset-route", "3", devEnv);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toBe("invalid-cell");
+    await createSegment("cells-reset-route-one");
+    const single = await reset("cells-reset-route-one", "0", devEnv);
+    expect(((await single.json()) as { error: string }).error).toBe("not-cells");
+    expect((await reset("cells-reset-route-none", "1", devEnv)).status).toBe(404);
   });
 });
 
