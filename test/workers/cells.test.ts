@@ -323,6 +323,11 @@ describe("POST /v1/segments/:name/cells/:index/reset (open development mode only
     expect(c.closed ?? (await c.closedWith())).toBeDefined();
     expect(a.closed).toBeUndefined();
     expect(b.closed).toBeUndefined();
+    // Cell 0 is the home itself: it aborts while answering, and the route still says it was reset.
+    const home = await reset("cells-reset-route", "0", devEnv);
+    expect(home.status).toBe(200);
+    expect(a.closed ?? (await a.closedWith())).toBeDefined();
+    expect(b.closed).toBeUndefined();
     const bad = await reset("cells-reset-route", "3", devEnv);
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: string }).error).toBe("invalid-cell");
