@@ -13,7 +13,7 @@ mkdirSync(join(import.meta.dirname, "dist", "assets"), { recursive: true });
 const workerdWithTestSecrets = () =>
   cloudflareTest({
     wrangler: { configPath: "./wrangler.toml" },
-    miniflare: { bindings: { EDGELAN_ADMIN_TOKEN: "test-admin-token", EDGELAN_TOKEN_SECRET: "test-token-secret", EDGELAN_EXPERIMENTAL_CELLS: "1" } },
+    miniflare: { bindings: { EDGELAN_ADMIN_TOKEN: "test-admin-token", EDGELAN_TOKEN_SECRET: "test-token-secret" } },
   });
 
 export default defineConfig({

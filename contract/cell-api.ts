@@ -31,7 +31,17 @@ export interface CellApi {
   adoptCell(membership: CellMembership, config: SegmentConfig): Promise<void>;
   /** This cell's ports and counters, for the home's describe; null if it is not a cell. */
   describeCell(): Promise<{ ports: PortInfo[]; cell: CellDescription } | null>;
+  /**
+   * The home resets cell `index` (dev mode's `POST …/cells/:index/reset`, for tests): its instance is
+   * aborted as a crash would (sockets gone, memory lost, storage kept). Null when the segment does not exist.
+   */
+  resetCell(index: number): Promise<CellResetOutcome | null>;
+  /** A cell aborts itself (called by its home's `resetCell`): the call itself fails, as the reset is immediate. */
+  abortCell(): Promise<void>;
 }
+
+/** What a cell reset did, or why it was refused. */
+export type CellResetOutcome = { ok: true } | { ok: false; code: "not-cells" | "invalid-cell"; message: string };
 
 /** The Durable Object name of cell `index` of `segment` (the home is the segment's own name). */
 export function cellObjectName(segment: string, index: number): string {

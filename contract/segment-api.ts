@@ -199,8 +199,6 @@ export interface Env {
   EDGELAN_DEV_MODE?: string;
   /** Dev mode: extra browser origins (comma-separated, e.g. "http://lab.test:3000") besides localhost; see worker/origin.ts. */
   EDGELAN_DEV_ALLOWED_ORIGINS?: string;
-  /** "1" enables segments of several cells (docs/cells.md §0): experimental, joins hang under `wrangler dev` (not yet understood). */
-  EDGELAN_EXPERIMENTAL_CELLS?: string;
   /** Dev mode: port kinds besides member that may join without a token ("bridge", "monitor", or both comma-separated). */
   EDGELAN_DEV_OPEN_PORTS?: string;
 }

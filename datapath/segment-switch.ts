@@ -31,7 +31,7 @@ import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from ".
 import { SwitchPort, type PortSink, type SwitchPortMode, type SwitchPortState } from "./switch-port.ts";
 import { TxBatch } from "./tx-batch.ts";
 import { CloseCode } from "./tunnel/close-codes.ts";
-import { AckStatus, MAX_FILTER_MACS, MAX_MACS_PER_PORT, RxFlag } from "./tunnel/constants.ts";
+import { AckStatus, MAX_FILTER_MACS, MAX_MACS_PER_PORT, RxFlag, TxFlag } from "./tunnel/constants.ts";
 import type { TunnelRecord } from "./tunnel/records.ts";
 import { RxCreditLedger, SegmentQueueBudget, type RxPostErrorCode } from "./tunnel/rx-credits.ts";
 import { TxBatchGuard, type TxOverrunCode } from "./tunnel/tx-window.ts";
@@ -262,7 +262,8 @@ export class SegmentSwitch {
     for (const { flags, frame } of frames) {
       // A mirror copy of a GSO super-frame is not cut for monitors yet: dropped and counted (malformed) on the trunk port.
       if ((flags & RxFlag.Mirrored) !== 0) batch.addMarkedFrame(frame, (flags & RxFlag.VnetHeader) !== 0 ? DropReason.Malformed : FRAME_MIRROR_ONLY);
-      else batch.addTx(0, flags & RxFlag.VnetHeader, frame);
+      // The origin's RX flag VnetHeader (0x04) is the TX flag VnetHeader (0x01) here: a super-frame or partial checksum.
+      else batch.addTx(0, (flags & RxFlag.VnetHeader) !== 0 ? TxFlag.VnetHeader : 0, frame);
     }
     this.switchBatch(port, batch);
     this.runServices();

@@ -5,7 +5,7 @@ import type {
   CellDescription, ConfigureOutcome, Env, LifecycleCounters, PortInfo, PortStats, RevokeOutcome, SegmentApi, SegmentConfig, SegmentCounters,
   SegmentDescription,
 } from "../contract/segment-api.ts";
-import type { CellMembership, TrunkAnswer } from "../contract/cell-api.ts";
+import type { CellMembership, CellResetOutcome, TrunkAnswer } from "../contract/cell-api.ts";
 import type { TrunkBatch } from "../datapath/cells/trunk-records.ts";
 import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
 import { CellPlacement } from "./cells/placement.ts";
@@ -91,9 +91,6 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     }
     const next = applyConfigPatch(stored?.config, patch);
     if (!next.ok) return { ok: false, error: next.error };
-    if ((next.value.cells ?? 1) > 1 && this.env.EDGELAN_EXPERIMENTAL_CELLS !== "1") {
-      return { ok: false, error: { code: "not-implemented", message: `not implemented yet: cells ${next.value.cells} (a segment on several Durable Objects, docs/cells.md §0: experimental, enabled only with EDGELAN_EXPERIMENTAL_CELLS=1); use cells: 1 or leave it out` } };
-    }
     const cellChange = cellCountChange(stored?.config.cells, next.value.cells);
     if (cellChange !== null) return { ok: false, error: { code: "not-implemented", message: cellChange } };
     await this.store({ name, config: next.value });
@@ -133,6 +130,8 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     const host = stored === null ? null : this.cells.hostFor(this.relayFor(stored), stored.config);
     if (host === null) return { ok: false, code: "not-a-cell", message: "this Durable Object is not a cell of a segment" };
     const answer = host.receive(batch);
+    // The home's IPAM service may have answered a DHCP message that came over the trunk.
+    this.ipam.persist();
     this.saveCounters();
     return answer;
   }
@@ -148,6 +147,23 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     // Tokens are minted by the home and carry its epoch: every cell checks them against the home's.
     if (membership.tokenEpoch !== undefined) this.ctx.storage.kv.put(TOKEN_EPOCH_KEY, membership.tokenEpoch);
     this.cells.adopt(membership);
+  }
+
+  /** The home resets one of its cells (dev mode's reset route, for tests). */
+  async resetCell(index: number): Promise<CellResetOutcome | null> {
+    if ((await this.load()) === null) return null;
+    return this.cells.resetCell(index, () => this.abortNow());
+  }
+
+  /** Aborts this instance as a crash would (its home's resetCell). */
+  async abortCell(): Promise<void> {
+    this.abortNow();
+  }
+
+  /** `ctx.abort` throws; the throw after it only tells the type checker that nothing follows. */
+  private abortNow(): never {
+    this.ctx.abort("cell reset by the admin API (dev mode)");
+    throw new Error("cell reset");
   }
 
   /** This cell's ports and counters for the home's describe. */
@@ -239,6 +255,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     relay.expireHellos();
     this.countLifecycle("tokenExpiryCloses", closeExpiredTokens(relay, now));
     relay.age();
+    this.cells.age(relay, stored.config);
     this.saveCounters();
     this.renewResumeLeases(relay, now);
     // A page each; rows left expired keep the next alarm due at once (their expiry is in the past).
@@ -360,7 +377,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (this.relay === null) {
       this.relay = new SegmentRelay(stored.config, this.sessions, Date.now, this.ctx.storage.kv.get<RelayAndSwitchCounters>(RELAY_COUNTERS_KEY));
       this.relay.restore(this.ctx.getWebSockets());
-      this.ipam.configure(stored.config.dhcp, Date.now());
+      this.ipam.configure(this.cells.runsServices ? stored.config.dhcp : null, Date.now());
       this.cells.hostFor(this.relay, stored.config);
     }
     return this.relay;
@@ -494,7 +511,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     this.#stored = segment;
     this.sessions.maxRows = SESSION_ROWS_PER_PORT * segment.config.maxPorts;
     this.relay?.reconfigure(segment.config);
-    if (this.relay !== null) this.ipam.configure(segment.config.dhcp, Date.now());
+    if (this.relay !== null) this.ipam.configure(this.cells.runsServices ? segment.config.dhcp : null, Date.now());
     await recordSegment(this.env, { name: segment.name, openJoin: segment.config.openJoin, createdAt: segment.config.createdAt });
   }
 

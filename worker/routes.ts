@@ -1,3 +1,4 @@
+import { resetCell } from "./cell-admin.ts";
 import { connectPort } from "./connect.ts";
 import { healthz } from "./healthz.ts";
 import { getMetrics } from "./metrics.ts";
@@ -18,6 +19,8 @@ export const ROUTES: readonly Route[] = [
   { method: "POST",   path: "/v1/segments/:name/tokens",  access: "admin",  handle: postToken },
   { method: "POST",   path: "/v1/segments/:name/tokens/:jti/revoke", access: "admin", handle: revokeToken },
   { method: "DELETE", path: "/v1/segments/:name/tokens/:jti",        access: "admin", handle: revokeToken },
+  // Open development mode only (404 otherwise): kills one cell of a segment of several, for tests.
+  { method: "POST",   path: "/v1/segments/:name/cells/:index/reset", access: "admin", handle: resetCell },
   // Admin or the read-only EDGELAN_METRICS_TOKEN: the handler checks.
   { method: "GET",    path: "/v1/segments/:name/metrics", access: "public", handle: getMetrics },
 ];

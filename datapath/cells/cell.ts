@@ -17,6 +17,7 @@ import type { SegmentSwitch } from "../segment-switch.ts";
 import type { SwitchPort } from "../switch-port.ts";
 import { MAX_FILTER_MACS } from "../tunnel/constants.ts";
 import { ANY_VLAN, MacRouteTable, RouteOutcome, type MacRoute, type MacRouteLimits } from "./mac-routes.ts";
+import { unpackTrunkFrames } from "./trunk-frames.ts";
 import { DEFAULT_TRUNK_QUEUE_BYTES, TrunkOutbox } from "./trunk-outbox.ts";
 import type { TrunkBatch, TrunkControl, TrunkReply } from "./trunk-records.ts";
 
@@ -43,11 +44,13 @@ export interface CellOptions extends MacRouteLimits {
   staticLost?: (mac: MacKey) => void;
 }
 
-export type TrunkRefusalCode = "stale-generation" | "unknown-peer";
+export type TrunkRefusalCode = "stale-generation" | "unknown-peer" | "malformed-frames";
 
 interface Peer {
   readonly port: SwitchPort;
   readonly outbox: TrunkOutbox;
+  /** What the peer last announced it wants flooded (its cell-filter). */
+  filter: TrunkFilter;
   /** Next control record number expected from the peer; undefined until its first call. */
   expect: number | undefined;
 }
@@ -58,8 +61,17 @@ export interface OutgoingCall {
   batch: TrunkBatch;
 }
 
+/** What a cell keeps across a restart (docs/cells.md §0): the routes and filters its peers announced, their epochs. */
+export interface CellSnapshot {
+  routes: ReturnType<MacRouteTable["remoteState"]>["routes"];
+  epochs: Array<[number, number]>;
+  filters: Array<[number, TrunkFilter]>;
+}
+
 export class Cell {
   readonly routes: MacRouteTable;
+  /** Counts changes to what `snapshot` returns, so the owner stores it only when it changed. */
+  remoteVersion = 0;
   private readonly peers = new Map<number, Peer>();
   private sentFilter = "";
   /** Static MACs of local ports announced to peers (syncStatics). */
@@ -87,7 +99,7 @@ export class Cell {
       carry: (ingress, flags, frame) => outbox.carry(ingress, flags, frame) === null,
     });
     if (!added.ok) return added;
-    this.peers.set(index, { port: added.value, outbox, expect: undefined });
+    this.peers.set(index, { port: added.value, outbox, filter: EMPTY_TRUNK_FILTER, expect: undefined });
     return ok(undefined);
   }
 
@@ -163,7 +175,7 @@ export class Cell {
     const calls: OutgoingCall[] = [];
     for (const [index, peer] of this.peers) {
       if (peer.outbox.needsFullAnnounce && !peer.outbox.busy) peer.outbox.beginFullAnnounce(this.fullAnnounce());
-      const batch = peer.outbox.take();
+      const batch = peer.outbox.take(this.clock());
       if (batch !== null) calls.push({ peer: index, batch });
     }
     return calls;
@@ -174,12 +186,53 @@ export class Cell {
     const entry = this.peers.get(peer);
     if (entry === undefined) return;
     entry.outbox.completed(reply);
-    this.routes.observeEpoch(peer, reply.epoch);
+    if (this.routes.observeEpoch(peer, reply.epoch) > 0) this.remoteVersion++;
+  }
+
+  /** Removes remote learned routes past their lifetime (1.5 × aging; the segment's alarm calls it). */
+  age(): void {
+    if (this.routes.expire(this.clock()) > 0) this.remoteVersion++;
+  }
+
+  /** The peers' routes, epochs and filters, for storage. */
+  snapshot(): CellSnapshot {
+    const { routes, epochs } = this.routes.remoteState();
+    return { routes, epochs, filters: [...this.peers].map(([index, peer]) => [index, peer.filter]) };
+  }
+
+  /**
+   * After a restart (a wake from hibernation or a reset): the peers' routes and filters as they were,
+   * so this cell's ports reach the other cells at once instead of after the full announces (which
+   * follow anyway, because the restart is a new epoch, and replace what was restored).
+   */
+  restore(snapshot: CellSnapshot): void {
+    this.routes.restoreRemote(snapshot, this.clock());
+    for (const [index, filter] of snapshot.filters) {
+      const peer = this.peers.get(index);
+      if (peer === undefined) continue;
+      peer.filter = filter;
+      this.switcher.setTrunkFilter(peer.port, filter);
+    }
   }
 
   /** A call to `peer` threw; `overloaded`: the platform said so (send only probes until one passes). */
   failed(peer: number, overloaded: boolean): void {
-    this.peers.get(peer)?.outbox.failed(overloaded);
+    this.peers.get(peer)?.outbox.failed(overloaded, this.clock());
+  }
+
+  /** `peer` refused a call whole (not a cell of this generation yet): nothing goes to it until it calls. */
+  refused(peer: number): void {
+    this.peers.get(peer)?.outbox.refused();
+  }
+
+  /** The earliest time a call deferred by a failure's backoff may go, or null. */
+  nextRetry(): number | null {
+    let due: number | null = null;
+    for (const peer of this.peers.values()) {
+      const at = peer.outbox.retryDue;
+      if (at !== null && (due === null || at < due)) due = at;
+    }
+    return due;
   }
 
   /**
@@ -192,8 +245,12 @@ export class Cell {
     }
     const peer = this.peers.get(batch.from);
     if (peer === undefined) return fail("unknown-peer", `cell ${batch.from} is not a peer of cell ${this.identity.index}`);
+    // Checked before anything changes: a batch whose frames do not parse is refused whole.
+    const frames = batch.frames instanceof Uint8Array ? unpackTrunkFrames(batch.frames) : fail("malformed-frames", "a trunk call's frames are not a byte array");
+    if (!frames.ok) return frames;
+    peer.outbox.peerCalled();
     const known = this.routes.epochOf(batch.from);
-    this.routes.observeEpoch(batch.from, batch.epoch);
+    if (this.routes.observeEpoch(batch.from, batch.epoch) > 0) this.remoteVersion++;
     if (known !== undefined && batch.epoch > known) {
       // The peer reset: it lost our routes and its control numbering starts over.
       peer.expect = undefined;
@@ -201,7 +258,7 @@ export class Cell {
     }
     if (peer.expect === undefined) peer.expect = batch.controlFrom;
     this.applyControl(batch.from, peer, batch);
-    if (batch.frames.length > 0) this.switcher.trunkReceive(peer.port, batch.frames);
+    if (frames.value.length > 0) this.switcher.trunkReceive(peer.port, frames.value);
     return ok({ epoch: this.identity.epoch, controlAck: peer.expect ?? batch.controlFrom, grantBytes: this.grant() });
   }
 
@@ -213,6 +270,7 @@ export class Cell {
     // A gap (numbers skipped) is only ever a replaced queue, which starts with routes-reset: accept it.
     if (batch.controlFrom > expect && batch.control[0]?.type !== "routes-reset") return;
     for (let i = start; i < batch.control.length; i++) this.applyOne(from, peer, batch.control[i] as TrunkControl);
+    if (start < batch.control.length) this.remoteVersion++;
     peer.expect = Math.max(expect, batch.controlFrom + batch.control.length);
   }
 
@@ -228,10 +286,12 @@ export class Cell {
         this.routes.withdraw(record.route.mac, record.route.vlan, record.route.seq, from, now);
         return;
       case "cell-filter":
+        peer.filter = record.filter;
         this.switcher.setTrunkFilter(peer.port, record.filter);
         return;
       case "routes-reset":
         this.routes.dropOrigin(from);
+        peer.filter = EMPTY_TRUNK_FILTER;
         this.switcher.setTrunkFilter(peer.port, EMPTY_TRUNK_FILTER);
         return;
     }
@@ -276,7 +336,10 @@ export class Cell {
   }
 }
 
-/** The union of a cell's client ports' filters (services and trunks excluded: every cell has its own services). */
+/**
+ * The union of a cell's client ports' filters, trunks excluded. A service port (only the home runs them)
+ * counts as a port, so broadcasts from every cell reach the segment's DHCP server and ARP proxy.
+ */
 export function aggregateFilter(ports: Iterable<SwitchPort>): TrunkFilter {
   let any = false;
   let bridges = false;
@@ -285,7 +348,7 @@ export function aggregateFilter(ports: Iterable<SwitchPort>): TrunkFilter {
   let monitors = false;
   const groups = new Set<MacKey>();
   for (const port of ports) {
-    if (!port.open || port.mode === "service" || port.mode === "trunk") continue;
+    if (!port.open || port.mode === "trunk") continue;
     const { kind, filter } = port.state;
     if (kind === "monitor") {
       monitors = true;

@@ -246,6 +246,28 @@ export class MacRouteTable {
     return out;
   }
 
+  /** Routes held from other cells with their expiry (ms; null: never), and the epoch seen from each cell: what a restart restores. */
+  remoteState(): { routes: Array<MacRoute & { expiresAt: number | null }>; epochs: Array<[number, number]> } {
+    const routes: Array<MacRoute & { expiresAt: number | null }> = [];
+    for (const table of this.tables.values()) {
+      for (const entry of table.values()) {
+        if (entry.origin === this.self) continue;
+        routes.push({ mac: entry.mac, vlan: entry.vlan, kind: entry.kind, seq: entry.seq, origin: entry.origin, expiresAt: Number.isFinite(entry.expiresAt) ? entry.expiresAt : null });
+      }
+    }
+    return { routes, epochs: [...this.epochs] };
+  }
+
+  /** Puts back what `remoteState` gave (into an empty table, at a restart); routes expired by `now` stay out. */
+  restoreRemote(state: { routes: ReadonlyArray<MacRoute & { expiresAt: number | null }>; epochs: ReadonlyArray<[number, number]> }, now: number): void {
+    for (const [origin, epoch] of state.epochs) this.epochs.set(origin, epoch);
+    for (const { expiresAt, ...route } of state.routes) {
+      if (route.origin === this.self || (expiresAt !== null && expiresAt <= now)) continue;
+      if (route.kind === "learned" && this.remoteLearned >= this.limits.maxLearned) continue;
+      this.put(route, expiresAt ?? Infinity, this.tables.get(route.vlan)?.get(route.mac), now);
+    }
+  }
+
   /** Routes held from other cells. */
   get remoteCount(): number {
     let count = 0;

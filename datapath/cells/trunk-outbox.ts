@@ -11,6 +11,7 @@
  */
 import type { TrunkControl, TrunkFrame, TrunkBatch, TrunkReply } from "./trunk-records.ts";
 import { TrunkFrameFlag } from "./trunk-records.ts";
+import { packTrunkFrames } from "./trunk-frames.ts";
 
 /** The pending batch's bound and the largest call (bytes of frames). */
 export const DEFAULT_TRUNK_QUEUE_BYTES = 1 << 20;
@@ -22,6 +23,11 @@ export const INITIAL_GRANT_BYTES = 256 * 1024;
 export const MAX_UNACKED_CONTROL = 4096;
 /** The least per-source share of a pending batch (bytes). */
 export const MIN_SOURCE_SHARE_BYTES = 64 * 1024;
+/** After a failed call the next waits this long, doubling per failure up to MAX_RETRY_BACKOFF_MS (docs/cells.md §4.5). */
+export const MIN_RETRY_BACKOFF_MS = 100;
+export const MAX_RETRY_BACKOFF_MS = 10_000;
+/** Timer retries at the longest backoff before only events retry (about a minute of failures in all). */
+export const MAX_TIMED_RETRIES = 3;
 
 /** Per-trunk counters (admin API), beyond the trunk port's PortCounters. */
 export interface TrunkCounters {
@@ -37,13 +43,15 @@ export interface TrunkCounters {
   peerResets: number;
   /** Times the control queue overflowed into a full announce. */
   fullAnnounces: number;
+  /** Calls the peer refused whole (not a cell of this segment yet, or of another generation). */
+  refusals: number;
 }
 
 /** Why a frame was not taken into the pending batch. */
 export type TrunkRefusal = "backlog" | null;
 
 export class TrunkOutbox {
-  readonly counters: TrunkCounters = { calls: 0, callFailures: 0, backlogDrops: 0, failedFrames: 0, probes: 0, peerResets: 0, fullAnnounces: 0 };
+  readonly counters: TrunkCounters = { calls: 0, callFailures: 0, backlogDrops: 0, failedFrames: 0, probes: 0, peerResets: 0, fullAnnounces: 0, refusals: 0 };
   private frames: TrunkFrame[] = [];
   private pendingBytes = 0;
   private readonly bySource = new Map<number, number>();
@@ -55,6 +63,18 @@ export class TrunkOutbox {
   private peerEpoch: number | undefined = undefined;
   /** Set when the control queue overflowed or the peer reset: the cell must queue a full announce. */
   needsFullAnnounce = true;
+  /**
+   * The peer refused a call whole (it is not a cell of this segment yet): no call goes to it until it
+   * calls this cell (a cell is adopted before its first port, whose HELLO makes it call every peer).
+   * Without this a refused call was retried from its own answer at once, forever: the livelock of
+   * docs/cells.md §0.
+   */
+  private absent = false;
+  /** No call before this time (ms) after a failure; 0 when the last call succeeded. */
+  private retryAt = 0;
+  private backoffMs = 0;
+  /** Failures in a row at the longest backoff: past MAX_TIMED_RETRIES only an event retries (the cell may hibernate). */
+  private failuresAtMax = 0;
 
   constructor(
     readonly peer: number,
@@ -69,6 +89,26 @@ export class TrunkOutbox {
 
   get busy(): boolean {
     return this.inFlight !== null;
+  }
+
+  /** Whether the peer refused the last call and has not called since. */
+  get peerAbsent(): boolean {
+    return this.absent;
+  }
+
+  /** The earliest time the next call may go (ms); 0 when no failure holds it back. */
+  get nextCallAt(): number {
+    return this.retryAt;
+  }
+
+  /**
+   * When a timer should retry a call deferred by the backoff (ms), or null: nothing waits, or the peer
+   * failed MAX_TIMED_RETRIES times in a row at the longest backoff (then only the cell's next event
+   * retries, so a peer that keeps failing does not keep this cell awake).
+   */
+  get retryDue(): number | null {
+    if (this.absent || this.inFlight !== null || this.retryAt === 0 || this.failuresAtMax >= MAX_TIMED_RETRIES) return null;
+    return this.frames.length > 0 || this.control.length > 0 ? this.retryAt : null;
   }
 
   get pending(): number {
@@ -112,14 +152,14 @@ export class TrunkOutbox {
    * The call to make now, or null: nothing pending, a call already in flight, or a zero grant with no
    * control to carry (then an empty probe goes, at most one at a time, if frames are waiting).
    */
-  take(): TrunkBatch | null {
-    if (this.inFlight !== null) return null;
+  take(now: number): TrunkBatch | null {
+    if (this.inFlight !== null || this.absent || now < this.retryAt) return null;
     if (this.frames.length === 0 && this.control.length === 0) return null;
     const probe = this.grant === 0;
     if (probe) this.counters.probes++;
     const batch: TrunkBatch = {
       generation: this.self.generation, from: this.self.index, epoch: this.self.epoch,
-      controlFrom: this.controlBase, control: [...this.control], frames: probe ? [] : this.frames,
+      controlFrom: this.controlBase, control: [...this.control], frames: packTrunkFrames(probe ? [] : this.frames), frameCount: probe ? 0 : this.frames.length,
     };
     if (!probe) this.clearFrames();
     this.inFlight = batch;
@@ -130,6 +170,9 @@ export class TrunkOutbox {
   /** The call returned: records the peer's grant and epoch, releases acknowledged control. */
   completed(reply: TrunkReply): void {
     this.inFlight = null;
+    this.retryAt = 0;
+    this.backoffMs = 0;
+    this.failuresAtMax = 0;
     this.grant = reply.grantBytes;
     const acked = reply.controlAck - this.controlBase;
     if (acked > 0) {
@@ -143,13 +186,35 @@ export class TrunkOutbox {
     this.peerEpoch = reply.epoch;
   }
 
-  /** The call threw: its frames are lost (counted), its control records stay for the next call. */
-  failed(overloaded: boolean): void {
+  /**
+   * The call threw: its frames are lost (counted), its control records stay for the next call, which
+   * goes no sooner than the backoff (100 ms, doubling to 10 s) so that a failing peer is not hammered.
+   */
+  failed(overloaded: boolean, now: number): void {
+    this.lose();
+    if (this.backoffMs === MAX_RETRY_BACKOFF_MS) this.failuresAtMax++;
+    this.backoffMs = Math.min(MAX_RETRY_BACKOFF_MS, Math.max(MIN_RETRY_BACKOFF_MS, this.backoffMs * 2));
+    this.retryAt = now + this.backoffMs;
+    if (overloaded) this.grant = 0;
+  }
+
+  /** The peer refused the call whole: frames lost as in `failed`, and no call until the peer calls (`peerCalled`). */
+  refused(): void {
+    this.lose();
+    this.counters.refusals++;
+    this.absent = true;
+  }
+
+  /** The peer called this cell: it exists (again), so calls to it may go. */
+  peerCalled(): void {
+    this.absent = false;
+  }
+
+  private lose(): void {
     const batch = this.inFlight;
     this.inFlight = null;
     this.counters.callFailures++;
-    if (batch !== null) this.counters.failedFrames += batch.frames.length;
-    if (overloaded) this.grant = 0;
+    if (batch !== null) this.counters.failedFrames += batch.frameCount;
   }
 
   private resetControl(): void {

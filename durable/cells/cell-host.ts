@@ -3,12 +3,17 @@
  * switch, and the trunk calls to its peers as Durable Object RPC. At the end
  * of every event (`pump`) the cell announces new registered MACs and its
  * filter, and sends each peer's pending batch if no call to it is in flight;
- * a returning call sends what piled up meanwhile. No timers: an idle trunk
- * holds nothing and costs nothing.
+ * a returning call sends what piled up meanwhile. An idle trunk holds nothing
+ * and costs nothing: the only timers are the retry of a call deferred by a
+ * failure's backoff (at most one per cell, 100 ms to 10 s) and the deferred
+ * write of the cell's snapshot (at most one, ≤ 1 s).
+ *
+ * A call refused whole (the peer is not a cell yet) is not retried from its
+ * own answer: that loop was the `wrangler dev` hang of docs/cells.md §0.
  */
 import type { CellApi, CellMembership, TrunkAnswer } from "../../contract/cell-api.ts";
 import type { CellDescription } from "../../contract/segment-api.ts";
-import { Cell } from "../../datapath/cells/cell.ts";
+import { Cell, type CellSnapshot } from "../../datapath/cells/cell.ts";
 import type { TrunkBatch } from "../../datapath/cells/trunk-records.ts";
 import { formatMac, type MacKey } from "../../datapath/mac.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
@@ -18,10 +23,35 @@ import type { SegmentRelay } from "../relay.ts";
 /** Finds a peer cell's stub (a new one per call: a stub that threw must not be reused). */
 export type PeerStub = (index: number) => Pick<CellApi, "trunk">;
 
+/** Where a cell keeps its snapshot (docs/cells.md §0): null removes it. */
+export interface SnapshotStore {
+  load(): CellSnapshot | undefined;
+  save(snapshot: CellSnapshot | null): void;
+}
+
+/**
+ * Past this many routes from peers the snapshot is not stored (and an older one is removed): a restart
+ * then waits for the peers' full announces, as without storage. One stored value stays small.
+ */
+export const MAX_STORED_ROUTES = 1024;
+/**
+ * At most one snapshot write per this many ms: a bridge port learning MAC after MAC makes every trunk
+ * call carry new routes, and storage writes are billed. A change within the interval is stored by a
+ * timer at its end (a restart before that restores a slightly older view, which the peers' full
+ * announces then replace).
+ */
+export const SNAPSHOT_INTERVAL_MS = 1000;
+
 export class CellHost {
   readonly cell: Cell;
   /** Set when the segment was deleted: calls still returning send nothing more. */
   private stopped = false;
+  /** The pending retry of calls deferred by a failure's backoff. */
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The cell's remoteVersion last stored, and when. */
+  private storedVersion: number;
+  private storedAt = -Infinity;
+  private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly membership: CellMembership,
@@ -29,6 +59,7 @@ export class CellHost {
     private readonly relay: SegmentRelay,
     config: SegmentConfig,
     private readonly peer: PeerStub,
+    private readonly store: SnapshotStore,
     private readonly clock: () => number = Date.now,
   ) {
     this.cell = new Cell({ index: membership.index, epoch, generation: membership.generation }, relay.switch, {
@@ -36,11 +67,41 @@ export class CellHost {
       staticLost: (mac) => this.closeHolder(mac),
     }, clock);
     for (let index = 0; index < membership.cells; index++) if (index !== membership.index) this.cell.addPeer(index);
+    const snapshot = store.load();
+    if (snapshot !== undefined) this.cell.restore(snapshot);
+    this.storedVersion = this.cell.remoteVersion;
+  }
+
+  /** The alarm: remote learned routes past their lifetime go. */
+  age(): void {
+    this.cell.age();
+    this.saveSnapshot();
+  }
+
+  /** Stores the peers' routes and filters when they changed (rare: joins, leaves, MAC moves, resets). */
+  private saveSnapshot(): void {
+    if (this.cell.remoteVersion === this.storedVersion) return;
+    const now = this.clock();
+    if (now - this.storedAt < SNAPSHOT_INTERVAL_MS) {
+      this.snapshotTimer ??= setTimeout(() => {
+        this.snapshotTimer = null;
+        if (!this.stopped) this.saveSnapshot();
+      }, this.storedAt + SNAPSHOT_INTERVAL_MS - now);
+      return;
+    }
+    this.storedAt = now;
+    this.storedVersion = this.cell.remoteVersion;
+    const snapshot = this.cell.snapshot();
+    this.store.save(snapshot.routes.length > MAX_STORED_ROUTES ? null : snapshot);
   }
 
   /** The segment was deleted: no more calls. */
   stop(): void {
     this.stopped = true;
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.snapshotTimer !== null) clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = null;
   }
 
   /** End of an event: announce what changed, then make every call that is due. */
@@ -49,11 +110,23 @@ export class CellHost {
     this.cell.syncStatics(this.localStatics(), staticSeq(this.clock()));
     this.cell.refreshFilter();
     for (const { peer, batch } of this.cell.take()) this.call(peer, batch);
+    this.scheduleRetry();
+  }
+
+  /** Calls deferred by a failure's backoff go when it ends, even if no other event comes. */
+  private scheduleRetry(): void {
+    const due = this.cell.nextRetry();
+    if (due === null || this.retryTimer !== null) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.pump();
+    }, Math.max(0, due - this.clock()));
   }
 
   /** An incoming trunk call: applied, local ports' messages sent, and our own calls made. */
   receive(batch: TrunkBatch): TrunkAnswer {
     const received = this.cell.receive(batch);
+    this.saveSnapshot();
     this.relay.switch.flush();
     this.pump();
     return received.ok ? { ok: true, reply: received.value } : { ok: false, code: received.error.code, message: received.error.message };
@@ -76,12 +149,18 @@ export class CellHost {
   private call(peer: number, batch: TrunkBatch): void {
     this.peer(peer).trunk(batch).then(
       (answer) => {
-        if (answer.ok) this.cell.completed(peer, answer.reply);
-        else this.cell.failed(peer, false);
+        if (!answer.ok) {
+          // Not a cell (yet), or another generation: nothing more until it calls (no retry from here).
+          this.cell.refused(peer);
+          return;
+        }
+        this.cell.completed(peer, answer.reply);
+        this.saveSnapshot();
         this.pump();
       },
       (error: unknown) => {
         this.cell.failed(peer, isOverloaded(error));
+        this.scheduleRetry();
       },
     );
   }
@@ -96,11 +175,11 @@ export class CellHost {
     this.relay.switch.flush();
   }
 
-  /** Registered MACs of the cell's open client ports. */
+  /** Registered MACs of the cell's open client ports, and of its services (the home's IPAM service). */
   private localStatics(): Set<MacKey> {
     const macs = new Set<MacKey>();
     for (const port of this.relay.switch.allPorts()) {
-      if (!port.open || port.mode === "service" || port.mode === "trunk") continue;
+      if (!port.open || port.mode === "trunk") continue;
       for (const mac of port.state.macs) macs.add(mac);
     }
     return macs;

@@ -6,16 +6,19 @@
  * and delete. A segment of one cell has no membership: every method here is
  * then a no-op or answers "not active", so `cells: 1` takes today's path.
  */
-import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, type CellMembership } from "../../contract/cell-api.ts";
+import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, type CellMembership, type CellResetOutcome } from "../../contract/cell-api.ts";
 import type { CellDescription, Env, PortInfo, SegmentApi, SegmentConfig, SegmentDescription } from "../../contract/segment-api.ts";
 import { toHex } from "../handshake.ts";
 import type { SegmentRelay } from "../relay.ts";
 import { CellHost } from "./cell-host.ts";
+import type { CellSnapshot } from "../../datapath/cells/cell.ts";
 import { TOKEN_EPOCH_KEY } from "../token-lifecycle.ts";
 
 const MEMBERSHIP_KEY = "cell-membership";
 const EPOCH_KEY = "cell-epoch";
 const NEXT_PLACE_KEY = "cell-next-place";
+/** The peers' routes and filters as this cell last knew them (restored at a restart). */
+const SNAPSHOT_KEY = "cell-snapshot";
 /** Port ids of cell i are i × 2^24 + k (docs/cells.md §3.5). */
 const PORT_IDS_PER_CELL = 2 ** 24;
 
@@ -68,6 +71,15 @@ export class CellPlacement {
     return epoch === undefined ? {} : { tokenEpoch: epoch };
   }
 
+  /**
+   * Whether this object runs the segment's services (the IPAM service: DHCP, ARP proxy, DNS): a
+   * single-cell segment or the home. Other cells reach the home's services over their trunks, so a
+   * segment has one lease table however many cells it has (docs/cells.md §0).
+   */
+  get runsServices(): boolean {
+    return this.membership === null || this.membership.index === 0;
+  }
+
   /** Whether this object keeps the segment's idle TTL: a single-cell segment or the home, never another cell. */
   get keepsTtl(): boolean {
     return this.membership === null || this.membership.index === 0;
@@ -98,9 +110,19 @@ export class CellPlacement {
     if (this.host === null) {
       const membership = this.membership as CellMembership;
       const epoch = this.ctx.storage.kv.get<number>(EPOCH_KEY) ?? 1;
-      this.host = new CellHost(membership, epoch, relay, config, (index) => this.stub(index));
+      const kv = this.ctx.storage.kv;
+      this.host = new CellHost(membership, epoch, relay, config, (index) => this.stub(index), {
+        load: () => kv.get<CellSnapshot>(SNAPSHOT_KEY),
+        save: (snapshot) => (snapshot === null ? kv.delete(SNAPSHOT_KEY) : kv.put(SNAPSHOT_KEY, snapshot)),
+      });
     }
     return this.host;
+  }
+
+  /** The alarm: remote learned routes past their lifetime go (nothing for a single-cell segment). */
+  age(relay: SegmentRelay | null, config: SegmentConfig | undefined): void {
+    if (!this.active || relay === null || config === undefined) return;
+    this.hostFor(relay, config)?.age();
   }
 
   /** End of an event: trunk announcements and calls (nothing for a single-cell segment). */
@@ -141,6 +163,27 @@ export class CellPlacement {
   describeLocal(relay: SegmentRelay, config: SegmentConfig): { ports: PortInfo[]; cell: CellDescription } | null {
     const host = this.hostFor(relay, config);
     return host === null ? null : { ports: relay.listPorts(), cell: host.describe() };
+  }
+
+  /**
+   * The home resets cell `index` of its segment (dev mode, for tests): the cell's instance aborts as a
+   * crash would. `abortSelf` resets the home itself (index 0); then this call never returns.
+   */
+  async resetCell(index: number, abortSelf: () => never): Promise<CellResetOutcome> {
+    const membership = this.membership;
+    if (!this.active || membership === null || membership.index !== 0) {
+      return { ok: false, code: "not-cells", message: "this segment runs as one Durable Object: it has no cells to reset" };
+    }
+    if (!Number.isInteger(index) || index < 0 || index >= membership.cells) {
+      return { ok: false, code: "invalid-cell", message: `cell must be an index 0..${membership.cells - 1}; got ${index}` };
+    }
+    if (index === 0) abortSelf();
+    try {
+      await this.stub(index).abortCell();
+    } catch {
+      // The cell aborted while answering: that is the reset.
+    }
+    return { ok: true };
   }
 
   /** The home deletes every other cell; returns the ports they closed. */

@@ -3,12 +3,14 @@
 // unicast to exactly one cell, broadcast once per cell, no echo, split horizon, MAC moves by seq.
 import { beforeEach, describe, expect, it } from "vitest";
 import { Cell, TRUNK_PORT_BASE, aggregateFilter } from "../../datapath/cells/cell.ts";
+import { MAX_RETRY_BACKOFF_MS, MAX_TIMED_RETRIES, MIN_RETRY_BACKOFF_MS } from "../../datapath/cells/trunk-outbox.ts";
 import { TrunkFrameFlag } from "../../datapath/cells/trunk-records.ts";
 import { DropReason, newPortCounters } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
+import { RxFlag } from "../../datapath/tunnel/constants.ts";
 import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
 import type { PortSink, SwitchPort } from "../../datapath/switch-port.ts";
-import { frame, mac } from "./datapath-frames.ts";
+import { frame, hex, mac } from "./datapath-frames.ts";
 
 const CONFIG: SwitchConfig = {
   maxFrameSize: 1514, learnLimitPerPort: 64, learnLimitPerSegment: 4096, agingMs: 300_000,
@@ -127,6 +129,18 @@ describe("three cells", () => {
     expect(trunk(1, 0).state.counters.rxFrames).toBe(1);
   });
 
+  it("a frame with a virtio-net header from a trunk (the origin's RX flag VnetHeader) is delivered, not dropped as malformed", () => {
+    // An all-zero header: no partial checksum, no GSO; the receiver gets the plain frame behind it.
+    const inner = frame(`${M(2)} ${M(1)} ${IPV4}`);
+    const withHeader = new Uint8Array(10 + inner.length);
+    withHeader.set(inner, 10);
+    (switches[1] as SegmentSwitch).trunkReceive(trunk(1, 0), [{ flags: RxFlag.VnetHeader, frame: withHeader }]);
+    (switches[1] as SegmentSwitch).flush();
+    expect(received(16777217)).toBe(1);
+    expect(ports.get(16777217)?.sink.frames[0]).toEqual(inner);
+    expect(trunk(1, 0).state.counters.drops[DropReason.Malformed] ?? 0).toBe(0);
+  });
+
   it("broadcast reaches every other cell once and never echoes to the sender", () => {
     send(16777217, frame(`${BCAST} ${M(2)} 08 06`));
     expect([received(1), received(16777217), received(33554433)]).toEqual([1, 0, 1]);
@@ -164,9 +178,49 @@ describe("three cells", () => {
     expect(trunk(0, 2).state.counters.txFrames).toBe(1);
   });
 
+  it("a cell rebuilt from its snapshot has its peers' routes and filters at once; learned routes past their lifetime stay out", () => {
+    const X = mac("02:00:00:00:0b:0b");
+    attach(2, 33554434, "bridge");
+    send(33554434, frame(`${BCAST} 02 00 00 00 0b 0b ${IPV4}`));
+    expect((cells[0] as Cell).routes.owner(X, 0)).toBe(2);
+    const snapshot = (cells[0] as Cell).snapshot();
+    // Cell 0 restarts (a new epoch, a fresh switch) and restores what it stored.
+    const restarted = makeCell(0, 2);
+    expect(restarted.addPeer(1).ok && restarted.addPeer(2).ok).toBe(true);
+    restarted.restore(snapshot);
+    // Its filters came back: a broadcast from a port there goes to both peers before any call.
+    const port = (switches[0] as SegmentSwitch).attach(77, "raw", {
+      kind: "member", macs: [], filter: { promiscuous: false, allMulticast: false, multicast: [] },
+      features: 0, txWindow: 0, credits: null, counters: newPortCounters(), heldCompletions: [],
+    }, new RawSink());
+    expect((switches[0] as SegmentSwitch).open(port).ok).toBe(true);
+    (switches[0] as SegmentSwitch).rawFrame(port, frame(`${BCAST} ${M(9)} 08 06`));
+    (switches[0] as SegmentSwitch).flush();
+    expect([restarted.outbox(1)?.pending, restarted.outbox(2)?.pending]).toEqual([1, 1]);
+    expect(restarted.routes.owner(mac(M(2).replace(/ /g, ":")), 0)).toBe(1);
+    expect(restarted.routes.owner(X, 0)).toBe(2);
+    // A learned route from the snapshot past 1.5 × aging is not restored.
+    now += CONFIG.agingMs * 2;
+    const later = makeCell(0, 3);
+    later.addPeer(2);
+    later.restore(snapshot);
+    expect(later.routes.owner(X, 0)).toBeUndefined();
+    expect(later.routes.owner(mac(M(3).replace(/ /g, ":")), 0)).toBe(2);
+  });
+
   it("a trunk call from another segment generation is refused whole", () => {
-    const refused = (cells[1] as Cell).receive({ generation: "old", from: 0, epoch: 1, controlFrom: 0, control: [], frames: [] });
+    const refused = (cells[1] as Cell).receive({ generation: "old", from: 0, epoch: 1, controlFrom: 0, control: [], frames: new Uint8Array(0), frameCount: 0 });
     expect(refused.ok ? "ok" : refused.error.code).toBe("stale-generation");
+  });
+
+  it("a trunk call whose packed frames run past their end is refused whole: its control records are not applied", () => {
+    const m9 = mac("02:00:00:00:00:09");
+    const refused = (cells[1] as Cell).receive({
+      generation: GENERATION, from: 0, epoch: 1, controlFrom: 1000, frameCount: 1, frames: hex("00 00 00 00 40 ff"),
+      control: [{ type: "routes-reset", epoch: 1 }, { type: "mac-route", route: { mac: m9, vlan: 0xffff, seq: 9, kind: "static", origin: 0 } }],
+    });
+    expect(refused.ok ? "ok" : refused.error.code).toBe("malformed-frames");
+    expect((cells[1] as Cell).routes.owner(m9, 0)).toBeUndefined();
   });
 
   it("a MAC learned behind a bridge port moves between cells by sequence number", () => {
@@ -257,11 +311,60 @@ describe("trunk flow control", () => {
     const reply = (cells[2] as Cell).receive((first[1] as (typeof first)[number]).batch);
     if (!reply.ok) throw new Error(reply.error.message);
     cell.completed(2, reply.value);
+    // The retry waits for the backoff (100 ms after the first failure), so a failing peer is not hammered.
+    expect(cell.take()).toEqual([]);
+    expect(cell.nextRetry()).toBe(now + MIN_RETRY_BACKOFF_MS);
+    now += MIN_RETRY_BACKOFF_MS;
     const again = cell.take().find((call) => call.peer === 1);
     // The first call to a peer is a full announce (it replaced the records queued before it), resent after the failure.
     expect(again?.batch.control.map((record) => record.type)).toEqual(["routes-reset", "cell-filter", "mac-route"]);
     expect(again?.batch.controlFrom).toBe(first[0]?.batch.controlFrom);
     expect(cell.outbox(1)?.counters.callFailures).toBe(1);
+  });
+
+  it("the backoff doubles per failure up to 10 s and a success resets it", () => {
+    attach(0, 1, "member", [1]);
+    const cell = cells[0] as Cell;
+    const outbox = cell.outbox(1);
+    if (outbox === undefined) throw new Error("no outbox");
+    const waits: number[] = [];
+    const timed: boolean[] = [];
+    for (let failure = 0; failure < 12; failure++) {
+      expect(outbox.take(now)).not.toBeNull();
+      outbox.failed(false, now);
+      waits.push(outbox.nextCallAt - now);
+      timed.push(outbox.retryDue !== null);
+      now = outbox.nextCallAt;
+    }
+    expect(waits).toEqual([100, 200, 400, 800, 1600, 3200, 6400, ...Array<number>(5).fill(MAX_RETRY_BACKOFF_MS)]);
+    // After MAX_TIMED_RETRIES failures at the longest backoff, no timer: the next event retries (the cell may hibernate).
+    expect(timed).toEqual([...Array<boolean>(7 + MAX_TIMED_RETRIES).fill(true), false, false]);
+    expect(outbox.take(now)).not.toBeNull();
+    outbox.completed({ epoch: 1, controlAck: 0, grantBytes: 1 << 20 });
+    expect(outbox.retryDue).toBeNull();
+  });
+
+  it("a call refused whole (the peer is not a cell yet) is not retried until that peer calls: no call loop", () => {
+    attach(0, 1, "member", [1]);
+    const cell = cells[0] as Cell;
+    const first = cell.take();
+    expect(first.map((call) => call.peer)).toEqual([1, 2]);
+    cell.refused(1);
+    const reply = (cells[2] as Cell).receive((first[1] as (typeof first)[number]).batch);
+    if (!reply.ok) throw new Error(reply.error.message);
+    cell.completed(2, reply.value);
+    // Frames and control keep arriving; still nothing goes to cell 1, whatever the time.
+    cell.syncStatics(new Set([mac("02:00:00:00:00:09")]), 3);
+    now += 60_000;
+    expect(cell.take().map((call) => call.peer)).toEqual([2]);
+    expect(cell.nextRetry()).toBeNull();
+    expect(cell.outbox(1)?.counters.refusals).toBe(1);
+    // Cell 1 is adopted and calls (its HELLO's pump): the queued control goes to it again.
+    const fromPeer1 = (cells[1] as Cell).take().find((call) => call.peer === 0);
+    if (fromPeer1 === undefined) throw new Error("cell 1 made no call to cell 0");
+    expect(cell.receive(fromPeer1.batch).ok).toBe(true);
+    const resent = cell.take().find((call) => call.peer === 1);
+    expect(resent?.batch.control.map((record) => record.type)).toContain("mac-route");
   });
 
   it("syncStatics announces new registered MACs and withdraws gone ones, once each", () => {

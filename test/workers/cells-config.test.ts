@@ -1,10 +1,7 @@
 /// <reference types="@cloudflare/vitest-pool-workers/types" />
-import { env, exports } from "cloudflare:workers";
+import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { applyConfigPatch, CELLS_RANGE } from "../../durable/config.ts";
-import { runInDurableObject } from "cloudflare:test";
-import type { Segment } from "../../durable/segment.ts";
-import type { Env } from "../../worker/env.ts";
 
 // The `cells` setting (docs/cells.md §3.3): absent means 1; 1..16 cells; a segment of several cells
 // keeps its count (adding or draining cells of a running segment is refused with 400 not-implemented).
@@ -37,20 +34,10 @@ describe("cells", () => {
     expect(body.message).toMatch(/^not implemented yet: changing cells from 3 to 2/);
   });
 
-  it("refuses cells > 1 with not-implemented unless EDGELAN_EXPERIMENTAL_CELLS=1", async () => {
-    const stub = env.SEGMENTS.getByName("cells-off");
-    const outcome = await runInDurableObject(stub, async (instance: Segment) => {
-      const objectEnv = (instance as unknown as { env: Env }).env;
-      const saved = objectEnv.EDGELAN_EXPERIMENTAL_CELLS;
-      objectEnv.EDGELAN_EXPERIMENTAL_CELLS = undefined;
-      try {
-        return await instance.configure("cells-off", { cells: 3 });
-      } finally {
-        objectEnv.EDGELAN_EXPERIMENTAL_CELLS = saved;
-      }
-    });
-    expect(outcome.ok ? "ok" : outcome.error.code).toBe("not-implemented");
-    expect(outcome.ok ? "" : outcome.error.message).toMatch(/^not implemented yet: cells 3/);
+  it("creates a segment of 3 cells with no extra setting (cells are no longer experimental)", async () => {
+    const created = await put("cells-three", { cells: 3 });
+    expect(created.status).toBe(201);
+    expect(await created.json()).toMatchObject({ cells: 3 });
   });
 
   it("refuses values outside 1..16 as invalid-config-field", () => {

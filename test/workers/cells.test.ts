@@ -3,6 +3,8 @@ import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ADMIN, BROADCAST, createSegment, frame, hello_, Port } from "./ports.ts";
+import worker from "../../worker/index.ts";
+import type { Env } from "../../worker/env.ts";
 
 // A segment of 3 cells in one workerd (docs/cells.md §11): ports forced onto cells with ?cell=,
 // real WebSocket clients, trunks as Durable Object RPC between the cells.
@@ -34,7 +36,7 @@ async function joinCell(segment: string, cell: number, mac: number, kind: "membe
 
 interface Description {
   ports: CellPort[];
-  cells?: Array<{ index: number; remoteRoutes: number; trunks: Array<{ peer: number; rxFrames: number; txFrames: number }> }>;
+  cells?: Array<{ index: number; epoch: number; remoteRoutes: number; trunks: Array<{ peer: number; rxFrames: number; txFrames: number; failedFrames: number; backlogDrops: number }> }>;
 }
 
 async function describe_(segment: string): Promise<Description> {
@@ -181,12 +183,158 @@ describe("a segment of 3 cells", () => {
     expect(back.closed).toBeUndefined();
   });
 
+  it("every trunk pair's counters agree at quiescence: frames sent = frames received + frames lost in failed calls (§9)", async () => {
+    const all = await threeCells("cells-invariant");
+    // Each port sends unicast to each other port and one broadcast, three rounds.
+    for (let round = 0; round < 3; round++) {
+      for (const [i, port] of all.entries()) {
+        const records = M.filter((_, j) => j !== i).map((dst, k) => ({ type: "tx" as const, id: 100 + round * 8 + k, flags: 0, frame: frame(dst, M[i] as number, round) }));
+        port.send([...records, { type: "tx", id: 100 + round * 8 + 7, flags: 0, frame: frame(BROADCAST, M[i] as number, round) }]);
+      }
+      // Each port gets 2 unicast and 2 broadcast frames per round: keep its credits topped up.
+      for (const port of all) {
+        await port.rx(4);
+        port.send([{ type: "rx-post", count: 4, bufferSize: 2048 }]);
+      }
+    }
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const cells = (await describe_("cells-invariant")).cells ?? [];
+      const pairs = cells.flatMap((cell) => cell.trunks.map((trunk) => {
+        const back = cells.find((peer) => peer.index === trunk.peer)?.trunks.find((t) => t.peer === cell.index);
+        return { sent: trunk.txFrames, received: back?.rxFrames ?? -1, failed: trunk.failedFrames };
+      }));
+      if (pairs.length === 6 && pairs.every((pair) => pair.sent === pair.received + pair.failed)) {
+        expect(pairs.reduce((sum, pair) => sum + pair.failed, 0)).toBe(0);
+        // 3 rounds × (2 unicast + 1 broadcast to each of 2 cells) per sender, plus the 3 broadcasts of threeCells.
+        expect(pairs.reduce((sum, pair) => sum + pair.sent, 0)).toBe(3 * 3 * 4 + 3 * 2);
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`trunk counters never agreed: ${JSON.stringify(pairs)}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  });
+
   it("deleting the segment closes the ports of every cell", async () => {
     const all = await threeCells("cells-delete");
     const response = await exports.default.fetch("http://edgelan.test/v1/segments/cells-delete", { method: "DELETE", headers: ADMIN });
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ portsClosed: 3 });
     for (const port of all) expect((await port.closedWith()).code).toBe(4010);
+  });
+});
+
+describe("a cell killed mid-traffic (docs/cells.md §7)", () => {
+  it("its port resumes with the same id; ports on other cells lose nothing; frames in flight to it are lost and counted", async () => {
+    const segment = "cells-kill";
+    await createSegment(segment, { cells: 3 });
+    const a = await joinCell(segment, 0, M[0] as number);
+    const b = await Port.open(segment, true, "?cell=1");
+    b.send([hello_(M[1] as number)]);
+    const welcome = await b.next("welcome");
+    b.send([{ type: "rx-post", count: 64, bufferSize: 2048 }]);
+    const c = await joinCell(segment, 2, M[2] as number);
+    await routesSettled(segment, 2);
+    // One message of 4 frames to b (cell 1) and 4 to c (cell 2); cell 1 is killed before any of it is awaited.
+    const toB = [0x80, 0x81, 0x82, 0x83];
+    const toC = [0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97];
+    a.send([...toB.map((m) => ({ type: "tx" as const, id: m, flags: 0, frame: frame(M[1] as number, M[0] as number, m) })),
+      ...toC.slice(0, 4).map((m) => ({ type: "tx" as const, id: m, flags: 0, frame: frame(M[2] as number, M[0] as number, m) }))]);
+    await expect(runInDurableObject(env.SEGMENTS.getByName(`${segment}#1`), (_instance, state) => state.abort("killed mid-traffic"))).rejects.toThrow();
+    a.send(toC.slice(4).map((m) => ({ type: "tx" as const, id: m, flags: 0, frame: frame(M[2] as number, M[0] as number, m) })));
+    // c gets every frame, in order; a's 12 TX all complete ok (switched at cell 0); neither a nor c is closed.
+    expect(await markers(c, 8)).toEqual(toC);
+    const completed = await a.until(() => {
+      const done = a.records.filter((r): r is Extract<typeof r, { type: "tx-complete" }> => r.type === "tx-complete");
+      return done.reduce((sum, r) => sum + r.count, 0) >= 12 ? done : undefined;
+    }, "12 completions");
+    expect(completed.every((r) => r.status === 0)).toBe(true);
+    expect(b.closed ?? (await b.closedWith())).toBeDefined();
+    expect(a.closed).toBeUndefined();
+    expect(c.closed).toBeUndefined();
+    // What b got before the kill is a prefix of what a sent it, in order; the rest is lost with the cell.
+    const gotByB = b.records.filter((r): r is Extract<typeof r, { type: "rx" }> => r.type === "rx").map((r) => r.frame[14] as number);
+    expect(toB.slice(0, gotByB.length)).toEqual(gotByB);
+
+    // b resumes on cell 1 (a new epoch): same port id and MAC; the cells exchange full announces and a reaches b again.
+    const again = await Port.open(segment, true, "?cell=1");
+    again.send([hello_(0, { resume: { sessionId: welcome.sessionId, token: welcome.resumeToken } })]);
+    expect(await again.next("welcome")).toMatchObject({ portId: welcome.portId, macs: [M[1]] });
+    again.send([{ type: "rx-post", count: 64, bufferSize: 2048 }]);
+    await routesSettled(segment, 2);
+    const cells = (await describe_(segment)).cells ?? [];
+    expect(cells.find((cell) => cell.index === 1)?.epoch).toBeGreaterThan(1);
+    a.send([{ type: "tx", id: 0xa0, flags: 0, frame: frame(M[1] as number, M[0] as number, 0xa0) }]);
+    expect(await markers(again, 1)).toEqual([0xa0]);
+    c.send([{ type: "tx", id: 0xa1, flags: 0, frame: frame(M[1] as number, M[2] as number, 0xa1) }]);
+    expect(await markers(again, 1)).toEqual([0xa1]);
+    // Every frame a sent towards b before the kill is accounted for: delivered to b, or lost in a failed trunk
+    // call (failedFrames on cell 0's trunk to 1), or lost inside the killed cell (handed to b's socket as it died).
+    const trunk01 = cells.find((cell) => cell.index === 0)?.trunks.find((t) => t.peer === 1);
+    expect(gotByB.length + (trunk01?.failedFrames ?? 0)).toBeLessThanOrEqual(toB.length);
+    expect(trunk01?.backlogDrops).toBe(0);
+  });
+});
+
+describe("a cell's view of its peers survives its restart (docs/cells.md §0)", () => {
+  it("a restarted cell knows the other cells' routes before any trunk call, and its first broadcast reaches them", async () => {
+    const [a, , c] = (await threeCells("cells-snapshot")) as [Port, Port, Port];
+    const cell1 = env.SEGMENTS.getByName("cells-snapshot#1");
+    // Snapshots are written at most once a second: wait (bounded) until cell 1 stored both peers' routes.
+    const deadline = Date.now() + 10_000;
+    const storedRoutes = (): Promise<number> =>
+      runInDurableObject(cell1, (_instance, state) => state.storage.kv.get<{ routes: unknown[] }>("cell-snapshot")?.routes.length ?? 0);
+    while ((await storedRoutes()) < 2) {
+      if (Date.now() > deadline) throw new Error("cell 1 never stored its snapshot");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await expect(runInDurableObject(cell1, (_instance, state) => state.abort("restart"))).rejects.toThrow();
+    // The new instance (a new stub: the old one broke with the abort) restored the routes and filters it
+    // stored: no trunk call has reached it yet.
+    const view = await env.SEGMENTS.getByName("cells-snapshot#1").describeCell();
+    expect(view?.cell.epoch).toBe(2);
+    expect(view?.cell.remoteRoutes).toBe(2);
+    expect(view?.cell.trunks.every((trunk) => trunk.calls === 0 && trunk.rxFrames === 0)).toBe(true);
+    // A port that joins the restarted cell sends a broadcast straight after its WELCOME: the others get it.
+    const back = await joinCell("cells-snapshot", 1, 0x0200_0000_0a09);
+    back.send([{ type: "tx", id: 1, flags: 0, frame: frame(BROADCAST, 0x0200_0000_0a09, 0x77) }]);
+    expect(await markers(a, 1)).toEqual([0x77]);
+    expect(await markers(c, 1)).toEqual([0x77]);
+  });
+});
+
+describe("POST /v1/segments/:name/cells/:index/reset (open development mode only)", () => {
+  const devEnv: Env = { ...env, EDGELAN_DEV_MODE: "1", EDGELAN_ADMIN_TOKEN: undefined, EDGELAN_TOKEN_SECRET: undefined };
+  const reset = (segment: string, index: string, environment: Env): Promise<Response> =>
+    worker.fetch(new Request(`http://edgelan.test/v1/segments/${segment}/cells/${index}/reset`, { method: "POST", headers: ADMIN }), environment);
+
+  it("is 404 outside open development mode", async () => {
+    await createSegment("cells-reset-route-off", { cells: 3 });
+    const response = await reset("cells-reset-route-off", "1", env as Env);
+    expect(response.status).toBe(404);
+    expect(((await response.json()) as { error: string }).error).toBe("not-found");
+  });
+
+  it("resets one cell: its port's socket drops, the others stay; a bad index or a one-cell segment is 400", async () => {
+    const [a, b, c] = (await threeCells("cells-reset-route")) as [Port, Port, Port];
+    const response = await reset("cells-reset-route", "2", devEnv);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ reset: true, name: "cells-reset-route", cell: 2 });
+    expect(c.closed ?? (await c.closedWith())).toBeDefined();
+    expect(a.closed).toBeUndefined();
+    expect(b.closed).toBeUndefined();
+    // Cell 0 is the home itself: it aborts while answering, and the route still says it was reset.
+    const home = await reset("cells-reset-route", "0", devEnv);
+    expect(home.status).toBe(200);
+    expect(a.closed ?? (await a.closedWith())).toBeDefined();
+    expect(b.closed).toBeUndefined();
+    const bad = await reset("cells-reset-route", "3", devEnv);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toBe("invalid-cell");
+    await createSegment("cells-reset-route-one");
+    const single = await reset("cells-reset-route-one", "0", devEnv);
+    expect(((await single.json()) as { error: string }).error).toBe("not-cells");
+    expect((await reset("cells-reset-route-none", "1", devEnv)).status).toBe(404);
   });
 });
 
