@@ -452,6 +452,8 @@ async function benchSegment(label: string, base: string, config: Config, cli?: s
     const budget = traces === undefined ? undefined : async (result: ScenarioResult): Promise<void> => {
       result.budget = await readBudget(traces, url);
       for (const line of describeBudget(label, result.budget)) console.log(line);
+      // A budget over no pings is a broken trace, not a figure (it once printed budget_pings 0 unnoticed).
+      if (result.budget.problem !== null) result.errors.push(`latency budget: ${result.budget.problem}`);
     };
     return await measure(label, namespaces, a, b, config, budget, agentPids);
   } finally {
@@ -690,6 +692,7 @@ async function main(): Promise<number> {
     if (result.budget !== undefined) {
       summary[`${key}budget_us`] = Object.fromEntries(result.budget.hops.map((h) => [h.hop, { p50: h.p50_us, p99: h.p99_us }]));
       summary[`${key}budget_pings`] = result.budget.pings;
+      if (result.budget.problem !== null) summary[`${key}budget_problem`] = result.budget.problem;
     }
   }
   const vdeTcp = summary.vde_tcp_gbps as number | null | undefined;

@@ -15,8 +15,12 @@ export interface HopFigures { hop: string; meaning: string; p50_us: number; p99_
 
 export interface LatencyBudget {
   hops: HopFigures[];
-  /** Pings found complete (all eight stamps) in both traces. */
+  /** Pings found complete (all eight stamps) in both traces; the hops are figures over these. */
   pings: number;
+  /** Echo requests agent A read from its TAP (each names one ping). */
+  requests: number;
+  /** Why no ping was complete (which stamps are missing where), or null when some were. */
+  problem: string | null;
 }
 
 interface HopSpec { hop: string; meaning: string; from: [Agent, Point, Echo]; to: [Agent, Point, Echo] }
@@ -37,14 +41,19 @@ const HOPS: readonly HopSpec[] = [
 
 /** Stamps of one trace file: `point|type|id|seq` → ns; a key seen twice (an id reused) is dropped. */
 function readTrace(path: string): Map<string, bigint> {
-  const stamps = new Map<string, bigint>();
-  const duplicates = new Set<string>();
   let text = "";
   try {
     text = readFileSync(path, "utf8");
   } catch {
-    return stamps;
+    return new Map();
   }
+  return parseTrace(text);
+}
+
+/** Stamps of one trace's text (lines `point type id seq ns`); a key seen twice (an id reused) is dropped. */
+export function parseTrace(text: string): Map<string, bigint> {
+  const stamps = new Map<string, bigint>();
+  const duplicates = new Set<string>();
   for (const line of text.split("\n")) {
     const [point, type, id, seq, ns] = line.split(" ");
     if (point === undefined || ns === undefined) continue;
@@ -61,26 +70,49 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
+/** A stamp's place: which agent, which point, which half of the echo. */
+type StampSpec = [Agent, Point, Echo];
+
+/** The eight stamps of one ping, in order along its way. */
+const STAMPS: readonly StampSpec[] = HOPS.filter((hop) => hop.hop !== "tap_to_tap").map((hop) => hop.from).concat([["a", "tap-write", "reply"]]);
+
 /** The budget from agent A's and agent B's trace files (A pinged B). */
 export function latencyBudget(traceA: string, traceB: string): LatencyBudget {
-  const traces = { a: readTrace(traceA), b: readTrace(traceB) };
-  // Every echo request agent A read from its TAP names one ping.
-  const pings = [...traces.a.keys()].filter((key) => key.startsWith("tap-read|8|")).map((key) => key.slice("tap-read|8|".length));
-  const stamp = (ping: string, [agent, point, echo]: [Agent, Point, Echo]): bigint | undefined =>
+  return pairStamps(readTrace(traceA), readTrace(traceB));
+}
+
+/**
+ * Pairs two agents' stamps by echo identity (type, id, sequence): a ping is the
+ * request agent A read from its TAP, and it counts when all eight stamps are there.
+ */
+export function pairStamps(a: Map<string, bigint>, b: Map<string, bigint>): LatencyBudget {
+  const traces = { a, b };
+  // Every echo request agent A read from its TAP names one ping: "id|seq".
+  const pings = [...a.keys()].filter((key) => key.startsWith("tap-read|8|")).map((key) => key.slice("tap-read|8|".length));
+  const stamp = (ping: string, [agent, point, echo]: StampSpec): bigint | undefined =>
     traces[agent].get(`${point}|${echo === "request" ? 8 : 0}|${ping}`);
-  const complete = pings.filter((ping) => HOPS.every((hop) => stamp(ping, hop.from) !== undefined && stamp(ping, hop.to) !== undefined));
+  const complete = pings.filter((ping) => STAMPS.every((spec) => stamp(ping, spec) !== undefined));
   const hops = HOPS.map((hop): HopFigures => {
     const values = complete.map((ping) => Number((stamp(ping, hop.to) as bigint) - (stamp(ping, hop.from) as bigint)) / 1000).sort((x, y) => x - y);
     return { hop: hop.hop, meaning: hop.meaning, p50_us: Math.round(percentile(values, 50)), p99_us: Math.round(percentile(values, 99)), n: values.length };
   });
-  return { hops, pings: complete.length };
+  return { hops, pings: complete.length, requests: pings.length, problem: complete.length > 0 ? null : whyIncomplete(pings, stamp) };
+}
+
+/** Names the stamps no ping has (for example "b ws-recv request"), so a broken trace says where it broke. */
+function whyIncomplete(pings: readonly string[], stamp: (ping: string, spec: StampSpec) => bigint | undefined): string {
+  if (pings.length === 0) return "agent A's trace has no echo request read from its TAP";
+  const missing = STAMPS.filter((spec) => pings.every((ping) => stamp(ping, spec) === undefined)).map((spec) => spec.join(" "));
+  return missing.length > 0
+    ? `no ping of ${pings.length} has these stamps: ${missing.join(", ")}`
+    : `each of ${pings.length} pings lacks some stamp (none is missing from all)`;
 }
 
 /** Lines for the console: one per hop. */
 export function describeBudget(label: string, budget: LatencyBudget): string[] {
   const tag = label.padEnd(8);
   return [
-    `${tag} latency budget over ${budget.pings} pings (µs, p50 / p99):`,
+    `${tag} latency budget over ${budget.pings} of ${budget.requests} pings (µs, p50 / p99)${budget.problem === null ? "" : `: ${budget.problem}`}:`,
     ...budget.hops.map((h) => `${tag}   ${h.hop.padEnd(10)} ${String(h.p50_us).padStart(6)} / ${String(h.p99_us).padEnd(6)} ${h.meaning}`),
   ];
 }

@@ -3,9 +3,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { echoKey, FrameTrace } from "../../client/frame-trace.ts";
-import { latencyBudget } from "../../bench/lib/latency-budget.ts";
+import { latencyBudget, pairStamps, parseTrace } from "../../bench/lib/latency-budget.ts";
 
 const hex = (text: string): Uint8Array => Uint8Array.from(text.replace(/\s+/g, "").match(/../g) ?? [], (byte) => parseInt(byte, 16));
 
@@ -65,5 +65,54 @@ describe("FrameTrace and latencyBudget", () => {
     expect(Object.fromEntries(budget.hops.map((h) => [h.hop, h.p50_us]))).toEqual({
       a_tx: 10, relay_ab: 100, b_rx: 2, b_kernel: 38, b_tx: 10, relay_ba: 140, a_rx: 5, tap_to_tap: 305,
     });
+  });
+
+  it("pairs by echo id and sequence across pings of several runs, and drops a key stamped twice", () => {
+    const at = (us: number): string => String(2_000_000_000 + us * 1000);
+    // Two pings of two `ping` runs (ids 7 and 9): A's eight-stamp halves with B's, by id and sequence alone.
+    const agentA = (id: number, t0: number): string[] => [
+      `tap-read 8 ${id} 1 ${at(t0)}`, `ws-send 8 ${id} 1 ${at(t0 + 20)}`, `ws-recv 0 ${id} 1 ${at(t0 + 500)}`, `tap-write 0 ${id} 1 ${at(t0 + 510)}`,
+    ];
+    const agentB = (id: number, t0: number): string[] => [
+      `ws-recv 8 ${id} 1 ${at(t0 + 220)}`, `tap-write 8 ${id} 1 ${at(t0 + 230)}`, `tap-read 0 ${id} 1 ${at(t0 + 270)}`, `ws-send 0 ${id} 1 ${at(t0 + 290)}`,
+    ];
+    const a = parseTrace([...agentA(7, 0), ...agentA(9, 5000), `tap-read 8 9 1 ${at(9000)}`].join("\n"));
+    const b = parseTrace([...agentB(9, 5000), ...agentB(7, 0)].join("\n"));
+    // Ping 9/1 was read twice by A (an id reused): its tap-read is ambiguous and the ping is left out.
+    const budget = pairStamps(a, b);
+    expect(budget).toMatchObject({ pings: 1, requests: 1, problem: null });
+    expect(budget.hops.find((h) => h.hop === "relay_ab")?.p50_us).toBe(200);
+    expect(budget.hops.find((h) => h.hop === "tap_to_tap")?.p50_us).toBe(510);
+  });
+
+  it("says which stamps are missing when no ping is complete (the agents' sessions were not traced)", () => {
+    // Only the TAP backend stamped: what `edgelan join` wrote while its session had no trace.
+    const a = parseTrace("tap-read 8 5 1 1000000\ntap-write 0 5 1 2000000\ntap-read 8 5 2 3000000\ntap-write 0 5 2 4000000");
+    const b = parseTrace("tap-write 8 5 1 1500000\ntap-read 0 5 1 1600000\ntap-write 8 5 2 3500000\ntap-read 0 5 2 3600000");
+    const budget = pairStamps(a, b);
+    expect(budget.pings).toBe(0);
+    expect(budget.requests).toBe(2);
+    expect(budget.problem).toBe("no ping of 2 has these stamps: a ws-send request, b ws-recv request, b ws-send reply, a ws-recv reply");
+    expect(pairStamps(new Map(), b).problem).toBe("agent A's trace has no echo request read from its TAP");
+  });
+});
+
+describe("the CLI's sessions", () => {
+  it("carry the latency trace when EDGELAN_TRACE_FILE is set (edgelan join opens its session itself)", async () => {
+    const path = join(dir, "cli.trace");
+    process.env.EDGELAN_TRACE_FILE = path;
+    vi.resetModules();
+    try {
+      const { sessionOptions } = await import("../../client/cli/session-options.ts");
+      const { frameTrace } = await import("../../client/frame-trace.ts");
+      const options = await sessionOptions("ws://127.0.0.1:1/v1/segments/x/connect", undefined, { macs: [] });
+      expect(frameTrace).not.toBeNull();
+      expect(options.trace).toBe(frameTrace);
+    } finally {
+      delete process.env.EDGELAN_TRACE_FILE;
+      vi.resetModules();
+    }
+    const { sessionOptions } = await import("../../client/cli/session-options.ts");
+    expect((await sessionOptions("ws://127.0.0.1:1/v1/segments/x/connect", undefined, {})).trace).toBeUndefined();
   });
 });
