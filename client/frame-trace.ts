@@ -1,13 +1,14 @@
 // A latency trace for `bench:netns`'s budget mode: when the environment variable
 // EDGELAN_TRACE_FILE names a file, the TAP backend and the session stamp every
-// ICMP echo (request or reply) at four points of its way through this process,
+// ICMP echo (request or reply) at five points of its way through this process,
 // with CLOCK_MONOTONIC (process.hrtime.bigint(), the same clock in every process
 // on the machine), and append `point type id seq ns` lines to that file. Without
 // the variable (and in browsers) `frameTrace` is null and costs one comparison.
 //
-// Points: tap-read (the addon handed the frame over), ws-send (the message that
-// carries it went to the socket), ws-recv (the message that carries it arrived),
-// tap-write (the frame is handed to the TAP's write()).
+// Points: tap-read (the addon handed the frame over), ws-sending (the message that
+// carries it is about to go to the socket), ws-send (the socket's send returned),
+// ws-recv (the message that carries it arrived), tap-write (the frame is handed to
+// the TAP's write()).
 import { appendFileSync } from "node:fs";
 import type { SessionTrace, TracePoint } from "./session/trace.ts";
 
@@ -59,7 +60,12 @@ export class FrameTrace implements SessionTrace {
     if (key !== null) this.queued.push(key);
   }
 
-  /** The outgoing message went to the socket: stamps ws-send for every echo it carries. */
+  /** The outgoing message is about to go to the socket: stamps ws-sending for every echo it carries. */
+  sending(): void {
+    for (const key of this.queued) this.record("ws-sending", key);
+  }
+
+  /** The outgoing message went to the socket (`send` returned): stamps ws-send for every echo it carries. */
   sent(): void {
     if (this.queued.length === 0) return;
     for (const key of this.queued) this.record("ws-send", key);

@@ -3,11 +3,14 @@
 // `point type id seq ns` with CLOCK_MONOTONIC nanoseconds, one clock for every
 // process on the machine, so stamps from agent A and agent B can be subtracted.
 //
-// An echo request goes A tap-read → A ws-send → B ws-recv → B tap-write; B's
-// kernel answers; the reply goes B tap-read → B ws-send → A ws-recv → A tap-write.
-// The two "relay" hops (ws-send in one agent → ws-recv in the other) are
-// everything between the agents' sockets: loopback TCP both ways, wrangler dev's
-// proxy when it is in the path, workerd and the segment's Durable Object.
+// An echo request goes A tap-read → A ws-sending → B ws-recv → B tap-write; B's
+// kernel answers; the reply goes B tap-read → B ws-sending → A ws-recv → A tap-write.
+// The two "relay" hops (ws-sending in one agent → ws-recv in the other) are
+// everything from the agent's socket send on: the send call itself (the loopback
+// write, which also runs the receiver's TCP input and wakes it), wrangler dev's
+// proxy when it is in the path, workerd, the segment's Durable Object, and the
+// other agent waking up. `a_send`/`b_send` (ws-sending → ws-send: how long the
+// send call took) are part of the relay hops, shown apart.
 import { readFileSync } from "node:fs";
 
 /** One hop of the budget: its name, what it covers, and p50/p99 in µs over the traced pings. */
@@ -15,7 +18,7 @@ export interface HopFigures { hop: string; meaning: string; p50_us: number; p99_
 
 export interface LatencyBudget {
   hops: HopFigures[];
-  /** Pings found complete (all eight stamps) in both traces; the hops are figures over these. */
+  /** Pings found complete (all ten stamps) in both traces; the hops are figures over these. */
   pings: number;
   /** Echo requests agent A read from its TAP (each names one ping). */
   requests: number;
@@ -25,18 +28,20 @@ export interface LatencyBudget {
 
 interface HopSpec { hop: string; meaning: string; from: [Agent, Point, Echo]; to: [Agent, Point, Echo] }
 type Agent = "a" | "b";
-type Point = "tap-read" | "ws-send" | "ws-recv" | "tap-write";
+type Point = "tap-read" | "ws-sending" | "ws-send" | "ws-recv" | "tap-write";
 type Echo = "request" | "reply";
 
 const HOPS: readonly HopSpec[] = [
-  { hop: "a_tx", meaning: "agent A: TAP read → message sent (encode, batch, ws.send)", from: ["a", "tap-read", "request"], to: ["a", "ws-send", "request"] },
-  { hop: "relay_ab", meaning: "A's socket → B's socket: loopback, proxy (if any), workerd, the segment switching the frame", from: ["a", "ws-send", "request"], to: ["b", "ws-recv", "request"] },
+  { hop: "a_tx", meaning: "agent A: TAP read → message about to be sent (batch, encode)", from: ["a", "tap-read", "request"], to: ["a", "ws-sending", "request"] },
+  { hop: "relay_ab", meaning: "A's send → B has the message: the send call, loopback, proxy (if any), workerd, the segment, B waking", from: ["a", "ws-sending", "request"], to: ["b", "ws-recv", "request"] },
   { hop: "b_rx", meaning: "agent B: message received → TAP write (decode, deliver)", from: ["b", "ws-recv", "request"], to: ["b", "tap-write", "request"] },
   { hop: "b_kernel", meaning: "B's kernel: request written → reply read by agent B", from: ["b", "tap-write", "request"], to: ["b", "tap-read", "reply"] },
-  { hop: "b_tx", meaning: "agent B: TAP read → message sent", from: ["b", "tap-read", "reply"], to: ["b", "ws-send", "reply"] },
-  { hop: "relay_ba", meaning: "B's socket → A's socket, as relay_ab", from: ["b", "ws-send", "reply"], to: ["a", "ws-recv", "reply"] },
+  { hop: "b_tx", meaning: "agent B: TAP read → message about to be sent", from: ["b", "tap-read", "reply"], to: ["b", "ws-sending", "reply"] },
+  { hop: "relay_ba", meaning: "B's send → A has the message, as relay_ab", from: ["b", "ws-sending", "reply"], to: ["a", "ws-recv", "reply"] },
   { hop: "a_rx", meaning: "agent A: message received → TAP write", from: ["a", "ws-recv", "reply"], to: ["a", "tap-write", "reply"] },
   { hop: "tap_to_tap", meaning: "A's TAP read of the request → A's TAP write of the reply (all of the above)", from: ["a", "tap-read", "request"], to: ["a", "tap-write", "reply"] },
+  { hop: "a_send", meaning: "part of relay_ab: A's send call (ws.send: mask, loopback write, the receiver's TCP input)", from: ["a", "ws-sending", "request"], to: ["a", "ws-send", "request"] },
+  { hop: "b_send", meaning: "part of relay_ba: B's send call", from: ["b", "ws-sending", "reply"], to: ["b", "ws-send", "reply"] },
 ];
 
 /** Stamps of one trace file: `point|type|id|seq` → ns; a key seen twice (an id reused) is dropped. */
@@ -73,8 +78,8 @@ function percentile(sorted: readonly number[], p: number): number {
 /** A stamp's place: which agent, which point, which half of the echo. */
 type StampSpec = [Agent, Point, Echo];
 
-/** The eight stamps of one ping, in order along its way. */
-const STAMPS: readonly StampSpec[] = HOPS.filter((hop) => hop.hop !== "tap_to_tap").map((hop) => hop.from).concat([["a", "tap-write", "reply"]]);
+/** The stamps of one ping: every hop's ends. */
+const STAMPS: readonly StampSpec[] = [...new Map(HOPS.flatMap((hop) => [hop.from, hop.to]).map((spec) => [spec.join(" "), spec])).values()];
 
 /** The budget from agent A's and agent B's trace files (A pinged B). */
 export function latencyBudget(traceA: string, traceB: string): LatencyBudget {
@@ -83,7 +88,7 @@ export function latencyBudget(traceA: string, traceB: string): LatencyBudget {
 
 /**
  * Pairs two agents' stamps by echo identity (type, id, sequence): a ping is the
- * request agent A read from its TAP, and it counts when all eight stamps are there.
+ * request agent A read from its TAP, and it counts when all ten stamps are there.
  */
 export function pairStamps(a: Map<string, bigint>, b: Map<string, bigint>): LatencyBudget {
   const traces = { a, b };

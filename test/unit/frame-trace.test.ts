@@ -44,11 +44,13 @@ describe("FrameTrace and latencyBudget", () => {
     const trace = new FrameTrace(path);
     trace.mark("tap-read", ECHO_REQUEST, 0);
     trace.queue(ECHO_REQUEST, 0);
+    trace.sending();
     trace.sent();
-    trace.sent(); // nothing queued any more: no second stamp
+    trace.sending(); // nothing queued any more: no second stamp
+    trace.sent();
     trace.flush();
     const lines = readFileSync(path, "utf8").trim().split("\n").map((line) => line.split(" ").slice(0, 4).join(" "));
-    expect(lines).toEqual(["tap-read 8 4660 7", "ws-send 8 4660 7"]);
+    expect(lines).toEqual(["tap-read 8 4660 7", "ws-sending 8 4660 7", "ws-send 8 4660 7"]);
   });
 
   it("turns two agents' stamps into µs per hop; pings with a missing stamp are left out", () => {
@@ -56,32 +58,34 @@ describe("FrameTrace and latencyBudget", () => {
     const b = join(dir, "b.trace");
     const at = (us: number): string => String(1_000_000_000 + us * 1000);
     writeFileSync(a, [
-      `tap-read 8 1 1 ${at(0)}`, `ws-send 8 1 1 ${at(10)}`, `ws-recv 0 1 1 ${at(300)}`, `tap-write 0 1 1 ${at(305)}`,
+      `tap-read 8 1 1 ${at(0)}`, `ws-sending 8 1 1 ${at(10)}`, `ws-send 8 1 1 ${at(13)}`, `ws-recv 0 1 1 ${at(300)}`, `tap-write 0 1 1 ${at(305)}`,
       `tap-read 8 1 2 ${at(1000)}`, // ping 2 never came back
     ].join("\n"));
-    writeFileSync(b, [`ws-recv 8 1 1 ${at(110)}`, `tap-write 8 1 1 ${at(112)}`, `tap-read 0 1 1 ${at(150)}`, `ws-send 0 1 1 ${at(160)}`].join("\n"));
+    writeFileSync(b, [
+      `ws-recv 8 1 1 ${at(110)}`, `tap-write 8 1 1 ${at(112)}`, `tap-read 0 1 1 ${at(150)}`, `ws-sending 0 1 1 ${at(160)}`, `ws-send 0 1 1 ${at(167)}`,
+    ].join("\n"));
     const budget = latencyBudget(a, b);
     expect(budget.pings).toBe(1);
     expect(Object.fromEntries(budget.hops.map((h) => [h.hop, h.p50_us]))).toEqual({
-      a_tx: 10, relay_ab: 100, b_rx: 2, b_kernel: 38, b_tx: 10, relay_ba: 140, a_rx: 5, tap_to_tap: 305,
+      a_tx: 10, relay_ab: 100, b_rx: 2, b_kernel: 38, b_tx: 10, relay_ba: 140, a_rx: 5, tap_to_tap: 305, a_send: 3, b_send: 7,
     });
   });
 
   it("pairs by echo id and sequence across pings of several runs, and drops a key stamped twice", () => {
     const at = (us: number): string => String(2_000_000_000 + us * 1000);
-    // Two pings of two `ping` runs (ids 7 and 9): A's eight-stamp halves with B's, by id and sequence alone.
+    // Two pings of two `ping` runs (ids 7 and 9): A's stamps pair with B's by id and sequence alone.
     const agentA = (id: number, t0: number): string[] => [
-      `tap-read 8 ${id} 1 ${at(t0)}`, `ws-send 8 ${id} 1 ${at(t0 + 20)}`, `ws-recv 0 ${id} 1 ${at(t0 + 500)}`, `tap-write 0 ${id} 1 ${at(t0 + 510)}`,
+      `tap-read 8 ${id} 1 ${at(t0)}`, `ws-sending 8 ${id} 1 ${at(t0 + 18)}`, `ws-send 8 ${id} 1 ${at(t0 + 20)}`, `ws-recv 0 ${id} 1 ${at(t0 + 500)}`, `tap-write 0 ${id} 1 ${at(t0 + 510)}`,
     ];
     const agentB = (id: number, t0: number): string[] => [
-      `ws-recv 8 ${id} 1 ${at(t0 + 220)}`, `tap-write 8 ${id} 1 ${at(t0 + 230)}`, `tap-read 0 ${id} 1 ${at(t0 + 270)}`, `ws-send 0 ${id} 1 ${at(t0 + 290)}`,
+      `ws-recv 8 ${id} 1 ${at(t0 + 220)}`, `tap-write 8 ${id} 1 ${at(t0 + 230)}`, `tap-read 0 ${id} 1 ${at(t0 + 270)}`, `ws-sending 0 ${id} 1 ${at(t0 + 288)}`, `ws-send 0 ${id} 1 ${at(t0 + 290)}`,
     ];
     const a = parseTrace([...agentA(7, 0), ...agentA(9, 5000), `tap-read 8 9 1 ${at(9000)}`].join("\n"));
     const b = parseTrace([...agentB(9, 5000), ...agentB(7, 0)].join("\n"));
     // Ping 9/1 was read twice by A (an id reused): its tap-read is ambiguous and the ping is left out.
     const budget = pairStamps(a, b);
     expect(budget).toMatchObject({ pings: 1, requests: 1, problem: null });
-    expect(budget.hops.find((h) => h.hop === "relay_ab")?.p50_us).toBe(200);
+    expect(budget.hops.find((h) => h.hop === "relay_ab")?.p50_us).toBe(202);
     expect(budget.hops.find((h) => h.hop === "tap_to_tap")?.p50_us).toBe(510);
   });
 
@@ -92,7 +96,7 @@ describe("FrameTrace and latencyBudget", () => {
     const budget = pairStamps(a, b);
     expect(budget.pings).toBe(0);
     expect(budget.requests).toBe(2);
-    expect(budget.problem).toBe("no ping of 2 has these stamps: a ws-send request, b ws-recv request, b ws-send reply, a ws-recv reply");
+    expect(budget.problem).toBe("no ping of 2 has these stamps: a ws-sending request, b ws-recv request, b ws-sending reply, a ws-recv reply, a ws-send request, b ws-send reply");
     expect(pairStamps(new Map(), b).problem).toBe("agent A's trace has no echo request read from its TAP");
   });
 });
