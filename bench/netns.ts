@@ -693,6 +693,7 @@ async function main(): Promise<number> {
       summary[`${key}budget_us`] = Object.fromEntries(result.budget.hops.map((h) => [h.hop, { p50: h.p50_us, p99: h.p99_us }]));
       summary[`${key}budget_pings`] = result.budget.pings;
       if (result.budget.problem !== null) summary[`${key}budget_problem`] = result.budget.problem;
+      if (result.budget.messages !== null) summary[`${key}budget_messages_per_ping`] = result.budget.messages.total;
     }
   }
   const vdeTcp = summary.vde_tcp_gbps as number | null | undefined;

@@ -2,7 +2,9 @@
 // EDGELAN_TRACE_FILE names a file, the TAP backend and the session stamp every
 // ICMP echo (request or reply) at five points of its way through this process,
 // with CLOCK_MONOTONIC (process.hrtime.bigint(), the same clock in every process
-// on the machine), and append `point type id seq ns` lines to that file. Without
+// on the machine), and append `point type id seq ns sent received` lines to that
+// file, where sent/received count the binary WebSocket messages the session sent
+// and received so far (so a budget can tell how many messages a ping cost). Without
 // the variable (and in browsers) `frameTrace` is null and costs one comparison.
 //
 // Points: tap-read (the addon handed the frame over), ws-sending (the message that
@@ -41,6 +43,9 @@ export class FrameTrace implements SessionTrace {
   private lines: string[] = [];
   /** Echo keys added to the message being built, stamped ws-send when it goes out. */
   private queued: string[] = [];
+  /** Binary messages the session sent and received so far (text keepalives are not counted). */
+  private messagesSent = 0;
+  private messagesReceived = 0;
 
   constructor(private readonly path: string) {
     const timer = setInterval(() => this.flush(), 1000);
@@ -62,7 +67,13 @@ export class FrameTrace implements SessionTrace {
 
   /** The outgoing message is about to go to the socket: stamps ws-sending for every echo it carries. */
   sending(): void {
+    this.messagesSent++;
     for (const key of this.queued) this.record("ws-sending", key);
+  }
+
+  /** A binary message arrived (before its records are walked). */
+  received(): void {
+    this.messagesReceived++;
   }
 
   /** The outgoing message went to the socket (`send` returned): stamps ws-send for every echo it carries. */
@@ -78,7 +89,7 @@ export class FrameTrace implements SessionTrace {
   }
 
   private record(point: TracePoint, key: string): void {
-    this.lines.push(`${point} ${key} ${process.hrtime.bigint()}\n`);
+    this.lines.push(`${point} ${key} ${process.hrtime.bigint()} ${this.messagesSent} ${this.messagesReceived}\n`);
     if (this.lines.length >= FLUSH_LINES) this.flush();
   }
 

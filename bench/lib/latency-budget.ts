@@ -24,7 +24,17 @@ export interface LatencyBudget {
   requests: number;
   /** Why no ping was complete (which stamps are missing where), or null when some were. */
   problem: string | null;
+  /**
+   * Binary WebSocket messages per ping (median over consecutive complete pings), per agent and in all;
+   * null when the agents' traces carry no message counts. With lazy completions a ping costs 4.
+   */
+  messages: MessagesPerPing | null;
 }
+
+export interface MessagesPerPing { a_sent: number; a_received: number; b_sent: number; b_received: number; total: number }
+
+/** One stamp: when, and how many binary messages the agent had sent and received by then (null in older traces). */
+export interface Stamp { ns: bigint; sent: number | null; received: number | null }
 
 interface HopSpec { hop: string; meaning: string; from: [Agent, Point, Echo]; to: [Agent, Point, Echo] }
 type Agent = "a" | "b";
@@ -44,8 +54,8 @@ const HOPS: readonly HopSpec[] = [
   { hop: "b_send", meaning: "part of relay_ba: B's send call", from: ["b", "ws-sending", "reply"], to: ["b", "ws-send", "reply"] },
 ];
 
-/** Stamps of one trace file: `point|type|id|seq` → ns; a key seen twice (an id reused) is dropped. */
-function readTrace(path: string): Map<string, bigint> {
+/** Stamps of one trace file by `point|type|id|seq`; a key seen twice (an id reused) is dropped. */
+function readTrace(path: string): Map<string, Stamp> {
   let text = "";
   try {
     text = readFileSync(path, "utf8");
@@ -55,16 +65,17 @@ function readTrace(path: string): Map<string, bigint> {
   return parseTrace(text);
 }
 
-/** Stamps of one trace's text (lines `point type id seq ns`); a key seen twice (an id reused) is dropped. */
-export function parseTrace(text: string): Map<string, bigint> {
-  const stamps = new Map<string, bigint>();
+/** Stamps of one trace's text (lines `point type id seq ns [sent received]`); a key seen twice (an id reused) is dropped. */
+export function parseTrace(text: string): Map<string, Stamp> {
+  const stamps = new Map<string, Stamp>();
   const duplicates = new Set<string>();
+  const count = (field: string | undefined): number | null => (field === undefined || field === "" ? null : Number(field));
   for (const line of text.split("\n")) {
-    const [point, type, id, seq, ns] = line.split(" ");
+    const [point, type, id, seq, ns, sent, received] = line.split(" ");
     if (point === undefined || ns === undefined) continue;
     const key = `${point}|${type}|${id}|${seq}`;
     if (stamps.has(key)) duplicates.add(key);
-    stamps.set(key, BigInt(ns));
+    stamps.set(key, { ns: BigInt(ns), sent: count(sent), received: count(received) });
   }
   for (const key of duplicates) stamps.delete(key);
   return stamps;
@@ -90,22 +101,51 @@ export function latencyBudget(traceA: string, traceB: string): LatencyBudget {
  * Pairs two agents' stamps by echo identity (type, id, sequence): a ping is the
  * request agent A read from its TAP, and it counts when all ten stamps are there.
  */
-export function pairStamps(a: Map<string, bigint>, b: Map<string, bigint>): LatencyBudget {
+export function pairStamps(a: Map<string, Stamp>, b: Map<string, Stamp>): LatencyBudget {
   const traces = { a, b };
-  // Every echo request agent A read from its TAP names one ping: "id|seq".
-  const pings = [...a.keys()].filter((key) => key.startsWith("tap-read|8|")).map((key) => key.slice("tap-read|8|".length));
-  const stamp = (ping: string, [agent, point, echo]: StampSpec): bigint | undefined =>
+  const stamp = (ping: string, [agent, point, echo]: StampSpec): Stamp | undefined =>
     traces[agent].get(`${point}|${echo === "request" ? 8 : 0}|${ping}`);
+  const at = (ping: string, spec: StampSpec): bigint => (stamp(ping, spec) as Stamp).ns;
+  // Every echo request agent A read from its TAP names one ping ("id|seq"), in the order A read them.
+  const pings = [...a.keys()].filter((key) => key.startsWith("tap-read|8|")).map((key) => key.slice("tap-read|8|".length))
+    .sort((x, y) => (at(x, A_REQUEST_READ) < at(y, A_REQUEST_READ) ? -1 : 1));
   const complete = pings.filter((ping) => STAMPS.every((spec) => stamp(ping, spec) !== undefined));
   const hops = HOPS.map((hop): HopFigures => {
-    const values = complete.map((ping) => Number((stamp(ping, hop.to) as bigint) - (stamp(ping, hop.from) as bigint)) / 1000).sort((x, y) => x - y);
+    const values = complete.map((ping) => Number(at(ping, hop.to) - at(ping, hop.from)) / 1000).sort((x, y) => x - y);
     return { hop: hop.hop, meaning: hop.meaning, p50_us: Math.round(percentile(values, 50)), p99_us: Math.round(percentile(values, 99)), n: values.length };
   });
-  return { hops, pings: complete.length, requests: pings.length, problem: complete.length > 0 ? null : whyIncomplete(pings, stamp) };
+  return {
+    hops, pings: complete.length, requests: pings.length, problem: complete.length > 0 ? null : whyIncomplete(pings, stamp),
+    messages: messagesPerPing(complete.map((ping) => ({ a: stamp(ping, A_REQUEST_READ) as Stamp, b: stamp(ping, B_REQUEST_RECEIVED) as Stamp }))),
+  };
+}
+
+const A_REQUEST_READ: StampSpec = ["a", "tap-read", "request"];
+const B_REQUEST_RECEIVED: StampSpec = ["b", "ws-recv", "request"];
+
+/**
+ * Messages per ping: each agent's message counts at the same point of consecutive pings (A when it
+ * reads the request from its TAP, B when the request arrives) differ by what one ping cycle cost; the
+ * median ignores the odd cycle that also carried something else (a credit post, a read acknowledgement).
+ */
+function messagesPerPing(cycle: ReadonlyArray<{ a: Stamp; b: Stamp }>): MessagesPerPing | null {
+  const deltas = { a_sent: [] as number[], a_received: [] as number[], b_sent: [] as number[], b_received: [] as number[] };
+  for (let i = 1; i < cycle.length; i++) {
+    const [before, after] = [cycle[i - 1], cycle[i]] as [{ a: Stamp; b: Stamp }, { a: Stamp; b: Stamp }];
+    if (before.a.sent === null || after.a.sent === null || before.b.sent === null || after.b.sent === null) continue;
+    deltas.a_sent.push(after.a.sent - before.a.sent);
+    deltas.a_received.push((after.a.received ?? 0) - (before.a.received ?? 0));
+    deltas.b_sent.push(after.b.sent - before.b.sent);
+    deltas.b_received.push((after.b.received ?? 0) - (before.b.received ?? 0));
+  }
+  if (deltas.a_sent.length === 0) return null;
+  const median = (values: number[]): number => percentile(values.sort((x, y) => x - y), 50);
+  const result = { a_sent: median(deltas.a_sent), a_received: median(deltas.a_received), b_sent: median(deltas.b_sent), b_received: median(deltas.b_received) };
+  return { ...result, total: result.a_sent + result.a_received + result.b_sent + result.b_received };
 }
 
 /** Names the stamps no ping has (for example "b ws-recv request"), so a broken trace says where it broke. */
-function whyIncomplete(pings: readonly string[], stamp: (ping: string, spec: StampSpec) => bigint | undefined): string {
+function whyIncomplete(pings: readonly string[], stamp: (ping: string, spec: StampSpec) => Stamp | undefined): string {
   if (pings.length === 0) return "agent A's trace has no echo request read from its TAP";
   const missing = STAMPS.filter((spec) => pings.every((ping) => stamp(ping, spec) === undefined)).map((spec) => spec.join(" "));
   return missing.length > 0
@@ -119,5 +159,8 @@ export function describeBudget(label: string, budget: LatencyBudget): string[] {
   return [
     `${tag} latency budget over ${budget.pings} of ${budget.requests} pings (µs, p50 / p99)${budget.problem === null ? "" : `: ${budget.problem}`}:`,
     ...budget.hops.map((h) => `${tag}   ${h.hop.padEnd(10)} ${String(h.p50_us).padStart(6)} / ${String(h.p99_us).padEnd(6)} ${h.meaning}`),
+    budget.messages === null
+      ? `${tag}   WebSocket messages per ping: not counted (an agent's trace has no message counts)`
+      : `${tag}   WebSocket messages per ping: ${budget.messages.total} (A sent ${budget.messages.a_sent}, received ${budget.messages.a_received}; B sent ${budget.messages.b_sent}, received ${budget.messages.b_received})`,
   ];
 }

@@ -9,5 +9,7 @@ export interface SessionTrace {
   sending(): void;
   /** `socket.send` returned. */
   sent(): void;
+  /** A binary message arrived from the segment (before its records are walked). */
+  received(): void;
   discard(): void;
 }

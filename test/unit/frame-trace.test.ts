@@ -49,8 +49,13 @@ describe("FrameTrace and latencyBudget", () => {
     trace.sending(); // nothing queued any more: no second stamp
     trace.sent();
     trace.flush();
-    const lines = readFileSync(path, "utf8").trim().split("\n").map((line) => line.split(" ").slice(0, 4).join(" "));
-    expect(lines).toEqual(["tap-read 8 4660 7", "ws-sending 8 4660 7", "ws-send 8 4660 7"]);
+    trace.received();
+    trace.mark("ws-recv", ECHO_REQUEST, 0);
+    trace.flush();
+    const lines = readFileSync(path, "utf8").trim().split("\n").map((line) => line.split(" "));
+    expect(lines.map((fields) => fields.slice(0, 4).join(" "))).toEqual(["tap-read 8 4660 7", "ws-sending 8 4660 7", "ws-send 8 4660 7", "ws-recv 8 4660 7"]);
+    // Binary messages sent and received so far: the two sending() calls count, only one carried the echo.
+    expect(lines.map((fields) => fields.slice(5).join(" "))).toEqual(["0 0", "1 0", "1 0", "2 1"]);
   });
 
   it("turns two agents' stamps into µs per hop; pings with a missing stamp are left out", () => {
@@ -87,6 +92,30 @@ describe("FrameTrace and latencyBudget", () => {
     expect(budget).toMatchObject({ pings: 1, requests: 1, problem: null });
     expect(budget.hops.find((h) => h.hop === "relay_ab")?.p50_us).toBe(202);
     expect(budget.hops.find((h) => h.hop === "tap_to_tap")?.p50_us).toBe(510);
+  });
+
+  it("counts WebSocket messages per ping from consecutive pings' counts, and none from traces without them", () => {
+    // Each line: point type id seq ns sent received. Four pings; each costs A one message out and one in,
+    // B the same, except that B also posted RX credits (one more message) during the second cycle.
+    const a: string[] = [];
+    const b: string[] = [];
+    const stamps = (seq: number, extraB: number): void => {
+      const t = seq * 10_000;
+      a.push(`tap-read 8 3 ${seq} ${t} ${seq - 1} ${seq - 1}`, `ws-sending 8 3 ${seq} ${t + 5} ${seq} ${seq - 1}`, `ws-send 8 3 ${seq} ${t + 6} ${seq} ${seq - 1}`);
+      a.push(`ws-recv 0 3 ${seq} ${t + 300} ${seq} ${seq}`, `tap-write 0 3 ${seq} ${t + 301} ${seq} ${seq}`);
+      const sent = seq - 1 + extraB;
+      b.push(`ws-recv 8 3 ${seq} ${t + 100} ${sent} ${seq}`, `tap-write 8 3 ${seq} ${t + 101} ${sent} ${seq}`, `tap-read 0 3 ${seq} ${t + 150} ${sent} ${seq}`);
+      b.push(`ws-sending 0 3 ${seq} ${t + 160} ${sent + 1} ${seq}`, `ws-send 0 3 ${seq} ${t + 161} ${sent + 1} ${seq}`);
+    };
+    stamps(1, 0);
+    stamps(2, 0);
+    stamps(3, 1);
+    stamps(4, 1);
+    const budget = pairStamps(parseTrace(a.join("\n")), parseTrace(b.join("\n")));
+    expect(budget.pings).toBe(4);
+    expect(budget.messages).toEqual({ a_sent: 1, a_received: 1, b_sent: 1, b_received: 1, total: 4 });
+    const withoutCounts = (lines: string[]): string => lines.map((line) => line.split(" ").slice(0, 5).join(" ")).join("\n");
+    expect(pairStamps(parseTrace(withoutCounts(a)), parseTrace(withoutCounts(b))).messages).toBeNull();
   });
 
   it("says which stamps are missing when no ping is complete (the agents' sessions were not traced)", () => {
