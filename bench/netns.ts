@@ -39,7 +39,7 @@
 // A failed run is reported and the others go on (exit status 1 at the end).
 // The last line of output is one JSON object for scripts.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { nodeSocketFactory } from "../client/node-socket.ts";
@@ -47,6 +47,7 @@ import { Session } from "../client/session.ts";
 import { parseMac } from "../datapath/mac.ts";
 import { procCpuMs } from "./lib/cpu-sampler.ts";
 import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
+import { findWorkerdPort } from "../scripts/workerd-port.mjs";
 import { describeBudget, latencyBudget, type HopFigures, type LatencyBudget } from "./lib/latency-budget.ts";
 import { background, commandExists, guestSkipReason, Namespaces, type Background } from "../test/e2e/guests.ts";
 
@@ -368,51 +369,6 @@ async function relayBase(config: Config): Promise<string> {
     relay = await starting;
   }
   return relay.wsUrl;
-}
-
-/**
- * workerd's own listening port behind wrangler dev's proxy: the other workerd in the proxy's
- * process group whose 127.0.0.1 listener answers /healthz. Null when it cannot be found.
- */
-async function findWorkerdPort(proxyPort: number): Promise<number | null> {
-  let listing: string;
-  try {
-    listing = await new Promise<string>((resolve, reject) => {
-      execFile("ss", ["-ltnpH"], { encoding: "utf8", timeout: 5_000 }, (error, stdout) => (error === null ? resolve(stdout) : reject(error)));
-    });
-  } catch {
-    return null;
-  }
-  const listeners = listing.split("\n").flatMap((line) => {
-    const port = /127\.0\.0\.1:(\d+)\s/.exec(line);
-    const pid = /"workerd",pid=(\d+)/.exec(line);
-    return port === null || pid === null ? [] : [{ port: Number(port[1]), pid: Number(pid[1]) }];
-  });
-  const proxy = listeners.find((l) => l.port === proxyPort);
-  if (proxy === undefined) return null;
-  const group = processGroupOf(proxy.pid);
-  for (const candidate of listeners) {
-    if (candidate.pid === proxy.pid || group === null || processGroupOf(candidate.pid) !== group) continue;
-    try {
-      const response = await fetch(`http://127.0.0.1:${candidate.port}/healthz`, { signal: AbortSignal.timeout(1000) });
-      const text = await response.text();
-      if (response.ok && text.includes("\"ok\"")) return candidate.port;
-    } catch {
-      // Not the HTTP entry point.
-    }
-  }
-  return null;
-}
-
-/** The process group of a PID (field 5 of /proc/PID/stat), or null. */
-function processGroupOf(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[2]);
-  } catch {
-    return null;
-  }
 }
 
 /** The `join` flags for plain or offload runs; a checkout older than `--no-offload` joins plain by default. */
