@@ -1,7 +1,8 @@
 // The latency budget of one ping through two edgelan agents, from the trace files
 // client/frame-trace.ts writes (EDGELAN_TRACE_FILE): each line is
-// `point type id seq ns` with CLOCK_MONOTONIC nanoseconds, one clock for every
-// process on the machine, so stamps from agent A and agent B can be subtracted.
+// `point type id seq ns sent received` with CLOCK_MONOTONIC nanoseconds, one clock
+// for every process on the machine, so stamps from agent A and agent B can be
+// subtracted; sent/received count the agent's binary WebSocket messages so far.
 //
 // An echo request goes A tap-read → A ws-sending → B ws-recv → B tap-write; B's
 // kernel answers; the reply goes B tap-read → B ws-sending → A ws-recv → A tap-write.
