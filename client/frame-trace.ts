@@ -41,7 +41,7 @@ export function echoKey(bytes: Uint8Array, offset: number): string | null {
 /** Collects trace lines and appends them to one file. */
 export class FrameTrace implements SessionTrace {
   private lines: string[] = [];
-  /** Echo keys added to the message being built, stamped ws-send when it goes out. */
+  /** Echo keys added to the message being built, stamped ws-sending and ws-send when it goes out. */
   private queued: string[] = [];
   /** Binary messages the session sent and received so far (text keepalives are not counted). */
   private messagesSent = 0;
@@ -59,7 +59,7 @@ export class FrameTrace implements SessionTrace {
     if (key !== null) this.record(point, key);
   }
 
-  /** Remembers an echo frame added to the outgoing message (stamped by `sent()`). */
+  /** Remembers an echo frame added to the outgoing message (stamped by `sending()` and `sent()`). */
   queue(bytes: Uint8Array, offset: number): void {
     const key = echoKey(bytes, offset);
     if (key !== null) this.queued.push(key);
