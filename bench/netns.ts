@@ -671,6 +671,12 @@ async function main(): Promise<number> {
     if (typeof cpu === "number" && typeof compareCpu === "number" && compareCpu > 0) summary.agent_cpu_vs_compare = round(cpu / compareCpu, 3);
     console.log(`edgelan  vs compare (${config.compareCli ?? ""}): tcp ${String(summary.tcp_vs_compare)}×, ping p50 ${String(summary.ping_vs_compare)}×, agent CPU per MB ${String(summary.agent_cpu_vs_compare ?? "n/a")}×`);
   }
+  if (typeof summary.tcp_gbps === "number" && typeof summary.direct_tcp_gbps === "number" && typeof summary.ping_p50_ms === "number" && typeof summary.direct_ping_p50_ms === "number") {
+    // workerd's own port ÷ wrangler dev's proxy, from the same run (what `npm start`'s fast local path buys).
+    summary.direct_tcp_vs_proxied = round(summary.direct_tcp_gbps / summary.tcp_gbps, 3);
+    summary.direct_ping_vs_proxied = round(summary.direct_ping_p50_ms / summary.ping_p50_ms, 3);
+    console.log(`direct   vs edgelan through the proxy: tcp ${String(summary.direct_tcp_vs_proxied)}×, ping p50 ${String(summary.direct_ping_vs_proxied)}×`);
+  }
   if (summary.tcp_vs_vde !== undefined) {
     console.log(`edgelan  vs vde_switch (issue 13: tcp ≥ 2× without offload, ≥ 4× with; ping ≤ 1×): tcp ${String(summary.tcp_vs_vde)}×, ping p50 ${String(summary.ping_vs_vde)}×`);
   }
