@@ -375,7 +375,8 @@ async function relayBase(config: Config): Promise<string> {
 function joinFlags(config: Config, cli: string | undefined): string[] {
   if (config.offload) return ["--offload"];
   if (cli === undefined) return ["--no-offload"];
-  const help = spawnSync(process.execPath, [cli, "--help"], { encoding: "utf8", timeout: 30_000 });
+  // `join --help` lists join's own options (the CLI's top-level help names only the commands).
+  const help = spawnSync(process.execPath, [cli, "join", "--help"], { encoding: "utf8", timeout: 30_000 });
   return `${help.stdout}${help.stderr}`.includes("--no-offload") ? ["--no-offload"] : [];
 }
 
