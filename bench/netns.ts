@@ -39,7 +39,7 @@
 // A failed run is reported and the others go on (exit status 1 at the end).
 // The last line of output is one JSON object for scripts.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { nodeSocketFactory } from "../client/node-socket.ts";
@@ -47,6 +47,7 @@ import { Session } from "../client/session.ts";
 import { parseMac } from "../datapath/mac.ts";
 import { procCpuMs } from "./lib/cpu-sampler.ts";
 import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
+import { findWorkerdPort } from "../scripts/workerd-port.mjs";
 import { describeBudget, latencyBudget, type HopFigures, type LatencyBudget } from "./lib/latency-budget.ts";
 import { background, commandExists, guestSkipReason, Namespaces, type Background } from "../test/e2e/guests.ts";
 
@@ -370,56 +371,12 @@ async function relayBase(config: Config): Promise<string> {
   return relay.wsUrl;
 }
 
-/**
- * workerd's own listening port behind wrangler dev's proxy: the other workerd in the proxy's
- * process group whose 127.0.0.1 listener answers /healthz. Null when it cannot be found.
- */
-async function findWorkerdPort(proxyPort: number): Promise<number | null> {
-  let listing: string;
-  try {
-    listing = await new Promise<string>((resolve, reject) => {
-      execFile("ss", ["-ltnpH"], { encoding: "utf8", timeout: 5_000 }, (error, stdout) => (error === null ? resolve(stdout) : reject(error)));
-    });
-  } catch {
-    return null;
-  }
-  const listeners = listing.split("\n").flatMap((line) => {
-    const port = /127\.0\.0\.1:(\d+)\s/.exec(line);
-    const pid = /"workerd",pid=(\d+)/.exec(line);
-    return port === null || pid === null ? [] : [{ port: Number(port[1]), pid: Number(pid[1]) }];
-  });
-  const proxy = listeners.find((l) => l.port === proxyPort);
-  if (proxy === undefined) return null;
-  const group = processGroupOf(proxy.pid);
-  for (const candidate of listeners) {
-    if (candidate.pid === proxy.pid || group === null || processGroupOf(candidate.pid) !== group) continue;
-    try {
-      const response = await fetch(`http://127.0.0.1:${candidate.port}/healthz`, { signal: AbortSignal.timeout(1000) });
-      const text = await response.text();
-      if (response.ok && text.includes("\"ok\"")) return candidate.port;
-    } catch {
-      // Not the HTTP entry point.
-    }
-  }
-  return null;
-}
-
-/** The process group of a PID (field 5 of /proc/PID/stat), or null. */
-function processGroupOf(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[2]);
-  } catch {
-    return null;
-  }
-}
-
 /** The `join` flags for plain or offload runs; a checkout older than `--no-offload` joins plain by default. */
 function joinFlags(config: Config, cli: string | undefined): string[] {
   if (config.offload) return ["--offload"];
   if (cli === undefined) return ["--no-offload"];
-  const help = spawnSync(process.execPath, [cli, "--help"], { encoding: "utf8", timeout: 30_000 });
+  // `join --help` lists join's own options (the CLI's top-level help names only the commands).
+  const help = spawnSync(process.execPath, [cli, "join", "--help"], { encoding: "utf8", timeout: 30_000 });
   return `${help.stdout}${help.stderr}`.includes("--no-offload") ? ["--no-offload"] : [];
 }
 
@@ -452,6 +409,8 @@ async function benchSegment(label: string, base: string, config: Config, cli?: s
     const budget = traces === undefined ? undefined : async (result: ScenarioResult): Promise<void> => {
       result.budget = await readBudget(traces, url);
       for (const line of describeBudget(label, result.budget)) console.log(line);
+      // A budget over no pings is a broken trace, not a figure (it once printed budget_pings 0 unnoticed).
+      if (result.budget.problem !== null) result.errors.push(`latency budget: ${result.budget.problem}`);
     };
     return await measure(label, namespaces, a, b, config, budget, agentPids);
   } finally {
@@ -690,6 +649,8 @@ async function main(): Promise<number> {
     if (result.budget !== undefined) {
       summary[`${key}budget_us`] = Object.fromEntries(result.budget.hops.map((h) => [h.hop, { p50: h.p50_us, p99: h.p99_us }]));
       summary[`${key}budget_pings`] = result.budget.pings;
+      if (result.budget.problem !== null) summary[`${key}budget_problem`] = result.budget.problem;
+      if (result.budget.messages !== null) summary[`${key}budget_messages_per_ping`] = result.budget.messages.total;
     }
   }
   const vdeTcp = summary.vde_tcp_gbps as number | null | undefined;
@@ -710,6 +671,12 @@ async function main(): Promise<number> {
     const compareCpu = summary.compare_agent_cpu_ms_per_mb;
     if (typeof cpu === "number" && typeof compareCpu === "number" && compareCpu > 0) summary.agent_cpu_vs_compare = round(cpu / compareCpu, 3);
     console.log(`edgelan  vs compare (${config.compareCli ?? ""}): tcp ${String(summary.tcp_vs_compare)}×, ping p50 ${String(summary.ping_vs_compare)}×, agent CPU per MB ${String(summary.agent_cpu_vs_compare ?? "n/a")}×`);
+  }
+  if (typeof summary.tcp_gbps === "number" && typeof summary.direct_tcp_gbps === "number" && typeof summary.ping_p50_ms === "number" && typeof summary.direct_ping_p50_ms === "number") {
+    // workerd's own port ÷ wrangler dev's proxy, from the same run (what `npm start`'s fast local path buys).
+    summary.direct_tcp_vs_proxied = round(summary.direct_tcp_gbps / summary.tcp_gbps, 3);
+    summary.direct_ping_vs_proxied = round(summary.direct_ping_p50_ms / summary.ping_p50_ms, 3);
+    console.log(`direct   vs edgelan through the proxy: tcp ${String(summary.direct_tcp_vs_proxied)}×, ping p50 ${String(summary.direct_ping_vs_proxied)}×`);
   }
   if (summary.tcp_vs_vde !== undefined) {
     console.log(`edgelan  vs vde_switch (issue 13: tcp ≥ 2× without offload, ≥ 4× with; ping ≤ 1×): tcp ${String(summary.tcp_vs_vde)}×, ping p50 ${String(summary.ping_vs_vde)}×`);

@@ -4,7 +4,6 @@ import type { NetBackend } from "./backend.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import { macKeyAt, isUsableUnicastMac, type MacKey } from "../datapath/mac.ts";
 import { VNET_HDR_LEN } from "../datapath/offload.ts";
-import { frameTrace } from "./frame-trace.ts";
 
 /** A backend joined to a segment: the session and the backend, and how to end both. */
 export interface Attachment {
@@ -31,7 +30,7 @@ export function attachBackend(
   const held: Uint8Array[] = [];
   const open = (macs: MacKey[]): Session => {
     // A backend is a whole network stack: IPv6 neighbour discovery needs multicast delivered.
-    const created = new Session({ filter: { promiscuous: false, allMulticast: true, multicast: [] }, ...options, macs, vnetHeader: backend.capabilities.vnetHeader, ...(frameTrace === null ? {} : { trace: frameTrace }) });
+    const created = new Session({ filter: { promiscuous: false, allMulticast: true, multicast: [] }, ...options, macs, vnetHeader: backend.capabilities.vnetHeader });
     deliverToBackend(created, backend, onError);
     onSession?.(created);
     // A failed start() is the same error the "error" event reported; a close() before the WELCOME is no error.

@@ -1,13 +1,16 @@
 // A latency trace for `bench:netns`'s budget mode: when the environment variable
 // EDGELAN_TRACE_FILE names a file, the TAP backend and the session stamp every
-// ICMP echo (request or reply) at four points of its way through this process,
+// ICMP echo (request or reply) at five points of its way through this process,
 // with CLOCK_MONOTONIC (process.hrtime.bigint(), the same clock in every process
-// on the machine), and append `point type id seq ns` lines to that file. Without
+// on the machine), and append `point type id seq ns sent received` lines to that
+// file, where sent/received count the binary WebSocket messages the session sent
+// and received so far (so a budget can tell how many messages a ping cost). Without
 // the variable (and in browsers) `frameTrace` is null and costs one comparison.
 //
-// Points: tap-read (the addon handed the frame over), ws-send (the message that
-// carries it went to the socket), ws-recv (the message that carries it arrived),
-// tap-write (the frame is handed to the TAP's write()).
+// Points: tap-read (the addon handed the frame over), ws-sending (the message that
+// carries it is about to go to the socket), ws-send (the socket's send returned),
+// ws-recv (the message that carries it arrived), tap-write (the frame is handed to
+// the TAP's write()).
 import { appendFileSync } from "node:fs";
 import type { SessionTrace, TracePoint } from "./session/trace.ts";
 
@@ -38,8 +41,11 @@ export function echoKey(bytes: Uint8Array, offset: number): string | null {
 /** Collects trace lines and appends them to one file. */
 export class FrameTrace implements SessionTrace {
   private lines: string[] = [];
-  /** Echo keys added to the message being built, stamped ws-send when it goes out. */
+  /** Echo keys added to the message being built, stamped ws-sending and ws-send when it goes out. */
   private queued: string[] = [];
+  /** Binary messages the session sent and received so far (text keepalives are not counted). */
+  private messagesSent = 0;
+  private messagesReceived = 0;
 
   constructor(private readonly path: string) {
     const timer = setInterval(() => this.flush(), 1000);
@@ -53,13 +59,24 @@ export class FrameTrace implements SessionTrace {
     if (key !== null) this.record(point, key);
   }
 
-  /** Remembers an echo frame added to the outgoing message (stamped by `sent()`). */
+  /** Remembers an echo frame added to the outgoing message (stamped by `sending()` and `sent()`). */
   queue(bytes: Uint8Array, offset: number): void {
     const key = echoKey(bytes, offset);
     if (key !== null) this.queued.push(key);
   }
 
-  /** The outgoing message went to the socket: stamps ws-send for every echo it carries. */
+  /** The outgoing message is about to go to the socket: stamps ws-sending for every echo it carries. */
+  sending(): void {
+    this.messagesSent++;
+    for (const key of this.queued) this.record("ws-sending", key);
+  }
+
+  /** A binary message arrived (before its records are walked). */
+  received(): void {
+    this.messagesReceived++;
+  }
+
+  /** The outgoing message went to the socket (`send` returned): stamps ws-send for every echo it carries. */
   sent(): void {
     if (this.queued.length === 0) return;
     for (const key of this.queued) this.record("ws-send", key);
@@ -72,7 +89,7 @@ export class FrameTrace implements SessionTrace {
   }
 
   private record(point: TracePoint, key: string): void {
-    this.lines.push(`${point} ${key} ${process.hrtime.bigint()}\n`);
+    this.lines.push(`${point} ${key} ${process.hrtime.bigint()} ${this.messagesSent} ${this.messagesReceived}\n`);
     if (this.lines.length >= FLUSH_LINES) this.flush();
   }
 

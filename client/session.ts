@@ -296,6 +296,7 @@ export class Session {
     // The keepalive answer is text (a string); binary data is an ArrayBuffer, or a Buffer from Node's `ws`.
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null;
     if (bytes === null || socket !== this.socket || socket === this.abandoned) return;
+    this.options.trace?.received();
     this.received = [];
     const walked = forEachRecord(bytes, this.visitor);
     if (!walked.ok) {

@@ -4,7 +4,8 @@
 //   --persist-to DIR: where segments are stored (default: wrangler's .wrangler/state).
 //   --dev-vars FILE: the secrets file to read instead of .dev.vars.
 // Without an admin token (environment or .dev.vars) the relay runs in explicit open
-// development mode and says so loudly. Once /healthz answers it prints what to do next.
+// development mode and says so loudly. Once /healthz answers it prints what to do next, and
+// workerd's own port as a faster local path (again whenever wrangler reloads the worker).
 // SIGINT/SIGTERM/SIGHUP stop wrangler and workerd (their own process group) and free the port;
 // a port already in use is one line and exit 2. wrangler runs offline and quiet: no metrics,
 // no update banner, no Request.cf download (a placeholder is used; nothing here reads it).
@@ -13,12 +14,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { answersHealth, findWorkerdPort } from "./workerd-port.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const HOST = "127.0.0.1";
 /** After SIGTERM, how long wrangler and workerd get before SIGKILL. */
 const STOP_GRACE_MS = 4000;
 const HEALTH_TIMEOUT_MS = 60_000;
+/** How often the fast path's port is checked (wrangler moves it when it reloads the worker). */
+const FAST_PATH_CHECK_MS = 2000;
 
 const port = argValue("--port") ?? process.env.PORT ?? "8787";
 if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) fail(2, `invalid port ${JSON.stringify(port)}: expected a number 1-65535`);
@@ -92,6 +96,26 @@ function killGroup(signal) {
   }
 }
 
+/**
+ * Prints workerd's own port: the same relay without wrangler dev's proxy in the path, measurably
+ * faster (bench:floor, bench:netns's direct scenario) but only until wrangler reloads the worker after
+ * a source change, when workerd moves to a new port. So the connect URL above stays the default, and
+ * this line is printed again, with the new port, whenever it moves.
+ */
+async function announceFastPath() {
+  let current = null;
+  const check = async () => {
+    if (stopping || (current !== null && (await answersHealth(current)))) return;
+    const found = await findWorkerdPort(Number(port));
+    if (found === null || found === current || stopping) return;
+    console.log(`edgelan: fast local path (skips wrangler dev's proxy; moves when wrangler reloads the worker): ws://${HOST}:${found}/v1/segments/<name>/connect`);
+    current = found;
+  };
+  await check();
+  const timer = setInterval(() => void check(), FAST_PATH_CHECK_MS);
+  timer.unref();
+}
+
 /** Polls /healthz, then prints the connect URL pattern, a join line and the auth state. */
 async function announceWhenHealthy() {
   const base = `http://${HOST}:${port}`;
@@ -101,6 +125,7 @@ async function announceWhenHealthy() {
       const health = await (await fetch(`${base}/healthz`)).json();
       printNextSteps(base, health.devMode === true, ((Date.now() - started) / 1000).toFixed(1));
       if (auth !== null) await warnOpenSegments(base);
+      await announceFastPath();
       return;
     } catch {
       await new Promise((resolve) => setTimeout(resolve, 100));

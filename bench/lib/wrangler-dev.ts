@@ -38,9 +38,10 @@ export async function freePort(): Promise<number> {
 
 /**
  * Starts `wrangler dev`. Without `adminToken` the relay runs in open development mode (anyone may
- * create and join segments); with it, the admin API needs that bearer token.
+ * create and join segments); with it, the admin API needs that bearer token. `config` names another
+ * wrangler.toml (another worker) instead of the relay's.
  */
-export async function startWranglerDev(options: { adminToken?: string } = {}): Promise<RunningRelay> {
+export async function startWranglerDev(options: { adminToken?: string; config?: string } = {}): Promise<RunningRelay> {
   const port = await freePort();
   const inspectorPort = await freePort();
   const stateDir = mkdtempSync(join(tmpdir(), "edgelan-bench-relay-"));
@@ -48,6 +49,8 @@ export async function startWranglerDev(options: { adminToken?: string } = {}): P
   const args = [
     "node_modules/wrangler/bin/wrangler.js", "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort),
     "--persist-to", stateDir, "--show-interactive-dev-session=false", "--log-level", "warn", ...vars.flatMap((v) => ["--var", v]),
+    // Another worker than the relay (bench:floor's do-nothing relay).
+    ...(options.config === undefined ? [] : ["--config", options.config]),
   ];
   // Its own process group, so stop() reaches workerd too and nothing else.
   const child = spawn(process.execPath, args, {

@@ -62,6 +62,7 @@ export class Outbox {
     this.flushScheduled = false;
     const socket = this.socket;
     if (this.encoder.recordCount === 0 || socket?.readyState !== SOCKET_OPEN) return;
+    this.trace?.sending();
     // `ws` masks into a fresh buffer, so a view of the encoder's buffer is safe there; others get a copy they own.
     socket.send(socket.copiesOnSend === true ? this.encoder.finishView() : this.encoder.finish());
     if (this.building) this.txSent = true;

@@ -111,6 +111,17 @@ describe("npm start", () => {
     // Offline noise is gone: no Request.cf download, no update banner.
     expect(output).not.toContain("ENOTFOUND");
     expect(output).not.toContain("update available");
+    // workerd's own port, printed as the fast local path, is the same relay without wrangler dev's proxy.
+    await waitFor(() => relay.output().includes("fast local path"), "the fast local path line", 30_000);
+    const fast = /fast local path[^\n]*: ws:\/\/127\.0\.0\.1:(\d+)\/v1\/segments\/<name>\/connect/.exec(relay.output());
+    expect(Number(fast?.[1])).toBeGreaterThan(0);
+    expect(Number(fast?.[1])).not.toBe(port);
+    const health = await (await fetch(`http://127.0.0.1:${fast?.[1]}/healthz`)).json() as { ok?: boolean; devMode?: boolean };
+    expect(health).toMatchObject({ ok: true, devMode: true });
+    // Once each, and not again while the port stays (it is checked every 2 s).
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    expect(relay.output().split("relay ready on").length - 1).toBe(1);
+    expect(relay.output().split("fast local path").length - 1).toBe(1);
 
     const below = descendants(pid);
     for (const { pid: child } of below) tracked.add(child);
