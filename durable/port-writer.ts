@@ -2,24 +2,25 @@ import type { PortChange, PortSink } from "../datapath/switch-port.ts";
 import type { PortAttachment, PortRuntime } from "./port.ts";
 
 /**
- * How long a counters-only change may wait for its attachment write. Only hibernation reads these
- * writes back, and it needs 10 s without events and no pending timer, so a second loses nothing;
- * a shorter delay made a storm (every port's drop counters changing per message) cost a structured
- * clone per port every few tens of milliseconds.
+ * How long a change the switch reports may wait for its attachment write. Only hibernation reads these
+ * writes back, and it needs 10 s without events and no pending timer, so a second loses nothing.
+ * Writing at once cost a structured clone per delivered frame (a credit used) — about a sixth of
+ * the worker's time in a ping — and in a storm one per listener per message.
  */
-const COUNTER_WRITE_DELAY_MS = 1000;
+export const ATTACHMENT_WRITE_DELAY_MS = 1000;
 
 /**
  * The platform side of each port: the switch's PortSink on a hibernatable WebSocket.
- * Sends owned bytes, and writes the port's attachment: at the end of the event
- * when credits, queue, MACs, filter or phase changed; within COUNTER_WRITE_DELAY_MS
- * when only counters (or held completions) changed, so a busy port costs one
- * structured clone per interval instead of one per message.
+ * Sends owned bytes, and writes the port's attachment within ATTACHMENT_WRITE_DELAY_MS of
+ * any change the switch reports (credits, queue, MACs, filter, counters, held completions),
+ * so a busy port costs one structured clone per interval instead of one per message.
+ * Joins, handshakes and token facts are written at once (`persist`).
  *
- * Counters stay exact across hibernation: the runtime hibernates an object only
- * after 10 s without events and only while no setTimeout callback is pending, so
- * a pending write is always done first. Any other eviction (deploy, crash, reset)
- * closes the sockets, and their attachments die with them.
+ * State stays exact across hibernation: the runtime hibernates an object only
+ * after 10 s without events and only while no setTimeout callback is pending
+ * (Cloudflare's Durable Object lifecycle), so a pending write is always done
+ * first. Any other eviction (deploy, crash, reset) closes the sockets, and their
+ * attachments die with them.
  */
 export class PortWriter {
   private readonly pending = new Set<PortRuntime>();
@@ -49,15 +50,11 @@ export class PortWriter {
     };
   }
 
-  /** Writes now ("state") or within the delay ("counters"). */
-  changed(runtime: PortRuntime, change: PortChange): void {
-    if (change === "state") {
-      this.persist(runtime);
-      return;
-    }
+  /** Writes the port's attachment within the delay, whatever changed. */
+  changed(runtime: PortRuntime, _change: PortChange): void {
     if (this.pending.has(runtime)) return;
     this.pending.add(runtime);
-    this.timer ??= setTimeout(() => this.writeDeferred(), COUNTER_WRITE_DELAY_MS);
+    this.timer ??= setTimeout(() => this.writeDeferred(), ATTACHMENT_WRITE_DELAY_MS);
   }
 
   /** Writes the port's state into its socket attachment so it survives hibernation. */

@@ -11,6 +11,7 @@ import { Feature, RxFlag } from "../../datapath/tunnel/constants.ts";
 import { internetChecksum, onesComplementSum } from "../../datapath/inet.ts";
 import type { PortAttachment } from "../../durable/port.ts";
 import { Segment } from "../../durable/segment.ts";
+import { ATTACHMENT_WRITE_DELAY_MS } from "../../durable/port-writer.ts";
 import { ADMIN, BROADCAST, createSegment, describeSegment, frame, hello_, Port } from "./ports.ts";
 
 describe("both modes", () => {
@@ -154,6 +155,12 @@ describe("memory bounds", () => {
   });
 });
 
+/**
+ * Waits until the segment wrote the ports' attachments. The runtime hibernates an object only after
+ * 10 s without events and with no timer pending, so a real wake never sees fewer writes than this.
+ */
+const attachmentsWritten = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, ATTACHMENT_WRITE_DELAY_MS + 200));
+
 describe("rebuilt from sockets and attachments (as after hibernation)", () => {
   it("carries on without reconnects: ports, MACs, credits and counters survive a new object", async () => {
     await createSegment("rebuild");
@@ -162,6 +169,7 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
     a.send([0, 1, 2].map((id) => ({ type: "tx" as const, id, flags: 0, frame: frame(0x020000000502, 0x020000000501, id) })));
     expect(await b.rx(3)).toHaveLength(3);
     await a.next("tx-complete");
+    await attachmentsWritten();
     const stub = env.SEGMENTS.getByName("rebuild");
     await runInDurableObject(stub, async (_instance, state) => {
       // A fresh object over the same storage and sockets: its constructor runs again, nothing in memory survives.
@@ -197,6 +205,7 @@ describe("rebuilt from sockets and attachments (as after hibernation)", () => {
     const b = await Port.join("evicted", 0x020000000602, 0);
     a.send([0, 1, 2].map((id) => ({ type: "tx" as const, id, flags: 0, frame: frame(0x020000000602, 0x020000000601, id) })));
     await a.next("tx-complete");
+    await attachmentsWritten();
     await runInDurableObject(env.SEGMENTS.getByName("evicted"), async (_instance, state) => {
       const fresh = new Segment(state, env);
       const stats = await fresh.portStats();
