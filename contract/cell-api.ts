@@ -38,6 +38,8 @@ export interface CellApi {
   adoptCell(membership: CellMembership, config: SegmentConfig): Promise<void>;
   /** This cell's ports and counters, for the home's describe; null if it is not a cell. */
   describeCell(): Promise<{ ports: PortInfo[]; cell: CellDescription } | null>;
+  /** How many ports this cell holds now, for the home's region placement; null if it is not a segment. */
+  cellPorts(): Promise<number | null>;
   /**
    * The home resets cell `index` (dev mode's `POST …/cells/:index/reset`, for tests): its instance is
    * aborted as a crash would (sockets gone, memory lost, storage kept). Null when the segment does not exist.

@@ -166,6 +166,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     throw new Error("cell reset");
   }
 
+  /** How many ports this cell holds, for the home's region placement (cheaper than describeCell). */
+  async cellPorts(): Promise<number | null> {
+    const stored = await this.load();
+    return stored === null ? null : this.relayFor(stored).portCount;
+  }
+
   /** This cell's ports and counters for the home's describe. */
   async describeCell(): Promise<{ ports: PortInfo[]; cell: CellDescription } | null> {
     const stored = await this.load();

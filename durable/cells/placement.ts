@@ -15,7 +15,7 @@ import type { CellSnapshot } from "../../datapath/cells/cell.ts";
 import { TOKEN_EPOCH_KEY } from "../token-lifecycle.ts";
 import { cellSlots, regionPolicyOf } from "../config.ts";
 import { isRegion, type Region } from "../../datapath/cells/region.ts";
-import { placeByRegion, type RegionPolicy } from "../../datapath/cells/region-placement.ts";
+import { placeByRegion, type RegionChoice, type RegionPolicy } from "../../datapath/cells/region-placement.ts";
 
 const MEMBERSHIP_KEY = "cell-membership";
 const EPOCH_KEY = "cell-epoch";
@@ -182,21 +182,36 @@ export class CellPlacement {
     if (Number.isInteger(asked) && asked >= 0 && asked < this.cellCount()) return { cell: asked, created: false };
     const region = isRegion(header) ? header : null;
     if (region === null) return { cell: 0, created: false };
-    const counted = this.cellCount();
-    const ports = await Promise.all(Array.from({ length: counted }, (_, index) => (index === 0 ? homePorts : this.portsOf(index))));
-    // Decided on the directory as it is after the awaits: another join may have made a cell meanwhile (it has 0 ports).
-    const directory = (this.membership as CellMembership).directory ?? [null];
-    const cells = directory.map((cellRegion, index) => ({ index, region: cellRegion, ports: ports[index] ?? 0 }));
-    const choice = placeByRegion(region, cells, policy, capacity);
+    // The region's own cells are asked first; the others only when the region cannot grow.
+    const ports = new Map<number, number>([[0, homePorts]]);
+    const ask = async (wanted: (cellRegion: Region | null) => boolean): Promise<void> => {
+      const indexes = this.directory().flatMap((cellRegion, index) => (wanted(cellRegion) && !ports.has(index) ? [index] : []));
+      const counted = await Promise.all(indexes.map((index) => this.portsOf(index)));
+      indexes.forEach((index, i) => ports.set(index, counted[i] ?? Infinity));
+    };
+    await ask((cellRegion) => cellRegion === region);
+    const decide = (): RegionChoice =>
+      // On the directory as it is after the awaits: another join may have made a cell meanwhile (0 ports).
+      placeByRegion(region, this.directory().map((cellRegion, index) => ({ index, region: cellRegion, ports: ports.get(index) ?? 0 })), policy, capacity);
+    let choice = decide();
+    if ("cell" in choice && this.directory()[choice.cell] !== region) {
+      await ask(() => true);
+      choice = decide();
+    }
     if ("cell" in choice) return { cell: choice.cell, created: false };
-    this.adopt({ ...(this.membership as CellMembership), directory: [...directory, choice.region] });
+    this.adopt({ ...(this.membership as CellMembership), directory: [...this.directory(), choice.region] });
     return { cell: choice.create, created: true };
+  }
+
+  /** Region placement's directory: each made cell's location hint (the home's is null). */
+  private directory(): Array<Region | null> {
+    return (this.membership as CellMembership).directory ?? [null];
   }
 
   /** A cell's ports now; a cell that cannot answer counts as full (it gets no port). */
   private async portsOf(index: number): Promise<number> {
     try {
-      return (await this.stub(index).describeCell())?.ports.length ?? 0;
+      return (await this.stub(index).cellPorts()) ?? 0;
     } catch {
       return Infinity;
     }
