@@ -48,7 +48,8 @@ describe("region placement", () => {
     expect(await cellsOf("reg-two", ["02:00:00:00:0e:01", "02:00:00:00:0e:02", "02:00:00:00:0e:03"])).toEqual([1, 2, 0]);
     const listed = (await describeCells("reg-two")).cells ?? [];
     expect(listed.map((cell) => [cell.index, cell.region, cell.ports])).toEqual([[0, null, 1], [1, "weur", 1], [2, "wnam", 1]]);
-    // Index 3 (max 4) is unused: no cell lists a trunk to it.
+    // Index 3 (max 4) is unused: no cell lists a trunk to it. Cell 1 lists one to cell 2, made after it:
+    // the home pushed it the longer directory (trunksQuiet below counts 6 trunks).
     expect(listed.every((cell) => cell.trunks.every((trunk) => trunk.peer < 3))).toBe(true);
 
     await routesSettled("reg-two", 2);
@@ -89,5 +90,23 @@ describe("region placement", () => {
     unknown.send([hello_(0x0200_0000_0d04)]);
     await unknown.next("welcome");
     expect(await cellsOf("reg-forge", ["02:00:00:00:0d:02", "02:00:00:00:0d:03", "02:00:00:00:0d:04"])).toEqual([1, 1, 0]);
+  });
+
+  it("a region cell restarts: placing its next port gives it the home's directory again, so it reaches a cell made after it", async () => {
+    await createSegment("reg-restart", { cells: { placement: "region", max: 3, perCell: 4 } });
+    await joinFrom("reg-restart", FRANKFURT, 0x0200_0000_0b01);
+    const na = await joinFrom("reg-restart", SAN_JOSE, 0x0200_0000_0b02);
+    await routesSettled("reg-restart", [2, 1, 1]);
+    // Cell 1 was made when cell 2 was not: the home's push after making cell 2, and the adoption that comes
+    // with every placement on cell 1, tell it that cell 2 exists (its stored membership is what it restarts with).
+    await expect(runInDurableObject(env.SEGMENTS.getByName("reg-restart#1"), (_instance, state) => state.abort("restart"))).rejects.toThrow();
+    const eu = await joinFrom("reg-restart", FRANKFURT, 0x0200_0000_0b03);
+    expect(await cellsOf("reg-restart", ["02:00:00:00:0b:03"])).toEqual([1]);
+    // The restarted cell announces its new port to both peers, cell 2 included, and frames cross both ways.
+    await routesSettled("reg-restart", [2, 1, 1]);
+    eu.send([{ type: "tx", id: 1, flags: 0, frame: frame(BROADCAST, 0x0200_0000_0b03, 0x41) }]);
+    expect(await markers(na, 1)).toEqual([0x41]);
+    na.send([{ type: "tx", id: 1, flags: 0, frame: frame(0x0200_0000_0b03, 0x0200_0000_0b02, 0x42) }]);
+    expect(await markers(eu, 1)).toEqual([0x42]);
   });
 });
