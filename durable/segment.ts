@@ -314,11 +314,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       isRevoked: (jti) => this.revocations.has(jti, now),
     }, relay.runtimes());
     if (tokenRefusal !== null) return this.refuseJoin(tokenRefusal);
+    // A join placed on another cell is that cell's to admit: the home being full does not refuse it.
+    const elsewhere = this.cells.active ? await this.cells.placeElsewhere(request, stored.config, relay.portCount) : null;
+    if (elsewhere !== null) return elsewhere;
     if (relay.portCount >= stored.config.maxPorts) {
       return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${stored.config.maxPorts} ports connected`));
     }
-    const elsewhere = this.cells.active ? await this.cells.placeElsewhere(request, stored.config, relay.portCount) : null;
-    if (elsewhere !== null) return elsewhere;
     const helloRefusal = checkHelloSlots(port, mode, stored.config.maxPorts, relay.runtimes());
     if (helloRefusal !== null) return this.refuseJoin(helloRefusal);
 

@@ -14,10 +14,15 @@ const FRANKFURT = { continent: "EU", country: "DE", longitude: "8.68210", timezo
 const SAN_JOSE = { continent: "NA", country: "US", longitude: "-121.8863", timezone: "America/Los_Angeles" };
 const SINGAPORE = { continent: "AS", country: "SG", longitude: "103.85", timezone: "Asia/Singapore" };
 
-/** A port joining from `cf` (undefined: no location, as local workerd), HELLO said, 64 credits posted. */
-async function joinFrom(segment: string, cf: Record<string, string> | undefined, mac: number, headers: Record<string, string> = {}): Promise<Port> {
+/** A connect from `cf` (undefined: no location, as local workerd), passed to the Worker as the edge would. */
+function connectFrom(segment: string, cf: Record<string, string> | undefined, headers: Record<string, string> = {}): Promise<Response> {
   const init = { headers: { Upgrade: "websocket", "Sec-WebSocket-Protocol": SUBPROTOCOL_V1, ...headers }, ...(cf === undefined ? {} : { cf }) };
-  const response = await exports.default.fetch(`http://edgelan.test/v1/segments/${segment}/connect`, init as RequestInit);
+  return exports.default.fetch(`http://edgelan.test/v1/segments/${segment}/connect`, init as RequestInit);
+}
+
+/** A port joining from `cf`, HELLO said, 64 credits posted. */
+async function joinFrom(segment: string, cf: Record<string, string> | undefined, mac: number, headers: Record<string, string> = {}): Promise<Port> {
+  const response = await connectFrom(segment, cf, headers);
   expect(response.status).toBe(101);
   const port = new Port(response.webSocket as WebSocket, true);
   port.send([hello_(mac)]);
@@ -108,5 +113,18 @@ describe("region placement", () => {
     expect(await markers(na, 1)).toEqual([0x41]);
     na.send([{ type: "tx", id: 1, flags: 0, frame: frame(0x0200_0000_0b03, 0x0200_0000_0b02, 0x42) }]);
     expect(await markers(eu, 1)).toEqual([0x42]);
+  });
+
+  it("a full home does not refuse a join that placement sends to another cell; a full cell refuses its own", async () => {
+    await createSegment("reg-full", { maxPorts: 1, cells: { placement: "region", max: 2, perCell: 1 } });
+    await joinFrom("reg-full", undefined, 0x0200_0000_0a01);
+    await joinFrom("reg-full", FRANKFURT, 0x0200_0000_0a02);
+    expect(await cellsOf("reg-full", ["02:00:00:00:0a:01", "02:00:00:00:0a:02"])).toEqual([0, 1]);
+    // Both cells hold maxPorts: a port from anywhere is refused 503 segment-full.
+    for (const cf of [FRANKFURT, SINGAPORE, undefined]) {
+      const refused = await connectFrom("reg-full", cf);
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { error: string }).error).toBe("segment-full");
+    }
   });
 });
