@@ -4,6 +4,7 @@
  * Segment class under the name `<segment>#<index>`; '#' never occurs in a segment name, so no client
  * can address a cell directly.
  */
+import type { Region } from "../datapath/cells/region.ts";
 import type { TrunkBatch, TrunkReply } from "../datapath/cells/trunk-records.ts";
 import type { CellDescription, PortInfo, SegmentConfig } from "./segment-api.ts";
 
@@ -19,6 +20,12 @@ export interface CellMembership {
   generation: string;
   /** The home's token epoch, which every cell checks join tokens against (set by the home for the others). */
   tokenEpoch?: string;
+  /**
+   * Region placement only (docs/cells.md §3.4): the location hint of each cell made so far, by index (the
+   * home's is null). Cells past its end do not exist yet, and no cell calls them: the first `get()` of a
+   * cell must carry its hint, and the home makes it. Absent for a fixed count (every index exists).
+   */
+  directory?: Array<Region | null>;
 }
 
 /** A trunk call's answer: the reply, or why the whole batch was refused. */
@@ -31,6 +38,8 @@ export interface CellApi {
   adoptCell(membership: CellMembership, config: SegmentConfig): Promise<void>;
   /** This cell's ports and counters, for the home's describe; null if it is not a cell. */
   describeCell(): Promise<{ ports: PortInfo[]; cell: CellDescription } | null>;
+  /** How many ports this cell holds now, for the home's region placement; null if it is not a segment. */
+  cellPorts(): Promise<number | null>;
   /**
    * The home resets cell `index` (dev mode's `POST …/cells/:index/reset`, for tests): its instance is
    * aborted as a crash would (sockets gone, memory lost, storage kept). Null when the segment does not exist.
@@ -48,7 +57,12 @@ export function cellObjectName(segment: string, index: number): string {
   return index === 0 ? segment : `${segment}#${index}`;
 }
 
-/** Response header of the home's internal 307 to the Worker: the cell a joining port goes to (JSON `{"cell": i}`). */
+/**
+ * Response header of the home's internal 307 to the Worker: the cell a joining port goes to (JSON
+ * `{"cell": i}`, with `"locationHint"` under region placement).
+ */
 export const PLACE_HEADER = "x-edgelan-place";
 /** Request header from the Worker: the cell a join asks for (`?cell=`); only a hint. */
 export const CELL_HINT_HEADER = "x-edgelan-cell-hint";
+/** Request header from the Worker: the joining client's region, derived from `request.cf` (datapath/cells/region.ts). */
+export const REGION_HEADER = "x-edgelan-region";

@@ -11,6 +11,7 @@ import type { SwitchCounters } from "../datapath/segment-switch.ts";
 import type { DhcpConfig } from "../datapath/ipam/config.ts";
 import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
 import type { CellApi } from "./cell-api.ts";
+import type { RegionPolicy } from "../datapath/cells/region-placement.ts";
 import type { RegistryApi } from "./registry-api.ts";
 
 /** A segment's settings: persisted in its Durable Object, changed with `PUT /v1/segments/:name`. */
@@ -53,8 +54,11 @@ export interface SegmentConfig {
   createdAt: string;
   /** The IPAM service (DHCP server, ARP proxy, DNS names; docs/ipam.md); absent or null: off. */
   dhcp?: DhcpConfig | null;
-  /** How many Durable Objects ("cells") the segment runs as (docs/cells.md); absent means 1. Only 1 is implemented yet. */
-  cells?: number;
+  /**
+   * How many Durable Objects ("cells") the segment runs as (docs/cells.md): a fixed count 1..16, or region
+   * placement (`{ placement: "region", max, perCell }`); absent means 1.
+   */
+  cells?: number | RegionPolicy;
 }
 
 /** Why a configuration patch was refused. */
@@ -146,6 +150,8 @@ export interface SegmentDescription {
 /** One cell of a segment as the admin API shows it. */
 export interface CellDescription {
   index: number;
+  /** With region placement: the location hint the cell was created with (null for the home). Absent for a fixed count. */
+  region?: string | null;
   epoch: number;
   ports: number;
   /** Routes held from other cells. */

@@ -5,6 +5,7 @@ import type { PolicerLimits } from "../datapath/policer.ts";
 import type { RawEgressLimits } from "../datapath/raw-egress.ts";
 import { fail, ok, type Result } from "../datapath/result.ts";
 import { MAX_FRAME_BYTES } from "../datapath/tunnel/constants.ts";
+import type { RegionPolicy } from "../datapath/cells/region-placement.ts";
 
 export type { ConfigErrorCode, SegmentConfig };
 import { parseAllowedOrigins } from "../contract/origins.ts";
@@ -77,6 +78,13 @@ export const CONFIG_RANGES: Readonly<Record<IntegerField | NullableField, Intege
 
 /** `cells`: the segment's count of Durable Objects (docs/cells.md §3.3). Absent means 1, so existing records are unchanged. */
 export const CELLS_RANGE: IntegerRange = { min: 1, max: 16 };
+/** `cells.max` of region placement: cells in all, the home included. */
+export const REGION_MAX_RANGE: IntegerRange = { min: 2, max: 16 };
+/** `cells.perCell` of region placement: ports a region's cells hold before it gets another cell. */
+export const REGION_PER_CELL_RANGE: IntegerRange = { min: 1, max: 1024 };
+/** Defaults of the object form's optional fields. */
+export const REGION_DEFAULTS: Readonly<Omit<RegionPolicy, "placement">> = { max: 4, perCell: 256 };
+const CELLS_ALLOWED = `an integer in ${CELLS_RANGE.min}..${CELLS_RANGE.max}, or {"placement": "region", "max": ${REGION_MAX_RANGE.min}..${REGION_MAX_RANGE.max} (default ${REGION_DEFAULTS.max}), "perCell": ${REGION_PER_CELL_RANGE.min}..${REGION_PER_CELL_RANGE.max} (default ${REGION_DEFAULTS.perCell})}`;
 
 const NULLABLE_FIELDS = Object.keys(NULL_MEANS) as NullableField[];
 const INTEGER_FIELDS = Object.keys(CONFIG_RANGES).filter((key) => !(key in NULL_MEANS)) as IntegerField[];
@@ -121,7 +129,7 @@ export function applyConfigPatch(
     next[field] = checked.value;
   }
   if ("cells" in fields) {
-    const checked = checkInteger("cells", fields.cells, CELLS_RANGE);
+    const checked = checkCells(fields.cells);
     if (!checked.ok) return checked;
     next.cells = checked.value;
   }
@@ -167,6 +175,43 @@ function checkConsistency(config: SegmentConfig): Result<SegmentConfig, ConfigEr
     );
   }
   return ok(config);
+}
+
+/** `cells`: an integer count, or the region placement object (optional fields get their defaults). */
+function checkCells(value: unknown): Result<number | RegionPolicy, ConfigErrorCode> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return checkInteger("cells", value, CELLS_RANGE, `, or {"placement": "region", …}`);
+  const fields = value as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((key) => !["placement", "max", "perCell"].includes(key));
+  if (fields.placement !== "region" || unknown.length > 0) return invalidField("cells", value, CELLS_ALLOWED);
+  const max = checkInteger("cells.max", fields.max ?? REGION_DEFAULTS.max, REGION_MAX_RANGE);
+  if (!max.ok) return max;
+  const perCell = checkInteger("cells.perCell", fields.perCell ?? REGION_DEFAULTS.perCell, REGION_PER_CELL_RANGE);
+  if (!perCell.ok) return perCell;
+  return ok({ placement: "region", max: max.value, perCell: perCell.value });
+}
+
+/** How many cells (Durable Objects) a `cells` setting allows: the count, or region placement's `max`. */
+export function cellSlots(cells: number | RegionPolicy | undefined): number {
+  return cells === undefined ? 1 : typeof cells === "number" ? cells : cells.max;
+}
+
+/** The region policy of a `cells` setting, or null for a fixed count. */
+export function regionPolicyOf(cells: number | RegionPolicy | undefined): RegionPolicy | null {
+  return typeof cells === "object" ? cells : null;
+}
+
+/**
+ * Why `cells` may not change this way, or null. A one-cell segment may become any; a segment of several
+ * keeps its cells (adding or draining cells of a live segment is not implemented): the same count, or
+ * region placement with the same `max` (its `perCell` may change).
+ */
+export function cellsChange(before: number | RegionPolicy | undefined, after: number | RegionPolicy | undefined): string | null {
+  const from = before ?? 1;
+  const to = after ?? 1;
+  if (from === 1) return null;
+  if (typeof from === typeof to && cellSlots(from) === cellSlots(to)) return null;
+  const show = (cells: number | RegionPolicy): string => (typeof cells === "number" ? String(cells) : JSON.stringify(cells));
+  return `not implemented yet: changing cells from ${show(from)} to ${show(to)} (adding or draining cells of a running segment, docs/cells.md §3.3); delete and re-create the segment`;
 }
 
 function checkInteger(field: string, value: unknown, range: IntegerRange, alternative = ""): Result<number, ConfigErrorCode> {

@@ -12,7 +12,7 @@ import { CellPlacement } from "./cells/placement.ts";
 import { parseMac, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
-import { applyConfigPatch, loadSegment, saveSegment, type StoredSegment } from "./config.ts";
+import { applyConfigPatch, cellsChange, loadSegment, saveSegment, type StoredSegment } from "./config.ts";
 import { SegmentRelay, type SegmentCounters as RelayAndSwitchCounters } from "./relay.ts";
 import { forgetSegment, recordSegment } from "./registry.ts";
 import { IpamHost } from "./ipam-host.ts";
@@ -91,7 +91,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     }
     const next = applyConfigPatch(stored?.config, patch);
     if (!next.ok) return { ok: false, error: next.error };
-    const cellChange = cellCountChange(stored?.config.cells, next.value.cells);
+    const cellChange = cellsChange(stored?.config.cells, next.value.cells);
     if (cellChange !== null) return { ok: false, error: { code: "not-implemented", message: cellChange } };
     await this.store({ name, config: next.value });
     await this.cells.configured(name, next.value);
@@ -164,6 +164,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   private abortNow(): never {
     this.ctx.abort("cell reset by the admin API (dev mode)");
     throw new Error("cell reset");
+  }
+
+  /** How many ports this cell holds, for the home's region placement (cheaper than describeCell). */
+  async cellPorts(): Promise<number | null> {
+    const stored = await this.load();
+    return stored === null ? null : this.relayFor(stored).portCount;
   }
 
   /** This cell's ports and counters for the home's describe. */
@@ -308,11 +314,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       isRevoked: (jti) => this.revocations.has(jti, now),
     }, relay.runtimes());
     if (tokenRefusal !== null) return this.refuseJoin(tokenRefusal);
+    // A join placed on another cell is that cell's to admit: the home being full does not refuse it.
+    const elsewhere = this.cells.active ? await this.cells.placeElsewhere(request, stored.config, relay.portCount) : null;
+    if (elsewhere !== null) return elsewhere;
     if (relay.portCount >= stored.config.maxPorts) {
       return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${stored.config.maxPorts} ports connected`));
     }
-    const elsewhere = this.cells.active ? await this.cells.placeElsewhere(request, stored.config) : null;
-    if (elsewhere !== null) return elsewhere;
     const helloRefusal = checkHelloSlots(port, mode, stored.config.maxPorts, relay.runtimes());
     if (helloRefusal !== null) return this.refuseJoin(helloRefusal);
 
@@ -543,14 +550,6 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
 function newEpoch(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-/** Why the cell count may not change this way (adding or draining cells of a live multi-cell segment is not implemented), or null. */
-function cellCountChange(before: number | undefined, after: number | undefined): string | null {
-  const from = before ?? 1;
-  const to = after ?? 1;
-  if (from === to || from === 1) return null;
-  return `not implemented yet: changing cells from ${from} to ${to} (adding or draining cells of a running segment, docs/cells.md §3.3); delete and re-create the segment`;
 }
 
 /** Subprotocols the client offered in Sec-WebSocket-Protocol. */

@@ -5,7 +5,8 @@ import { errorResponse, httpError, httpFail, type HttpResult } from "./http.ts";
 import { checkJoinPolicy } from "./join-policy.ts";
 import { writePortRequestHeaders, type PortAuth, type TokenPolicy } from "../contract/port-request.ts";
 import type { RouteContext } from "./router.ts";
-import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER } from "../contract/cell-api.ts";
+import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, REGION_HEADER } from "../contract/cell-api.ts";
+import { isRegion, regionOf, type ClientLocation, type Region } from "../datapath/cells/region.ts";
 
 /**
  * `GET /v1/segments/:name/connect`: checks the upgrade, the requested port kind and any join token,
@@ -44,23 +45,30 @@ export async function connectPort({ request, env, url, segment }: RouteContext):
   headers.delete(CELL_HINT_HEADER);
   const hint = url.searchParams.get("cell");
   if (hint !== null) headers.set(CELL_HINT_HEADER, hint);
+  // The client's region from what the edge knows of it (request.cf), for region placement (§3.4).
+  const region = regionOf(request.cf as ClientLocation | undefined);
+  if (region !== null) headers.set(REGION_HEADER, region);
   const home = await env.SEGMENTS.getByName(segment).fetch(new Request(forwardUrl, { method: "GET", headers, redirect: "manual" }));
   return home.status === 307 ? followPlacement(home, env, segment, forwardUrl, headers) : home;
 }
 
 /** The home placed the port on another cell (an internal 307 the client never sees): the same upgrade goes there. */
 async function followPlacement(home: Response, env: Env, segment: string, url: URL, headers: Headers): Promise<Response> {
-  const cell = parsePlacement(home.headers.get(PLACE_HEADER));
-  if (cell === null) return errorResponse(httpError(502, "bad-placement", "the segment answered a connect with a placement the Worker cannot read"));
-  return env.SEGMENTS.getByName(cellObjectName(segment, cell)).fetch(new Request(url, { method: "GET", headers }));
+  const placed = parsePlacement(home.headers.get(PLACE_HEADER));
+  if (placed === null) return errorResponse(httpError(502, "bad-placement", "the segment answered a connect with a placement the Worker cannot read"));
+  // The home made the cell already (with its hint); the hint is passed again in case this get is the first.
+  const name = cellObjectName(segment, placed.cell);
+  const stub = placed.locationHint === null ? env.SEGMENTS.getByName(name) : env.SEGMENTS.getByName(name, { locationHint: placed.locationHint });
+  return stub.fetch(new Request(url, { method: "GET", headers }));
 }
 
-/** The cell index of an `x-edgelan-place` header (`{"cell": i}`, i ≥ 1), or null. */
-function parsePlacement(header: string | null): number | null {
+/** The cell index (i ≥ 1) and location hint of an `x-edgelan-place` header (`{"cell": i, "locationHint"?: h}`), or null. */
+function parsePlacement(header: string | null): { cell: number; locationHint: Region | null } | null {
   if (header === null) return null;
   try {
-    const cell = (JSON.parse(header) as { cell?: unknown }).cell;
-    return typeof cell === "number" && Number.isInteger(cell) && cell >= 1 ? cell : null;
+    const { cell, locationHint } = JSON.parse(header) as { cell?: unknown; locationHint?: unknown };
+    if (typeof cell !== "number" || !Number.isInteger(cell) || cell < 1) return null;
+    return { cell, locationHint: isRegion(locationHint) ? locationHint : null };
   } catch {
     return null;
   }

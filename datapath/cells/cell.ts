@@ -220,6 +220,16 @@ export class Cell {
     this.peers.get(peer)?.outbox.failed(overloaded, this.clock());
   }
 
+  /** `peer` does not exist yet: nothing goes to it until it calls or `peerExists` says it was made. */
+  peerNotYet(peer: number): void {
+    this.peers.get(peer)?.outbox.markAbsent();
+  }
+
+  /** `peer` was made (the home says so): calls to it may go. */
+  peerExists(peer: number): void {
+    this.peers.get(peer)?.outbox.peerCalled();
+  }
+
   /** `peer` refused a call whole (not a cell of this generation yet): nothing goes to it until it calls. */
   refused(peer: number): void {
     this.peers.get(peer)?.outbox.refused();

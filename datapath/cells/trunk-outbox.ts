@@ -210,6 +210,11 @@ export class TrunkOutbox {
     this.absent = false;
   }
 
+  /** The peer does not exist yet (region placement makes cells one by one): no call until it calls or is made. */
+  markAbsent(): void {
+    this.absent = true;
+  }
+
   private lose(): void {
     const batch = this.inFlight;
     this.inFlight = null;

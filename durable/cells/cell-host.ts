@@ -52,6 +52,8 @@ export class CellHost {
   private storedVersion: number;
   private storedAt = -Infinity;
   private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Cells 0..created−1 exist; the others (region placement's unused indexes) get no call until they are made. */
+  private created: number;
 
   constructor(
     readonly membership: CellMembership,
@@ -67,9 +69,17 @@ export class CellHost {
       staticLost: (mac) => this.closeHolder(mac),
     }, clock);
     for (let index = 0; index < membership.cells; index++) if (index !== membership.index) this.cell.addPeer(index);
+    this.created = membership.directory?.length ?? membership.cells;
+    for (let index = this.created; index < membership.cells; index++) this.cell.peerNotYet(index);
     const snapshot = store.load();
     if (snapshot !== undefined) this.cell.restore(snapshot);
     this.storedVersion = this.cell.remoteVersion;
+  }
+
+  /** The home made cells up to `count − 1` (region placement): calls to them may go. */
+  peersCreated(count: number): void {
+    for (let index = this.created; index < count; index++) this.cell.peerExists(index);
+    this.created = Math.max(this.created, count);
   }
 
   /** The alarm: remote learned routes past their lifetime go. */
@@ -135,7 +145,7 @@ export class CellHost {
   /** This cell for the admin API. */
   describe(): CellDescription {
     const trunks: CellDescription["trunks"] = [];
-    for (let index = 0; index < this.membership.cells; index++) {
+    for (let index = 0; index < this.created; index++) {
       const port = this.cell.trunkPort(index);
       const outbox = this.cell.outbox(index);
       if (port === undefined || outbox === undefined) continue;

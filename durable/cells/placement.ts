@@ -2,17 +2,20 @@
  * A Segment Durable Object's cell role (docs/cells.md §3): its membership
  * (index, cell count, generation, stored), its epoch (a new one whenever it
  * starts without sockets: its routes at peers are void), the trunk host, and
- * for the home cell the placement of joining ports and the fan-out of describe
- * and delete. A segment of one cell has no membership: every method here is
+ * for the home cell the placement of joining ports (a fixed count in turn, or by region: §3.4) and the
+ * fan-out of describe and delete. A segment of one cell has no membership: every method here is
  * then a no-op or answers "not active", so `cells: 1` takes today's path.
  */
-import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, type CellMembership, type CellResetOutcome } from "../../contract/cell-api.ts";
+import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, REGION_HEADER, type CellMembership, type CellResetOutcome } from "../../contract/cell-api.ts";
 import type { CellDescription, Env, PortInfo, SegmentApi, SegmentConfig, SegmentDescription } from "../../contract/segment-api.ts";
 import { toHex } from "../handshake.ts";
 import type { SegmentRelay } from "../relay.ts";
 import { CellHost } from "./cell-host.ts";
 import type { CellSnapshot } from "../../datapath/cells/cell.ts";
 import { TOKEN_EPOCH_KEY } from "../token-lifecycle.ts";
+import { cellSlots, regionPolicyOf } from "../config.ts";
+import { isRegion, type Region } from "../../datapath/cells/region.ts";
+import { placeByRegion, type RegionChoice, type RegionPolicy } from "../../datapath/cells/region-placement.ts";
 
 const MEMBERSHIP_KEY = "cell-membership";
 const EPOCH_KEY = "cell-epoch";
@@ -56,13 +59,26 @@ export class CellPlacement {
    * the cells that exist get the new settings.
    */
   async configured(segment: string, config: SegmentConfig): Promise<void> {
-    const cells = config.cells ?? 1;
+    const cells = cellSlots(config.cells);
     if (cells <= 1 && this.membership === null) return;
-    const previous = this.membership?.cells ?? 1;
+    const previous = this.membership === null ? 1 : this.cellCount();
     const generation = this.membership?.generation ?? toHex(crypto.getRandomValues(new Uint8Array(16)));
-    this.adopt({ segment, index: 0, cells, generation });
+    // Region placement starts with the home alone; its directory grows as placement makes cells.
+    const directory = regionPolicyOf(config.cells) === null ? {} : { directory: this.membership?.directory ?? [null] };
+    this.adopt({ segment, index: 0, cells, generation, ...directory });
     // The other cells get the new settings (an existing segment's cells; a new one's are made by placement).
-    for (let index = 1; index < Math.min(previous, cells); index++) await this.stub(index).adoptCell({ segment, index, cells, generation, ...this.tokenEpoch() }, config);
+    for (let index = 1; index < Math.min(previous, cells); index++) await this.stub(index).adoptCell(this.membershipFor(index), config);
+  }
+
+  /** The membership the home gives cell `index`: its own, with that index and the home's token epoch. */
+  private membershipFor(index: number): CellMembership {
+    return { ...(this.membership as CellMembership), index, ...this.tokenEpoch() };
+  }
+
+  /** Cells that exist: every index of a fixed count, or those region placement made so far. */
+  private cellCount(): number {
+    const membership = this.membership as CellMembership;
+    return membership.directory?.length ?? membership.cells;
   }
 
   /** The home's token epoch, for the cells it configures. */
@@ -87,21 +103,26 @@ export class CellPlacement {
 
   /** The home asks every other cell whether it has ports (for the idle TTL). */
   async othersIdle(): Promise<boolean> {
-    const membership = this.membership as CellMembership;
-    for (let index = 1; index < membership.cells; index++) {
+    for (let index = 1; index < this.cellCount(); index++) {
       const remote = await this.stub(index).describeCell();
       if (remote !== null && remote.ports.length > 0) return false;
     }
     return true;
   }
 
-  /** Stores the membership; the trunk host is rebuilt with it on next use. */
-  adopt(membership: CellMembership): void {
+  /**
+   * Stores the membership; the trunk host is rebuilt with it on next use. A region directory only grows
+   * (the home's pushes may arrive out of order): the longer one is kept, and its new cells may be called.
+   */
+  adopt(incoming: CellMembership): void {
+    const known = this.membership?.directory;
+    const membership = known !== undefined && incoming.directory !== undefined && known.length > incoming.directory.length ? { ...incoming, directory: known } : incoming;
     this.ctx.storage.kv.put(MEMBERSHIP_KEY, membership);
     if (this.ctx.storage.kv.get<number>(EPOCH_KEY) === undefined) this.ctx.storage.kv.put(EPOCH_KEY, 1);
     const changed = this.membership === null || this.membership.cells !== membership.cells || this.membership.index !== membership.index;
     this.membership = membership;
     if (changed) this.host = null;
+    else if (membership.directory !== undefined) this.host?.peersCreated(membership.directory.length);
   }
 
   /** The trunk host around the relay (built once per instance), or null for a single-cell segment. */
@@ -132,17 +153,82 @@ export class CellPlacement {
   }
 
   /**
-   * The home places a joining port: the hinted cell (`?cell=`) if valid, else the next in turn. For
-   * another cell it adopts that cell (creating it on first use) and answers the Worker with an internal
-   * 307 naming it; for itself it answers null and accepts the socket as today.
+   * The home places a joining port: the hinted cell (`?cell=`) if it exists, else the next in turn (a
+   * fixed count) or by the client's region (region placement; `homePorts`: the home's own ports). For
+   * another cell it adopts that cell (creating it on first use, with its location hint) and answers the
+   * Worker with an internal 307 naming it; for itself it answers null and accepts the socket as today.
    */
-  async placeElsewhere(request: Request, config: SegmentConfig): Promise<Response | null> {
-    const membership = this.membership as CellMembership;
-    if (membership.index !== 0) return null;
-    const target = this.pick(request.headers.get(CELL_HINT_HEADER), membership.cells);
-    if (target === 0) return null;
-    await this.stub(target).adoptCell({ ...membership, index: target, ...this.tokenEpoch() }, config);
-    return new Response(null, { status: 307, headers: { [PLACE_HEADER]: JSON.stringify({ cell: target }) } });
+  async placeElsewhere(request: Request, config: SegmentConfig, homePorts: number): Promise<Response | null> {
+    if ((this.membership as CellMembership).index !== 0) return null;
+    const hint = request.headers.get(CELL_HINT_HEADER);
+    const policy = regionPolicyOf(config.cells);
+    const target = policy === null
+      ? { cell: this.pick(hint, this.cellCount()), created: false }
+      : await this.pickByRegion(hint, request.headers.get(REGION_HEADER), policy, config.maxPorts, homePorts);
+    if (target.cell === 0) return null;
+    await this.stub(target.cell).adoptCell(this.membershipFor(target.cell), config);
+    if (target.created) await this.announceDirectory(target.cell, config);
+    const locationHint = this.regionOfCell(target.cell);
+    return new Response(null, { status: 307, headers: { [PLACE_HEADER]: JSON.stringify(locationHint === null ? { cell: target.cell } : { cell: target.cell, locationHint }) } });
+  }
+
+  /**
+   * Region placement (docs/cells.md §3.4): the hinted cell if it exists, else `placeByRegion` over the
+   * cells' live port counts (each other cell is asked; joins are rare). A new cell enters the directory
+   * before this returns, so a concurrent join sees it.
+   */
+  private async pickByRegion(hint: string | null, header: string | null, policy: RegionPolicy, capacity: number, homePorts: number): Promise<{ cell: number; created: boolean }> {
+    const asked = hint === null ? NaN : Number(hint);
+    if (Number.isInteger(asked) && asked >= 0 && asked < this.cellCount()) return { cell: asked, created: false };
+    const region = isRegion(header) ? header : null;
+    if (region === null) return { cell: 0, created: false };
+    // The region's own cells are asked first; the others only when the region cannot grow.
+    const ports = new Map<number, number>([[0, homePorts]]);
+    const ask = async (wanted: (cellRegion: Region | null) => boolean): Promise<void> => {
+      const indexes = this.directory().flatMap((cellRegion, index) => (wanted(cellRegion) && !ports.has(index) ? [index] : []));
+      const counted = await Promise.all(indexes.map((index) => this.portsOf(index)));
+      indexes.forEach((index, i) => ports.set(index, counted[i] ?? Infinity));
+    };
+    await ask((cellRegion) => cellRegion === region);
+    const decide = (): RegionChoice =>
+      // On the directory as it is after the awaits: another join may have made a cell meanwhile (0 ports).
+      placeByRegion(region, this.directory().map((cellRegion, index) => ({ index, region: cellRegion, ports: ports.get(index) ?? 0 })), policy, capacity);
+    let choice = decide();
+    if ("cell" in choice && this.directory()[choice.cell] !== region) {
+      await ask(() => true);
+      choice = decide();
+    }
+    if ("cell" in choice) return { cell: choice.cell, created: false };
+    this.adopt({ ...(this.membership as CellMembership), directory: [...this.directory(), choice.region] });
+    return { cell: choice.create, created: true };
+  }
+
+  /** Region placement's directory: each made cell's location hint (the home's is null). */
+  private directory(): Array<Region | null> {
+    return (this.membership as CellMembership).directory ?? [null];
+  }
+
+  /** A cell's ports now; a cell that cannot answer counts as full (it gets no port). */
+  private async portsOf(index: number): Promise<number> {
+    try {
+      return (await this.stub(index).cellPorts()) ?? 0;
+    } catch {
+      return Infinity;
+    }
+  }
+
+  /**
+   * The home made cell `made`: every other cell gets the longer directory, so it may call the new cell
+   * and keeps it across a restart. A cell that misses this learns of the new one when that one calls it.
+   */
+  private async announceDirectory(made: number, config: SegmentConfig): Promise<void> {
+    const others = Array.from({ length: this.cellCount() }, (_, index) => index).filter((index) => index !== 0 && index !== made);
+    await Promise.all(others.map((index) => this.stub(index).adoptCell(this.membershipFor(index), config).catch(() => undefined)));
+  }
+
+  /** The location hint cell `index` was made with (region placement), or null. */
+  private regionOfCell(index: number): Region | null {
+    return this.membership?.directory?.[index] ?? null;
   }
 
   /** The home's describe with every cell's ports (each with its `cell`) and per-cell counters. */
@@ -150,13 +236,15 @@ export class CellPlacement {
     const membership = this.membership as CellMembership;
     const ports: PortInfo[] = local.ports.map((port) => ({ ...port, cell: membership.index }));
     const cells: CellDescription[] = this.host === null ? [] : [this.host.describe()];
-    for (let index = 1; index < membership.cells && membership.index === 0; index++) {
+    for (let index = 1; index < this.cellCount() && membership.index === 0; index++) {
       const remote = await this.stub(index).describeCell();
       if (remote === null) continue;
       ports.push(...remote.ports.map((port) => ({ ...port, cell: index })));
       cells.push(remote.cell);
     }
-    return { ...local, ports, cells };
+    // Region placement: each cell's location hint, from the home's directory.
+    const withRegions = membership.directory === undefined ? cells : cells.map((cell) => ({ ...cell, region: this.regionOfCell(cell.index) }));
+    return { ...local, ports, cells: withRegions };
   }
 
   /** This cell's ports and counters (for the home). */
@@ -174,8 +262,8 @@ export class CellPlacement {
     if (!this.active || membership === null || membership.index !== 0) {
       return { ok: false, code: "not-cells", message: "this segment runs as one Durable Object: it has no cells to reset" };
     }
-    if (!Number.isInteger(index) || index < 0 || index >= membership.cells) {
-      return { ok: false, code: "invalid-cell", message: `cell must be an index 0..${membership.cells - 1}; got ${index}` };
+    if (!Number.isInteger(index) || index < 0 || index >= this.cellCount()) {
+      return { ok: false, code: "invalid-cell", message: `cell must be an index 0..${this.cellCount() - 1}; got ${index}` };
     }
     if (index === 0) abortSelf();
     try {
@@ -191,7 +279,7 @@ export class CellPlacement {
     const membership = this.membership;
     if (membership === null || membership.index !== 0) return 0;
     let closed = 0;
-    for (let index = 1; index < membership.cells; index++) closed += (await this.stub(index).destroy())?.portsClosed ?? 0;
+    for (let index = 1; index < this.cellCount(); index++) closed += (await this.stub(index).destroy())?.portsClosed ?? 0;
     return closed;
   }
 
@@ -210,7 +298,10 @@ export class CellPlacement {
     return next % cells;
   }
 
+  /** A cell's stub; under region placement it carries the cell's hint, so whichever `get()` is first places it. */
   private stub(index: number): DurableObjectStub<SegmentApi> {
-    return this.env.SEGMENTS.getByName(cellObjectName((this.membership as CellMembership).segment, index));
+    const locationHint = this.regionOfCell(index);
+    const name = cellObjectName((this.membership as CellMembership).segment, index);
+    return locationHint === null ? this.env.SEGMENTS.getByName(name) : this.env.SEGMENTS.getByName(name, { locationHint });
   }
 }

@@ -28,7 +28,7 @@ async function admin(method: string, path: string, body?: unknown): Promise<Resp
 
 interface Described {
   ports: Array<{ portId: number; cell?: number }>;
-  cells?: Array<{ index: number; remoteRoutes: number; trunks: Array<{ peer: number; calls: number; callFailures: number }> }>;
+  cells?: Array<{ index: number; region?: string | null; remoteRoutes: number; trunks: Array<{ peer: number; calls: number; callFailures: number }> }>;
 }
 
 async function described(segment: string): Promise<Described> {
@@ -89,6 +89,34 @@ describe("a segment of 3 cells under wrangler dev", () => {
     // Cell 1 got neither unicast: its next frame is the broadcast that follows.
     (clients[0] as WireClient).send([{ type: "tx", id: 2, flags: 0, frame: frame(BROADCAST, MACS[0] as number, 0x23) }]);
     expect(await markers(clients[1] as WireClient, 1)).toEqual([0x23]);
+    for (const client of clients) client.close();
+  });
+});
+
+describe("region placement under wrangler dev", () => {
+  it("places by the region of request.cf (offline wrangler dev: its placeholder, Austin → enam), grows at perCell, and the ports talk", async () => {
+    const created = await admin("PUT", "/v1/segments/e2e-region", { openJoin: true, cells: { placement: "region", max: 3, perCell: 1 } });
+    expect(created.status).toBe(201);
+    const clients: WireClient[] = [];
+    for (const mac of MACS.slice(0, 2)) {
+      const { client } = await WireClient.join(`${relay.wsUrl}/v1/segments/e2e-region/connect`, { macs: [mac] });
+      client.send([{ type: "rx-post", count: 64, bufferSize: 2048 }]);
+      clients.push(client);
+    }
+    const listed = await described("e2e-region");
+    // perCell 1: the second enam port got a second enam cell; the home (no region) holds neither.
+    expect(listed.cells?.map((cell) => [cell.index, cell.region])).toEqual([[0, null], [1, "enam"], [2, "enam"]]);
+    expect(listed.ports.map((port) => port.cell).sort()).toEqual([1, 2]);
+    const [a, b] = clients as [WireClient, WireClient];
+    const deadline = Date.now() + 30_000;
+    while (!((await described("e2e-region")).cells ?? []).filter((cell) => cell.index > 0).every((cell) => cell.remoteRoutes === 1)) {
+      if (Date.now() > deadline) throw new Error("the two cells never learned each other's MAC");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    a.send([{ type: "tx", id: 1, flags: 0, frame: frame(MACS[1] as number, MACS[0] as number, 0x31) }]);
+    expect(await markers(b, 1)).toEqual([0x31]);
+    b.send([{ type: "tx", id: 1, flags: 0, frame: frame(BROADCAST, MACS[1] as number, 0x32) }]);
+    expect(await markers(a, 1)).toEqual([0x32]);
     for (const client of clients) client.close();
   });
 });

@@ -367,6 +367,20 @@ describe("trunk flow control", () => {
     expect(resent?.batch.control.map((record) => record.type)).toContain("mac-route");
   });
 
+  it("a peer not made yet (region placement) gets no call, and no refusal is counted, until the home says it exists", () => {
+    const cell = cells[0] as Cell;
+    cell.peerNotYet(2);
+    attach(0, 1, "member", [1]);
+    expect(cell.take().map((call) => call.peer)).toEqual([1]);
+    now += 60_000;
+    expect(cell.take()).toEqual([]);
+    expect(cell.nextRetry()).toBeNull();
+    expect(cell.outbox(2)?.counters).toMatchObject({ calls: 0, refusals: 0, callFailures: 0 });
+    cell.peerExists(2);
+    // Its first call is the full announce: what cell 0 has for it.
+    expect(cell.take().find((call) => call.peer === 2)?.batch.control.map((record) => record.type)).toEqual(["routes-reset", "cell-filter", "mac-route"]);
+  });
+
   it("syncStatics announces new registered MACs and withdraws gone ones, once each", () => {
     const cell = cells[0] as Cell;
     const m1 = mac("02:00:00:00:00:01");

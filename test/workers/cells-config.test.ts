@@ -1,10 +1,11 @@
 /// <reference types="@cloudflare/vitest-pool-workers/types" />
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { applyConfigPatch, CELLS_RANGE } from "../../durable/config.ts";
+import { applyConfigPatch, CELLS_RANGE, REGION_DEFAULTS } from "../../durable/config.ts";
 
-// The `cells` setting (docs/cells.md §3.3): absent means 1; 1..16 cells; a segment of several cells
-// keeps its count (adding or draining cells of a running segment is refused with 400 not-implemented).
+// The `cells` setting (docs/cells.md §3.3): absent means 1; 1..16 cells, or region placement
+// `{ placement: "region", max, perCell }`; a segment of several cells keeps its count (adding or draining
+// cells of a running segment is refused with 400 not-implemented).
 
 const BASE = "http://edgelan.test";
 const ADMIN = { Authorization: "Bearer test-admin-token", "Content-Type": "application/json" };
@@ -46,5 +47,45 @@ describe("cells", () => {
       expect(result.ok ? "ok" : result.error.code).toBe("invalid-config-field");
     }
     expect(CELLS_RANGE).toEqual({ min: 1, max: 16 });
+  });
+
+  it("accepts region placement, filling in max 4 and perCell 256, and refuses bad shapes as invalid-config-field", async () => {
+    const created = await put("cells-region", { cells: { placement: "region" } });
+    expect(created.status).toBe(201);
+    expect(await created.json()).toMatchObject({ cells: { placement: "region", max: 4, perCell: 256 } });
+    expect(REGION_DEFAULTS).toEqual({ max: 4, perCell: 256 });
+    const bad: Array<[unknown, RegExp]> = [
+      [{ placement: "fixed" }, /^cells must be an integer in 1\.\.16, or \{"placement": "region", "max": 2\.\.16 \(default 4\), "perCell": 1\.\.1024 \(default 256\)\}; got/],
+      [{ placement: "region", regions: ["weur"] }, /^cells must be an integer in 1\.\.16, or \{"placement": "region"/],
+      [{ placement: "region", max: 1 }, /^cells\.max must be an integer in 2\.\.16; got 1$/],
+      [{ placement: "region", max: 17 }, /^cells\.max must be an integer in 2\.\.16; got 17$/],
+      [{ placement: "region", perCell: 0 }, /^cells\.perCell must be an integer in 1\.\.1024; got 0$/],
+      [{ placement: "region", perCell: 2.5 }, /^cells\.perCell must be an integer in 1\.\.1024; got 2\.5$/],
+      [[4], /^cells must be an integer in 1\.\.16, or \{"placement": "region", …\}; got \[4\]$/],
+    ];
+    for (const [cells, message] of bad) {
+      const response = await put("cells-region-bad", { cells });
+      expect(response.status).toBe(400);
+      const body = (await response.json()) as { error: string; message: string };
+      expect(body.error).toBe("invalid-config-field");
+      expect(body.message).toMatch(message);
+    }
+  });
+
+  it("lets a region segment change perCell but not max, nor turn into a fixed count; a one-cell segment may become one", async () => {
+    expect((await put("cells-region-change", { cells: { placement: "region", max: 3, perCell: 4 } })).status).toBe(201);
+    const perCell = await put("cells-region-change", { cells: { placement: "region", max: 3, perCell: 8 } });
+    expect(perCell.status).toBe(200);
+    expect(await perCell.json()).toMatchObject({ cells: { placement: "region", max: 3, perCell: 8 } });
+    for (const cells of [{ placement: "region", max: 4 }, 3, 1]) {
+      const refused = await put("cells-region-change", { cells });
+      expect(refused.status).toBe(400);
+      expect(((await refused.json()) as { error: string }).error).toBe("not-implemented");
+    }
+    expect((await put("cells-region-later", {})).status).toBe(201);
+    expect((await put("cells-region-later", { cells: { placement: "region", max: 2, perCell: 1 } })).status).toBe(200);
+    const fixed = await put("cells-region-fixed", { cells: 3 });
+    expect(fixed.status).toBe(201);
+    expect(((await (await put("cells-region-fixed", { cells: { placement: "region", max: 3 } })).json()) as { error: string }).error).toBe("not-implemented");
   });
 });

@@ -3,6 +3,7 @@ import { env, exports } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ADMIN, BROADCAST, createSegment, frame, hello_, Port } from "./ports.ts";
+import { describeCells, joinCell, markers, routesSettled, trunkPairs, type CellPort } from "./cells-ports.ts";
 import worker from "../../worker/index.ts";
 import type { Env } from "../../worker/env.ts";
 
@@ -11,58 +12,10 @@ import type { Env } from "../../worker/env.ts";
 
 const M = [0x0200_0000_0a01, 0x0200_0000_0a02, 0x0200_0000_0a03];
 
-interface CellPort {
-  portId: number;
-  cell?: number;
-  macs: string[];
-}
-
-async function token(segment: string, role: string): Promise<string> {
-  const response = await exports.default.fetch(`http://edgelan.test/v1/segments/${segment}/tokens`, {
-    method: "POST", headers: ADMIN, body: JSON.stringify({ role }),
-  });
-  expect(response.status).toBe(201);
-  return ((await response.json()) as { token: string }).token;
-}
-
-async function joinCell(segment: string, cell: number, mac: number, kind: "member" | "bridge" | "monitor" = "member"): Promise<Port> {
-  const query = kind === "member" ? `?cell=${cell}` : `?cell=${cell}&kind=${kind}&token=${await token(segment, kind)}`;
-  const port = await Port.open(segment, true, query);
-  port.send([hello_(mac, { portKind: kind })]);
-  await port.next("welcome");
-  port.send([{ type: "rx-post", count: 64, bufferSize: 2048 }]);
-  return port;
-}
-
-interface Description {
-  ports: CellPort[];
-  cells?: Array<{ index: number; epoch: number; remoteRoutes: number; trunks: Array<{ peer: number; rxFrames: number; txFrames: number; failedFrames: number; backlogDrops: number }> }>;
-}
-
-async function describe_(segment: string): Promise<Description> {
-  const response = await exports.default.fetch(`http://edgelan.test/v1/segments/${segment}`, { headers: ADMIN });
-  return (await response.json()) as Description;
-}
+const describe_ = describeCells;
 
 async function ports(segment: string): Promise<CellPort[]> {
   return (await describe_(segment)).ports;
-}
-
-/** Polls the admin API (bounded) until every cell holds `routes` routes from the others: their announcements arrived. */
-async function routesSettled(segment: string, routes: number | number[]): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  const wanted = typeof routes === "number" ? [routes, routes, routes] : routes;
-  for (;;) {
-    const cells = (await describe_(segment)).cells ?? [];
-    if (cells.length === 3 && cells.every((cell) => cell.remoteRoutes === wanted[cell.index])) return;
-    if (Date.now() > deadline) throw new Error(`cells did not settle on ${routes} routes each: ${JSON.stringify(cells)}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** The markers of the rx frames a port got, in order (byte 14 of each test frame). */
-async function markers(port: Port, count: number): Promise<number[]> {
-  return (await port.rx(count)).map((f) => f[14] as number);
 }
 
 /** Waits until every cell's routes are known to the others: each port's unicast probe reaches its target. */
@@ -199,11 +152,7 @@ describe("a segment of 3 cells", () => {
     }
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const cells = (await describe_("cells-invariant")).cells ?? [];
-      const pairs = cells.flatMap((cell) => cell.trunks.map((trunk) => {
-        const back = cells.find((peer) => peer.index === trunk.peer)?.trunks.find((t) => t.peer === cell.index);
-        return { sent: trunk.txFrames, received: back?.rxFrames ?? -1, failed: trunk.failedFrames };
-      }));
+      const pairs = trunkPairs((await describe_("cells-invariant")).cells ?? []);
       if (pairs.length === 6 && pairs.every((pair) => pair.sent === pair.received + pair.failed)) {
         expect(pairs.reduce((sum, pair) => sum + pair.failed, 0)).toBe(0);
         // 3 rounds × (2 unicast + 1 broadcast to each of 2 cells) per sender, plus the 3 broadcasts of threeCells.
