@@ -7,7 +7,7 @@ import { MAX_FRAME_BYTES } from "../../datapath/tunnel/constants.ts";
 import { intOption } from "./values.ts";
 
 const ACTIONS = ["list", "create", "show", "delete"] as const;
-const CREATE_ONLY = ["open-join", "closed", "max-frame-size", "max-ports", "ttl", "dhcp"] as const;
+const CREATE_ONLY = ["open-join", "closed", "max-frame-size", "max-ports", "ttl", "dhcp", "cells"] as const;
 
 const options = {
   relay: RELAY_OPTION,
@@ -18,6 +18,7 @@ const options = {
   "max-ports": { type: "string", value: "N", defaultText: "64 for a new segment", description: "create: ports connected at once (1-1024)" },
   ttl: { type: "string", value: "S", defaultText: "never", description: "create: delete the segment after S seconds with no port connected" },
   dhcp: { type: "string", value: "SUBNET", defaultText: "off", description: "create: the segment's DHCP/DNS service hands out addresses in SUBNET (e.g. 10.44.0.0/24; docs/ipam.md)" },
+  cells: { type: "string", value: "N|region", defaultText: "1 for a new segment", description: "create: run the segment on N Durable Objects (1-16, ports placed in turn), or region: a cell per client region (docs/cells.md)" },
 } as const;
 
 export const segmentsCommand = defineCommand({
@@ -29,6 +30,7 @@ export const segmentsCommand = defineCommand({
   examples: [
     "edgelan segments create lab --max-ports 16 --ttl 3600",
     "edgelan segments create lab --dhcp 10.44.0.0/24",
+    "edgelan segments create big --cells 3",
     "edgelan segments list --relay https://relay.example --admin-token \"$EDGELAN_ADMIN_TOKEN\"",
   ],
   async run({ positionals, values }) {
@@ -93,6 +95,8 @@ async function create(target: AdminTarget, path: string, name: string, values: O
   if (values.ttl !== undefined) config.ttlSeconds = intOption("--ttl", values.ttl, 10, 31_536_000);
   // The relay validates the subnet (and fills in the range, lease time and the rest: docs/ipam.md).
   if (values.dhcp !== undefined) config.dhcp = { subnet: values.dhcp };
+  // Region placement with the relay's defaults for max and perCell (docs/api.md, the `cells` setting).
+  if (values.cells !== undefined) config.cells = values.cells === "region" ? { placement: "region" } : intOption("--cells", values.cells, 1, 16);
   const { status, body } = await adminCall(target, "PUT", path, config);
   const changed = Object.keys(config);
   console.error(status === 201

@@ -294,6 +294,14 @@ describe("edgelan segments and token", () => {
     expect(JSON.parse(updated.stdout)).toMatchObject({ maxPorts: 5, openJoin: true });
     const closed = await cli(["segments", "create", "cli-update", "--closed", ...common]);
     expect(JSON.parse(closed.stdout)).toMatchObject({ maxPorts: 5, openJoin: false });
+    const cells = await cli(["segments", "create", "cli-cells", "--cells", "3", ...common]);
+    expect(cells.code).toBe(0);
+    expect(JSON.parse(cells.stdout)).toMatchObject({ cells: 3 });
+    const region = await cli(["segments", "create", "cli-region", "--cells", "region", ...common]);
+    expect(JSON.parse(region.stdout)).toMatchObject({ cells: { placement: "region", max: 4, perCell: 256 } });
+    const tooMany = await cli(["segments", "create", "cli-cells", "--cells", "17", ...common]);
+    expect(tooMany.code).toBe(2);
+    expect(tooMany.stderr).toContain("--cells");
     expect((await cli(["segments", "delete", "cli-update", ...common])).code).toBe(0);
     const after = JSON.parse((await cli(["segments", "list", ...common])).stdout) as { segments: Array<{ name: string }> };
     expect(after.segments.map((segment) => segment.name)).not.toContain("cli-update");
