@@ -254,7 +254,7 @@ export class Session {
     const factory = this.options.socketFactory ?? browserSocket;
     let socket: SocketLike;
     try {
-      const { url, headers } = upgradeTarget(this.options);
+      const { url, headers } = upgradeTarget(this.options, this.resume === null ? null : this.welcome);
       socket = factory(url, [SUBPROTOCOL_V1], headers);
     } catch (error) {
       this.fatal(new SessionError(0, `cannot open ${this.options.url}: ${error instanceof Error ? error.message : String(error)}`));

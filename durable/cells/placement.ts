@@ -11,6 +11,7 @@ import type { CellDescription, Env, PortInfo, SegmentApi, SegmentConfig, Segment
 import { toHex } from "../handshake.ts";
 import type { SegmentRelay } from "../relay.ts";
 import { CellHost } from "./cell-host.ts";
+import { PORT_IDS_PER_CELL } from "../../datapath/cells/port-ids.ts";
 import type { CellSnapshot } from "../../datapath/cells/cell.ts";
 import { TOKEN_EPOCH_KEY } from "../token-lifecycle.ts";
 import { cellSlots, regionPolicyOf } from "../config.ts";
@@ -22,8 +23,6 @@ const EPOCH_KEY = "cell-epoch";
 const NEXT_PLACE_KEY = "cell-next-place";
 /** The peers' routes and filters as this cell last knew them (restored at a restart). */
 const SNAPSHOT_KEY = "cell-snapshot";
-/** Port ids of cell i are i × 2^24 + k (docs/cells.md §3.5). */
-const PORT_IDS_PER_CELL = 2 ** 24;
 
 export class CellPlacement {
   private membership: CellMembership | null;

@@ -2,7 +2,7 @@
 // clients forced onto cells with ?cell=. The join order 2, 1, 0 is the one that hung before the fix
 // of docs/cells.md §0 (a port on cell 2 made cells 2 and 0 call cell 1 before it was a cell).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeMac } from "../../datapath/mac.ts";
+import { markedFrame as frame } from "./marked-frame.ts";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
 import { WireClient } from "./wire-client.ts";
 
@@ -11,14 +11,6 @@ const BROADCAST = 0xffff_ffff_ffff;
 const MACS = [0x0200_0000_0c00, 0x0200_0000_0c01, 0x0200_0000_0c02];
 let relay: RunningRelay;
 
-/** An Ethernet frame: destination, source, EtherType 0x88b5, byte 14 the marker. */
-function frame(dst: number, src: number, marker: number): Uint8Array {
-  const bytes = new Uint8Array(64);
-  writeMac(dst, bytes, 0);
-  writeMac(src, bytes, 6);
-  bytes.set([0x88, 0xb5, marker], 12);
-  return bytes;
-}
 
 async function admin(method: string, path: string, body?: unknown): Promise<Response> {
   return fetch(`${relay.baseUrl}${path}`, {

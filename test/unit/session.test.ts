@@ -121,6 +121,24 @@ describe("Session (scripted socket)", () => {
     expect(socket.messages()[0]?.[0]?.type).toBe("hello");
   });
 
+  it("resumes on its port's cell: the reconnect asks for ?cell= from the port id, unless the URL names one", async () => {
+    const onCell2 = await opened({}, { portId: 2 * 2 ** 24 + 5 });
+    expect(new URL(onCell2.socket.url).searchParams.has("cell")).toBe(false);
+    onCell2.socket.drop(1006);
+    await tick(20);
+    expect(new URL((onCell2.sockets[1] as ScriptedSocket).url).searchParams.get("cell")).toBe("2");
+
+    const home = await opened({}, { portId: 9 });
+    home.socket.drop(1006);
+    await tick(20);
+    expect(new URL((home.sockets[1] as ScriptedSocket).url).searchParams.get("cell")).toBe("0");
+
+    const pinned = await opened({ url: "ws://relay.test/v1/segments/lab/connect?cell=1" }, { portId: 2 * 2 ** 24 + 5 });
+    pinned.socket.drop(1006);
+    await tick(20);
+    expect(new URL((pinned.sockets[1] as ScriptedSocket).url).searchParams.getAll("cell")).toEqual(["1"]);
+  });
+
   it("is not open between a reconnected socket's open and its WELCOME, and sends nothing but the HELLO then", async () => {
     const { session, sockets, socket } = await opened();
     socket.drop(1006);
