@@ -113,6 +113,26 @@ export class IpamService implements ServicePort {
     return this.leases.importState(state, nowMs);
   }
 
+  /**
+   * Carries on counting from `stored` (the counters of an earlier service of this segment, or what
+   * storage kept of them): each field that is a non-negative integer is taken; anything else is ignored.
+   */
+  restoreCounters(stored: unknown): void {
+    if (typeof stored !== "object" || stored === null) return;
+    const fields = stored as Record<string, unknown>;
+    for (const key of Object.keys(this.counters) as Array<keyof IpamCounters>) {
+      const value = fields[key];
+      if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) this.counters[key] = value;
+    }
+  }
+
+  /** The sum of every counter: it changes whenever one does (they only grow). */
+  get countersTotal(): number {
+    let total = 0;
+    for (const value of Object.values(this.counters)) total += value;
+    return total;
+  }
+
   /** Ends expired leases and quarantines now (the service also does it by itself, at most once a second). */
   sweep(nowMs: number): void {
     this.lastSweepMs = nowMs;

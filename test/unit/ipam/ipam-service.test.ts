@@ -354,3 +354,16 @@ describe("IPAM service: DNS", () => {
     expect(svc.counters.echoReplies).toBe(1);
   });
 });
+
+describe("counters across a restart (durable/ipam-host.ts stores them)", () => {
+  it("a new service counts on from stored counters; fields that are not non-negative integers are ignored", () => {
+    const woken = service();
+    woken.restoreCounters({ acks: 7, offers: 9, arpSuppressed: 3, naks: -1, dnsQueries: 1.5, echoReplies: "4", unknownField: 5 });
+    expect(woken.counters).toMatchObject({ acks: 7, offers: 9, arpSuppressed: 3, naks: 0, dnsQueries: 0, echoReplies: 0 });
+    expect(woken.countersTotal).toBe(19);
+    expect("unknownField" in woken.counters).toBe(false);
+    woken.restoreCounters(null);
+    woken.restoreCounters("garbage");
+    expect(woken.countersTotal).toBe(19);
+  });
+});
