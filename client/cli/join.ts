@@ -18,7 +18,7 @@ import { toCliError } from "./report.ts";
 import { QUIET_OPTION, sessionOptions, TOKEN_OPTION, tokenFrom } from "./session-options.ts";
 import { machineId, stableMac } from "./stable-mac.ts";
 import { peekTokenClaims } from "./token-claims.ts";
-import { choiceOption, connectUrl, intOption, macOption, segmentOfUrl } from "./values.ts";
+import { choiceOption, onlyConnectUrl, intOption, macOption, segmentOfUrl } from "./values.ts";
 
 /** Smallest MTU Linux accepts on an Ethernet device (IPv4's minimum). */
 const MIN_MTU = 68;
@@ -50,8 +50,7 @@ export const joinCommand = defineCommand({
     "sudo edgelan join wss://relay.example/v1/segments/lab/connect --tap edge0 --netns blue --token \"$EDGELAN_TOKEN\"",
   ],
   async run({ positionals, values }) {
-    if (positionals.length > 1) throw usageError(`join takes one <url>; unexpected "${positionals[1]}"`);
-    const url = connectUrl(positionals[0]);
+    const url = onlyConnectUrl("join", positionals);
     if (values.tap === undefined) throw usageError("join needs --tap NAME (the TAP device to create or attach)");
     validateInterfaceName(values.tap);
     if (values.kind === "monitor") throw usageError("join attaches a TAP as a member or bridge; to watch a segment's traffic use `edgelan capture` (see README)");

@@ -2,10 +2,10 @@
 import { attachBackend } from "../attach.ts";
 import { openBackend } from "../backend.ts";
 import { defineCommand } from "./command.ts";
-import { ExitCode, usageError } from "./exit-codes.ts";
+import { ExitCode } from "./exit-codes.ts";
 import { fatalLatch, logConnection, logger } from "./lifecycle.ts";
 import { QUIET_OPTION, sessionOptions, TOKEN_OPTION, tokenFrom } from "./session-options.ts";
-import { choiceOption, connectUrl, macOption } from "./values.ts";
+import { choiceOption, onlyConnectUrl, macOption } from "./values.ts";
 
 export const pipeCommand = defineCommand({
   name: "pipe",
@@ -26,8 +26,7 @@ export const pipeCommand = defineCommand({
     "dpipe edgelan pipe ws://127.0.0.1:8787/v1/segments/lab/connect --kind bridge --token \"$T\" = vde_plug /tmp/switch",
   ],
   async run({ positionals, values }) {
-    if (positionals.length > 1) throw usageError(`pipe takes one <url>; unexpected "${positionals[1]}"`);
-    const url = connectUrl(positionals[0]);
+    const url = onlyConnectUrl("pipe", positionals);
     const kind = choiceOption("--kind", values.kind, ["member", "bridge"] as const);
     // With --mac the session opens at once (so a refusal shows before any frame); without, on the cable's first frame.
     const macs = values.mac?.map((text) => macOption(text));

@@ -5,7 +5,7 @@ import { defineCommand } from "./command.ts";
 import { usageError } from "./exit-codes.ts";
 import { logConnection, logger, runUntilSignal } from "./lifecycle.ts";
 import { QUIET_OPTION, sessionOptions, TOKEN_OPTION, tokenFrom } from "./session-options.ts";
-import { connectUrl } from "./values.ts";
+import { onlyConnectUrl } from "./values.ts";
 
 export const qemuCommand = defineCommand({
   name: "qemu",
@@ -18,8 +18,7 @@ export const qemuCommand = defineCommand({
   },
   examples: ["edgelan qemu ws://127.0.0.1:8787/v1/segments/lab/connect --listen 127.0.0.1:5555"],
   async run({ positionals, values }) {
-    if (positionals.length > 1) throw usageError(`qemu takes one <url>; unexpected "${positionals[1]}"`);
-    const url = connectUrl(positionals[0]);
+    const url = onlyConnectUrl("qemu", positionals);
     if (values.listen === undefined) throw usageError("qemu needs --listen HOST:PORT or --listen /path/to.sock");
     const token = tokenFrom(values.token);
     const log = logger(values.quiet);

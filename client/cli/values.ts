@@ -4,6 +4,12 @@ import { parseMac, type MacKey } from "../../datapath/mac.ts";
 import type { PortKind } from "../../datapath/tunnel/constants.ts";
 import { usageError } from "./exit-codes.ts";
 
+/** The connect URL of a command that takes exactly one positional, the <url> (join, pipe, qemu). */
+export function onlyConnectUrl(command: string, positionals: readonly string[]): string {
+  if (positionals.length > 1) throw usageError(`${command} takes one <url>; unexpected "${positionals[1]}"`);
+  return connectUrl(positionals[0]);
+}
+
 /** The connect URL from what the user typed (ws/wss/http/https, with or without /connect). */
 export function connectUrl(text: string | undefined): string {
   if (text === undefined) throw usageError("missing <url>: e.g. ws://127.0.0.1:8787/v1/segments/lab/connect");

@@ -167,6 +167,14 @@ describe("edgelan usage", () => {
     expect(misplaced.stderr).toContain("--max-ports only applies to segments create");
   });
 
+  it("join, pipe and qemu take exactly one <url>: a second positional is a usage error naming it", async () => {
+    for (const command of ["join", "pipe", "qemu"]) {
+      const result = await cli([command, "ws://127.0.0.1:1/v1/segments/lab/connect", "extra"]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`${command} takes one <url>; unexpected "extra"`);
+    }
+  });
+
   it("rejects a bad URL with exit 2 and the form it expects", async () => {
     const notUrl = await cli(["ping", "not a url", "10.0.0.1"]);
     expect(notUrl.code).toBe(2);
