@@ -5,9 +5,9 @@
 // CLOUDFLARE_* variable of the test's own environment reaches wrangler.
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../../bench/lib/wrangler-dev.ts";
 import { background } from "./guests.ts";
 
 export interface RelayOptions {
@@ -35,18 +35,8 @@ export interface RunningRelay {
   stop(options?: { keepState?: boolean }): Promise<void>;
 }
 
-/** A TCP port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A TCP port nobody listens on right now (the benchmarks' finder; the e2e tests import it from here). */
+export { freePort };
 
 /** Starts `wrangler dev` and resolves once /healthz answers. */
 export async function startRelay(options: RelayOptions = {}): Promise<RunningRelay> {
