@@ -25,11 +25,7 @@ const reason = guestSkipReason() ?? vmSkipReason() ?? (["ping", "dig"].every(com
 // The VM's /init after vm-image.ts's prelude: udhcpc with a script that configures eth0, then a
 // ping to the host whose address the test passes on the kernel command line (edgelan_host=).
 const INIT = `
-echo "EDGELAN-VM: booted $(uname -r)"
-load_modules
-i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do usleep 100000; i=$((i+1)); done
-ip link set lo up
-ip link set eth0 up
+boot_eth0
 cat > /tmp/dhcp.sh <<'SCRIPT'
 #!/bin/sh
 [ "$1" = bound ] && ip addr add "$ip/$mask" dev "$interface" && echo "EDGELAN-VM-LEASE: $ip dns=$dns domain=$domain"

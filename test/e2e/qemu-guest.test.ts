@@ -31,11 +31,7 @@ if (reason !== null) console.warn(`qemu-guest e2e skipped: ${reason}`);
 // The VM's /init after the shared prelude (busybox applets installed, /proc, /sys, /dev mounted).
 // Every line the test waits for starts with "EDGELAN-VM".
 const INIT = `
-echo "EDGELAN-VM: booted $(uname -r)"
-load_modules
-i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do usleep 100000; i=$((i+1)); done
-ip link set lo up
-ip link set eth0 up
+boot_eth0
 ip addr add ${VM_IP}/24 dev eth0
 echo "EDGELAN-VM: eth0 $(cat /sys/class/net/eth0/address) ${VM_IP}/24"
 ping -c 3 -W 5 ${HOST_IP} > /tmp/ping 2>&1

@@ -275,7 +275,9 @@ export interface BuiltImage {
  * /lib/modules/NN-name.ko (uncompressed, so busybox insmod can load them), and
  * `/init` = `initScript`. The script starts with `/bin/busybox --install -s`
  * having been run, so applets are on PATH, and it may run `load_modules` (a
- * shell function that insmods everything in order).
+ * shell function that insmods everything in order) or `boot_eth0` (prints the
+ * "EDGELAN-VM: booted" line, loads the modules, waits up to 10 s for eth0 and
+ * sets lo and eth0 up).
  */
 export function buildImage(dir: string, initScript: string): BuiltImage {
   const kernel = findKernel();
@@ -296,6 +298,13 @@ export function buildImage(dir: string, initScript: string): BuiltImage {
     "exec </dev/console >/dev/console 2>&1",
     "load_modules() {",
     "  for m in /lib/modules/*.ko; do [ -e \"$m\" ] || continue; insmod \"$m\" || echo \"insmod $m failed\"; done",
+    "}",
+    "boot_eth0() {",
+    "  echo \"EDGELAN-VM: booted $(uname -r)\"",
+    "  load_modules",
+    "  i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do usleep 100000; i=$((i+1)); done",
+    "  ip link set lo up",
+    "  ip link set eth0 up",
     "}",
     "",
   ].join("\n");
