@@ -25,8 +25,6 @@ export const IPAM_COUNTERS_WRITE_DELAY_MS = 5_000;
 export class IpamHost {
   private service: IpamService | null = null;
   private countersTimer: ReturnType<typeof setTimeout> | null = null;
-  /** `countersTotal` as last stored. */
-  private storedTotal = 0;
 
   constructor(private readonly switchOf: () => SegmentSwitch | null, private readonly kv: DurableObjectStorage["kv"]) {}
 
@@ -46,7 +44,6 @@ export class IpamHost {
       return;
     }
     next.restoreCounters(counted);
-    this.storedTotal = next.countersTotal;
     const added = segmentSwitch?.addService(IPAM_PORT_ID, next);
     // The service's MAC is derived from its address; a port already owning it keeps it and the service stays off the wire.
     if (added !== undefined && !added.ok) console.error(`edgelan: the IPAM service could not join its segment: ${added.error.message}`);
@@ -56,7 +53,7 @@ export class IpamHost {
   /** Stores the lease table when it changed (after every message that reached the service), and the counters within the delay. */
   persist(): void {
     if (this.service?.takeDirty() === true) this.kv.put(IPAM_STATE_KEY, this.service.exportState());
-    if (this.countersTimer === null && this.service !== null && this.service.countersTotal !== this.storedTotal) {
+    if (this.countersTimer === null && this.service?.takeCountersChanged() === true) {
       this.countersTimer = setTimeout(() => this.storeCounters(), IPAM_COUNTERS_WRITE_DELAY_MS);
     }
   }
@@ -64,8 +61,9 @@ export class IpamHost {
   private storeCounters(): void {
     this.countersTimer = null;
     if (this.service === null) return;
+    // Counting since the timer was set is in this write too.
+    this.service.takeCountersChanged();
     this.kv.put(IPAM_COUNTERS_KEY, { ...this.service.counters });
-    this.storedTotal = this.service.countersTotal;
   }
 
   /** The leases, for `GET /v1/segments/:name/leases`; null when the service is off. */

@@ -85,6 +85,8 @@ export class IpamService implements ServicePort {
   readonly leases: LeaseTable;
   readonly counters: IpamCounters = zeroCounters();
   private lastSweepMs = -Infinity;
+  /** Set by every frame the service counts (deliver, an answered intercept); taken by the host that stores them. */
+  private countersChanged = false;
 
   constructor(readonly settings: IpamSettings, mac: MacKey = defaultServiceMac(settings.server)) {
     this.mac = mac;
@@ -126,11 +128,11 @@ export class IpamService implements ServicePort {
     }
   }
 
-  /** The sum of every counter: it changes whenever one does (they only grow). */
-  get countersTotal(): number {
-    let total = 0;
-    for (const value of Object.values(this.counters)) total += value;
-    return total;
+  /** Whether a counter may have changed since the last call (every frame delivered or answered counts one). */
+  takeCountersChanged(): boolean {
+    const changed = this.countersChanged;
+    this.countersChanged = false;
+    return changed;
   }
 
   /** Ends expired leases and quarantines now (the service also does it by itself, at most once a second). */
@@ -140,6 +142,7 @@ export class IpamService implements ServicePort {
   }
 
   deliver(frame: Uint8Array, nowMs: number, emit: EmitFrame): void {
+    this.countersChanged = true;
     if (nowMs - this.lastSweepMs >= SWEEP_INTERVAL_MS) this.sweep(nowMs);
     const ethernet = checkEthernetFrame(frame);
     // Services serve untagged frames only: a tagged frame belongs to a VLAN the service is not on.
@@ -172,6 +175,7 @@ export class IpamService implements ServicePort {
       { operation: ArpOperation.Reply, senderMac: owner, senderIp: targetIp, targetMac: senderMac, targetIp: senderIp },
     ));
     this.counters.arpSuppressed++;
+    this.countersChanged = true;
     return true;
   }
 
