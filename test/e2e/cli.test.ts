@@ -25,22 +25,20 @@ interface Outcome {
 }
 
 interface RunOptions {
-  /** Run as this user and group (root only). */
-  uid?: number;
-  gid?: number;
   /** Keep stdin open until the process exits (pipe must not see EOF), or close it at once. */
   holdStdin?: boolean;
   timeoutMs?: number;
 }
 
 /** Runs the CLI to completion; a child still running after the timeout is killed (by PID) and reported with code null. */
-function cli(args: string[], options: RunOptions & { env?: NodeJS.ProcessEnv; bin?: string } = {}): Promise<Outcome> {
+function cli(args: string[], options: RunOptions & { env?: NodeJS.ProcessEnv; bin?: string; wrapper?: string[] } = {}): Promise<Outcome> {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith("EDGELAN_")) env[name] = value;
   Object.assign(env, options.env);
-  const child = spawn(process.execPath, [options.bin ?? CLI, ...args], {
+  // `wrapper`: a command that runs node (e.g. setpriv dropping a capability).
+  const command = [...(options.wrapper ?? []), process.execPath, options.bin ?? CLI, ...args];
+  const child = spawn(command[0] as string, command.slice(1), {
     detached: true, env, stdio: ["pipe", "pipe", "pipe"],
-    ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.gid ?? options.uid }),
   });
   running.add(child);
   if (options.holdStdin !== true) child.stdin?.end();
@@ -377,8 +375,10 @@ describe("edgelan joins that fail", () => {
   });
 
   it("join without CAP_NET_ADMIN exits 5 and says what privilege is missing", async () => {
+    // As root, the CLI runs as root without CAP_NET_ADMIN (setpriv drops it from the bounding and inheritable
+    // sets): switching to another user would also need the checkout to be readable by that user.
     const asRoot = process.getuid?.() === 0;
-    const result = await cli(["join", connect("open"), "--tap", "elcli0"], asRoot ? { uid: 65534, gid: 65534 } : {});
+    const result = await cli(["join", connect("open"), "--tap", "elcli0"], asRoot ? { wrapper: ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"] } : {});
     expect(result.code).toBe(5);
     expect(result.stderr).toContain("CAP_NET_ADMIN");
   });
