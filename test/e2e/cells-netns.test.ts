@@ -84,7 +84,10 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
     it("both clients lease an address from dnsmasq on cell 0 (DHCP across a trunk each way)", async () => {
       for (const [i, ns] of nsClients.entries()) {
         const address = await waitFor(`a lease on cell ${i + 1}`, () => leasedAddress(namespaces, ns), 60_000);
-        expect(dnsmasq.output()).toMatch(new RegExp(`DHCPACK\\(elt0\\) ${address.replace(/\./g, "\\.")} ${CLIENT_MACS[i] as string}`));
+        // dnsmasq's log reaches us through a pipe, possibly after the client already configured the address.
+        const ack = new RegExp(`DHCPACK\\(elt0\\) ${address.replace(/\./g, "\\.")} ${CLIENT_MACS[i] as string}`);
+        await waitFor(`dnsmasq's DHCPACK for ${address}`, () => (ack.test(dnsmasq.output()) ? true : undefined), 10_000, 50);
+        expect(dnsmasq.output()).toMatch(ack);
         leased.push(address);
       }
       expect(new Set(leased).size).toBe(2);

@@ -7,6 +7,7 @@ import { cellOfPortId } from "../../datapath/cells/port-ids.ts";
 import { nodeSocketFactory } from "../../client/node-socket.ts";
 import { Session } from "../../client/session.ts";
 import { markedFrame as frame } from "./marked-frame.ts";
+import { waitFor } from "./poll.ts";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
 
 const SEGMENT = "cells-resume";
@@ -23,14 +24,6 @@ function session(mac: number): Session {
   });
   sessions.push(created);
   return created;
-}
-
-async function waitFor(what: string, ready: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ready()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 beforeAll(async () => {
@@ -61,7 +54,7 @@ describe("a session on a segment of 3 cells", () => {
 
     const reset = await fetch(`${relay.baseUrl}/v1/segments/${SEGMENT}/cells/${victimCell}/reset`, { method: "POST" });
     expect(reset.status).toBe(200);
-    await waitFor("the session to lose its socket and come back", () => victim.counters.reconnects >= 1 && victim.isOpen);
+    await waitFor("the session to lose its socket and come back", () => (victim.counters.reconnects >= 1 && victim.isOpen ? true : undefined));
     expect(victim.welcome?.portId).toBe(victimPort);
 
     // Traffic flows again between the two cells.
@@ -72,7 +65,7 @@ describe("a session on a segment of 3 cells", () => {
     const senderMac = victim === a ? MAC_B : MAC_A;
     await waitFor("a frame across the cells after the resume", () => {
       sender.send([frame(receiverMac, senderMac, 0x42)]);
-      return got.includes(0x42);
-    }, 20_000);
+      return got.includes(0x42) ? true : undefined;
+    }, 20_000, 25);
   });
 });
