@@ -39,6 +39,12 @@ export const DropReason = {
   Reset: 15,
   /** Ingress: the port exceeded its budget of flooded frames (broadcast, multicast, unknown unicast). */
   StormControl: 16,
+  /**
+   * Trunk: the frame was switched to a port on another cell of the segment and the trunk call carrying it
+   * failed (or the peer cell was failing). Counted on the trunk (`failedFrames`); a sender with
+   * CellCompletions gets it as its completion status (docs/protocol.md §6.3 rule 8).
+   */
+  CellUnreachable: 17,
 } as const;
 
 export type DropReason = (typeof DropReason)[keyof typeof DropReason];
@@ -61,9 +67,10 @@ export const DROP_REASON_NAMES: Readonly<Record<DropReason, string>> = {
   14: "malformed",
   15: "reset",
   16: "storm-control",
+  17: "cell-unreachable",
 };
 
-export const DROP_REASON_COUNT = 17;
+export const DROP_REASON_COUNT = 18;
 
 /** Plain-data counters so they survive structured clone (hibernation attachments). */
 export interface PortCountersData {

@@ -92,7 +92,7 @@ export class PortOutput {
     return changed;
   }
 
-  /** The port sent a message without TX records: rule 2a sends held completions in reply. */
+  /** Writes the held completions into this event's message: rule 2a's reply to a message without TX records, and completions that waited for another cell (rule 8). */
   releaseHeld(): void {
     this.writeCompletions();
   }

@@ -20,6 +20,7 @@ import {
   type ReceiveFilter, type RemoteLookup, type TrunkFilter,
 } from "./bridge.ts";
 import { countDrop, DropReason, newPortCounters } from "./counters.ts";
+import { DeferredCompletions, NO_TICKET } from "./deferred-completions.ts";
 import { countTx, deliverFrame, type ServiceCall } from "./egress.ts";
 import { ETH_SOURCE } from "./ethernet.ts";
 import type { FdbSummary } from "./fdb.ts";
@@ -29,9 +30,9 @@ import { admitRawEgress, newRawEgressState, rawPortSpoke, type RawEgressLimits }
 import { fail, ok, type Result } from "./result.ts";
 import { MAX_SERVICE_FRAMES_PER_CALL, type EmitFrame, type ServicePort } from "./service-port.ts";
 import { SwitchPort, type PortSink, type SwitchPortMode, type SwitchPortState } from "./switch-port.ts";
-import { TxBatch } from "./tx-batch.ts";
+import { emptyArray, TxBatch } from "./tx-batch.ts";
 import { CloseCode } from "./tunnel/close-codes.ts";
-import { AckStatus, MAX_FILTER_MACS, MAX_MACS_PER_PORT, RxFlag, TxFlag } from "./tunnel/constants.ts";
+import { AckStatus, Feature, MAX_FILTER_MACS, MAX_MACS_PER_PORT, RxFlag, TxFlag } from "./tunnel/constants.ts";
 import type { TunnelRecord } from "./tunnel/records.ts";
 import { RxCreditLedger, SegmentQueueBudget, type RxPostErrorCode } from "./tunnel/rx-credits.ts";
 import { TxBatchGuard, type TxOverrunCode } from "./tunnel/tx-window.ts";
@@ -83,9 +84,13 @@ export const MAX_SERVICE_ROUNDS = 4;
 /** Bridge flags and RX flags agree bit for bit (Flooded 0x01, Mirrored 0x02), so a delivery flag is the RX flag. */
 const RX_FLAG_OF_DELIVERY = RxFlag.Flooded | RxFlag.Mirrored;
 
-/** Takes the frames the switch sends to a trunk port (the cell's outbox to one peer); false: refused (counted by the carrier). */
+/**
+ * Takes the frames the switch sends to a trunk port (the cell's outbox to one peer): null when taken,
+ * else why not (counted by the carrier). `ticket`: non-zero when the sender's completion waits for the
+ * call (DeferredCompletions); the carrier hands it back through `settleTickets`.
+ */
 export interface TrunkCarrier {
-  carry(ingress: number, flags: number, frame: Uint8Array): boolean;
+  carry(ingress: number, flags: number, frame: Uint8Array, ticket: number): "backlog" | "unreachable" | null;
 }
 
 /** One frame a trunk brought in: RX flags as the origin switched it (Mirrored: for the monitors only; VnetHeader: a super-frame). */
@@ -123,6 +128,12 @@ export class SegmentSwitch {
   /** Trunk ports (cells > 1 only) and where their frames go; the id of the port whose batch is being switched. */
   private readonly carriers = new Map<SwitchPort, TrunkCarrier>();
   private ingressId = 0;
+  /** Completions that wait for trunk calls (CellCompletions); `deferring`: the batch being switched opens tickets. */
+  readonly deferred = new DeferredCompletions();
+  private deferringFor: SwitchPort | null = null;
+  /** Per frame index of the batch being switched: its ticket, once a trunk was offered it. */
+  private readonly batchTickets: number[] = [];
+  private deliveringIndex = 0;
   /** The port whose batch is being policed, its limits and the batch's time (read by `admit`). */
   private policed: SwitchPort | null = null;
   private policedLimits: PolicerLimits = NO_POLICING;
@@ -197,6 +208,7 @@ export class SegmentSwitch {
     if (port === undefined) return undefined;
     this.ports.delete(id);
     this.carriers.delete(port);
+    this.deferred.forget(port);
     if (port.open) this.bridge.removePort(id);
     this.outcome.forget(id);
     port.open = false;
@@ -311,19 +323,68 @@ export class SegmentSwitch {
     const batch = this.batch;
     const guarded = this.guard.check(batch.ids, port.state.txWindow);
     if (!guarded.ok) return guarded;
+    const waiting = this.checkWaitingIds(port, batch.ids);
+    if (!waiting.ok) return waiting;
     if (batch.length === 0) return ok(undefined);
+    const deferring = port.output !== null && (port.state.features & Feature.CellCompletions) !== 0 && this.carriers.size > 0;
+    this.deferringFor = deferring ? port : null;
+    if (deferring) emptyArray(this.batchTickets);
     this.switchBatch(port, batch);
     const output = port.output;
     if (output !== null) {
       const verdicts = this.outcome.verdicts;
       const ids = batch.ids;
-      for (let i = 0; i < ids.length; i++) output.completions.push(ids[i] as number, verdicts[i] as number);
+      for (let i = 0; i < ids.length; i++) {
+        const status = deferring ? this.statusNow(i, verdicts[i] as number) : verdicts[i] as number;
+        if (status !== null) output.completions.push(ids[i] as number, status);
+      }
       output.endBatch();
     }
+    this.deferringFor = null;
     this.touched.add(port);
     this.runServices();
     this.closeIfFlooding(port);
     return ok(undefined);
+  }
+
+  /** A frame's completion status now, or null when its ticket waits for trunk calls. */
+  private statusNow(index: number, verdict: number): number | null {
+    const ticket = this.batchTickets[index] ?? NO_TICKET;
+    return ticket === NO_TICKET ? verdict : this.deferred.afterSwitch(ticket, verdict);
+  }
+
+  /**
+   * Rule 3 with completions that wait for trunks: the ids still waiting count against the window, and a
+   * message may not reuse one of them (4003, as for an overrun within one message).
+   */
+  private checkWaitingIds(port: SwitchPort, ids: readonly number[]): Result<void, TxOverrunCode> {
+    const waiting = this.deferred.waitingFor(port);
+    if (waiting === 0) return ok(undefined);
+    if (waiting + ids.length > port.state.txWindow) {
+      return fail("window-overrun", `${ids.length} TX descriptors with ${waiting} still waiting for another cell exceed the granted window of ${port.state.txWindow}`);
+    }
+    for (const id of ids) {
+      if (this.deferred.isWaiting(port, id)) return fail("duplicate-id", `TX id ${id} is reused while it still waits for another cell`);
+    }
+    return ok(undefined);
+  }
+
+  /**
+   * Trunk calls returned or failed (Cell): the TX they carried for CellCompletions ports complete now,
+   * in a message of their own, ok or cell-unreachable. The caller flushes.
+   */
+  settleTickets(call: { readonly tickets: readonly number[]; readonly ok: boolean }): void {
+    if (call.tickets.length === 0) return;
+    const completed = new Set<SwitchPort>();
+    for (const { port, id, status } of this.deferred.settle(call.tickets, call.ok)) {
+      port.output?.completions.push(id, status);
+      completed.add(port);
+    }
+    // Written now with anything held, lazy or not: the client may be waiting on them with a full window.
+    for (const port of completed) {
+      port.output?.releaseHeld();
+      this.touched.add(port);
+    }
   }
 
   /** One frame from a raw port: a member without MACs claims the source of its first frame (it cannot say HELLO). */
@@ -587,6 +648,7 @@ export class SegmentSwitch {
       const index = deliveryIndex(delivery);
       const flags = deliveryFlag(delivery) & RX_FLAG_OF_DELIVERY;
       const header = batch.superHeader(index);
+      this.deliveringIndex = index;
       if (header === null) {
         deliverFrame(dest, frames[index] as Uint8Array, flags, max, false, this.serviceCall);
       } else if (dest.gso) {
@@ -618,11 +680,37 @@ export class SegmentSwitch {
     service.deliver(frame, this.clock(), this.emitterFor(port));
   }
 
-  /** A frame switched to a trunk: counted as tx when the trunk's pending batch takes it, else rx-queue-full. */
+  /**
+   * A frame switched to a trunk: counted as tx when the trunk's pending batch takes it, else rx-queue-full
+   * (or, for a sender that waits, cell-unreachable while the peer is failing: counted by the carrier).
+   * A mirror-only copy never holds up a completion.
+   */
   private carryToTrunk(port: SwitchPort, frame: Uint8Array, flags: number): void {
     const carrier = this.carriers.get(port);
-    if (carrier !== undefined && carrier.carry(this.ingressId, flags, frame)) countTx(port, frame, flags);
-    else countDrop(port.state.counters, DropReason.RxQueueFull);
+    if (carrier === undefined) {
+      countDrop(port.state.counters, DropReason.RxQueueFull);
+      return;
+    }
+    const sender = this.deferringFor;
+    const ticket = sender !== null && (flags & RxFlag.Mirrored) === 0 ? this.ticketOf(sender, this.deliveringIndex) : NO_TICKET;
+    const refusal = carrier.carry(this.ingressId, flags, frame, ticket);
+    if (refusal === null) {
+      countTx(port, frame, flags);
+      if (ticket !== NO_TICKET) this.deferred.carried(ticket);
+    } else if (refusal === "unreachable") {
+      this.deferred.unreachable(ticket);
+    } else {
+      countDrop(port.state.counters, DropReason.RxQueueFull);
+    }
+  }
+
+  /** The ticket of frame `index` of the batch being switched, opened on first use. */
+  private ticketOf(sender: SwitchPort, index: number): number {
+    const existing = this.batchTickets[index] ?? NO_TICKET;
+    if (existing !== NO_TICKET) return existing;
+    const ticket = this.deferred.open(sender, this.batch.ids[index] as number);
+    this.batchTickets[index] = ticket;
+    return ticket;
   }
 
   /** Hooks the services' intercept() into the bridge's flood path (or removes the hook when none has one). */

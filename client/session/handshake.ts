@@ -5,7 +5,7 @@ import { SESSION_DEFAULTS, type SessionOptions } from "./options.ts";
 import { EDGELAN_VERSION } from "../../datapath/version.ts";
 import { cellOfPortId } from "../../datapath/cells/port-ids.ts";
 
-/** Features every session offers; Gso and LazyCompletions depend on the options. */
+/** Features every session offers; Gso, LazyCompletions and CellCompletions depend on the options. */
 const OFFERED_FEATURES = Feature.CoalescedCompletions | Feature.RxQueue | Feature.Stats | Feature.LinkNotices | Feature.Vlan | Feature.LargeFrames | Feature.Resume;
 
 /**
@@ -32,7 +32,8 @@ export function upgradeTarget(options: SessionOptions, resuming: WelcomeRecord |
 export function helloRecord(options: SessionOptions, last: WelcomeRecord | null, resume: ResumeCredentials | null): HelloRecord {
   return {
     type: "hello", minVersion: PROTOCOL_VERSION_MIN, maxVersion: PROTOCOL_VERSION_MAX,
-    features: OFFERED_FEATURES | (options.vnetHeader === true ? Feature.Gso : 0) | (options.lazyCompletions === false ? 0 : Feature.LazyCompletions),
+    features: OFFERED_FEATURES | (options.vnetHeader === true ? Feature.Gso : 0) | (options.lazyCompletions === false ? 0 : Feature.LazyCompletions)
+      | (options.cellCompletions === false ? 0 : Feature.CellCompletions),
     portKind: options.kind ?? "member", macs: last?.macs ?? options.macs ?? [],
     txWindow: options.txWindow ?? SESSION_DEFAULTS.txWindow, rxQueue: options.rxQueue ?? SESSION_DEFAULTS.rxQueue,
     clientName: options.clientName ?? "edgelan", clientVersion: options.clientVersion ?? EDGELAN_VERSION,

@@ -54,6 +54,13 @@ export interface SessionOptions {
    * full or a caller waits for them (whenCompleted()).
    */
   lazyCompletions?: boolean;
+  /**
+   * Offer CellCompletions (docs/protocol.md §6.3 rule 8), default true: on a segment of several cells, a
+   * frame sent to another cell completes once that cell took it, or `cell-unreachable` (17) when the
+   * call carrying it failed. The id stays outstanding for that trunk round trip. Nothing changes on a
+   * segment of one cell.
+   */
+  cellCompletions?: boolean;
   /** Stamps ICMP echoes on their way through the session (bench:netns's latency budget; client/frame-trace.ts). */
   trace?: SessionTrace;
   /** Injected for tests; defaults to Math.random. */

@@ -96,7 +96,7 @@ export class Cell {
     if (this.peers.has(index)) return ok(undefined);
     const outbox = new TrunkOutbox(index, this.identity, this.options.trunkQueueBytes ?? DEFAULT_TRUNK_QUEUE_BYTES);
     const added = this.switcher.addTrunk(TRUNK_PORT_BASE + index, EMPTY_TRUNK_FILTER, {
-      carry: (ingress, flags, frame) => outbox.carry(ingress, flags, frame) === null,
+      carry: (ingress, flags, frame, ticket) => outbox.carry(ingress, flags, frame, ticket),
     });
     if (!added.ok) return added;
     this.peers.set(index, { port: added.value, outbox, filter: EMPTY_TRUNK_FILTER, expect: undefined });
@@ -107,6 +107,7 @@ export class Cell {
   removePeer(index: number): void {
     const peer = this.peers.get(index);
     if (peer === undefined) return;
+    this.switcher.settleTickets(peer.outbox.abandon());
     this.switcher.detach(peer.port.id);
     this.routes.dropOrigin(index);
     this.peers.delete(index);
@@ -185,7 +186,7 @@ export class Cell {
   completed(peer: number, reply: TrunkReply): void {
     const entry = this.peers.get(peer);
     if (entry === undefined) return;
-    entry.outbox.completed(reply);
+    this.switcher.settleTickets(entry.outbox.completed(reply));
     if (this.routes.observeEpoch(peer, reply.epoch) > 0) this.remoteVersion++;
   }
 
@@ -217,7 +218,8 @@ export class Cell {
 
   /** A call to `peer` threw; `overloaded`: the platform said so (send only probes until one passes). */
   failed(peer: number, overloaded: boolean): void {
-    this.peers.get(peer)?.outbox.failed(overloaded, this.clock());
+    const outbox = this.peers.get(peer)?.outbox;
+    if (outbox !== undefined) this.switcher.settleTickets(outbox.failed(overloaded, this.clock()));
   }
 
   /** `peer` does not exist yet: nothing goes to it until it calls or `peerExists` says it was made. */
@@ -232,7 +234,8 @@ export class Cell {
 
   /** `peer` refused a call whole (not a cell of this generation yet): nothing goes to it until it calls. */
   refused(peer: number): void {
-    this.peers.get(peer)?.outbox.refused();
+    const outbox = this.peers.get(peer)?.outbox;
+    if (outbox !== undefined) this.switcher.settleTickets(outbox.refused());
   }
 
   /** The earliest time a call deferred by a failure's backoff may go, or null. */

@@ -47,12 +47,26 @@ export interface TrunkCounters {
   refusals: number;
 }
 
-/** Why a frame was not taken into the pending batch. */
-export type TrunkRefusal = "backlog" | null;
+/**
+ * Why a frame was not taken into the pending batch: `backlog` (a bound was reached), or `unreachable`
+ * (a frame whose sender waits for the call, while the peer is failing or absent: it completes at once).
+ */
+export type TrunkRefusal = "backlog" | "unreachable" | null;
+
+/** Tickets of frames whose senders wait for the call (DeferredCompletions), handed back when it ends. */
+export interface SettledCall {
+  readonly tickets: readonly number[];
+  readonly ok: boolean;
+}
+
+const NO_TICKETS: readonly number[] = [];
 
 export class TrunkOutbox {
   readonly counters: TrunkCounters = { calls: 0, callFailures: 0, backlogDrops: 0, failedFrames: 0, probes: 0, peerResets: 0, fullAnnounces: 0, refusals: 0 };
   private frames: TrunkFrame[] = [];
+  /** Tickets of pending frames whose senders wait (0 entries are not kept). */
+  private tickets: number[] = [];
+  private inFlightTickets: readonly number[] = NO_TICKETS;
   private pendingBytes = 0;
   private readonly bySource = new Map<number, number>();
   /** Control records not yet acknowledged, numbered from `controlBase`. */
@@ -115,8 +129,16 @@ export class TrunkOutbox {
     return this.frames.length;
   }
 
-  /** Adds a frame to the pending batch, or refuses it (counted) when a bound is reached; mirror copies give way first. */
-  carry(ingress: number, flags: number, frame: Uint8Array): TrunkRefusal {
+  /**
+   * Adds a frame to the pending batch, or refuses it (counted) when a bound is reached; mirror copies give
+   * way first. `ticket` (non-zero): the sender waits for the call; while the peer is failing (a backoff
+   * runs) or absent, such a frame is refused `unreachable` instead of waiting that long.
+   */
+  carry(ingress: number, flags: number, frame: Uint8Array, ticket = 0): TrunkRefusal {
+    if (ticket !== 0 && (this.absent || this.retryAt !== 0)) {
+      this.counters.failedFrames++;
+      return "unreachable";
+    }
     const share = Math.max(MIN_SOURCE_SHARE_BYTES, this.queueBytes / 4);
     const fromSource = this.bySource.get(ingress) ?? 0;
     const fits = (): boolean => this.frames.length < MAX_TRUNK_RECORDS && this.pendingBytes + frame.length <= this.limitBytes;
@@ -126,6 +148,7 @@ export class TrunkOutbox {
       return "backlog";
     }
     this.frames.push({ ingress, flags, frame });
+    if (ticket !== 0) this.tickets.push(ticket);
     this.pendingBytes += frame.length;
     this.bySource.set(ingress, fromSource + frame.length);
     return null;
@@ -161,14 +184,19 @@ export class TrunkOutbox {
       generation: this.self.generation, from: this.self.index, epoch: this.self.epoch,
       controlFrom: this.controlBase, control: [...this.control], frames: packTrunkFrames(probe ? [] : this.frames), frameCount: probe ? 0 : this.frames.length,
     };
-    if (!probe) this.clearFrames();
+    if (!probe) {
+      this.inFlightTickets = this.tickets.length === 0 ? NO_TICKETS : this.tickets;
+      this.tickets = [];
+      this.clearFrames();
+    }
     this.inFlight = batch;
     this.counters.calls++;
     return batch;
   }
 
-  /** The call returned: records the peer's grant and epoch, releases acknowledged control. */
-  completed(reply: TrunkReply): void {
+  /** The call returned: records the peer's grant and epoch, releases acknowledged control; the call's tickets settle ok. */
+  completed(reply: TrunkReply): SettledCall {
+    const tickets = this.takeInFlightTickets();
     this.inFlight = null;
     this.retryAt = 0;
     this.backoffMs = 0;
@@ -184,25 +212,36 @@ export class TrunkOutbox {
       this.needsFullAnnounce = true;
     }
     this.peerEpoch = reply.epoch;
+    return { tickets, ok: true };
   }
 
   /**
    * The call threw: its frames are lost (counted), its control records stay for the next call, which
    * goes no sooner than the backoff (100 ms, doubling to 10 s) so that a failing peer is not hammered.
    */
-  failed(overloaded: boolean, now: number): void {
-    this.lose();
+  failed(overloaded: boolean, now: number): SettledCall {
+    const settled = this.lose();
     if (this.backoffMs === MAX_RETRY_BACKOFF_MS) this.failuresAtMax++;
     this.backoffMs = Math.min(MAX_RETRY_BACKOFF_MS, Math.max(MIN_RETRY_BACKOFF_MS, this.backoffMs * 2));
     this.retryAt = now + this.backoffMs;
     if (overloaded) this.grant = 0;
+    return settled;
   }
 
   /** The peer refused the call whole: frames lost as in `failed`, and no call until the peer calls (`peerCalled`). */
-  refused(): void {
-    this.lose();
+  refused(): SettledCall {
+    const settled = this.lose();
     this.counters.refusals++;
     this.absent = true;
+    return settled;
+  }
+
+  /** The peer left the segment: the tickets of every frame it holds settle as failed. */
+  abandon(): SettledCall {
+    const tickets = [...this.takeInFlightTickets(), ...this.tickets];
+    this.tickets = [];
+    this.clearFrames();
+    return { tickets, ok: false };
   }
 
   /** The peer called this cell: it exists (again), so calls to it may go. */
@@ -215,11 +254,19 @@ export class TrunkOutbox {
     this.absent = true;
   }
 
-  private lose(): void {
+  private lose(): SettledCall {
+    const tickets = this.takeInFlightTickets();
     const batch = this.inFlight;
     this.inFlight = null;
     this.counters.callFailures++;
     if (batch !== null) this.counters.failedFrames += batch.frameCount;
+    return { tickets, ok: false };
+  }
+
+  private takeInFlightTickets(): readonly number[] {
+    const tickets = this.inFlightTickets;
+    this.inFlightTickets = NO_TICKETS;
+    return tickets;
   }
 
   private resetControl(): void {

@@ -101,6 +101,12 @@ export const Feature = {
    * (docs/protocol.md §6.3 rule 2a): a ping then costs 4 messages instead of 6. No timer is involved.
    */
   LazyCompletions: 1 << 8,
+  /**
+   * A TX switched to a port on another cell of the segment completes when the trunk call carrying it
+   * returned: ok, or cell-unreachable when it failed (docs/protocol.md §6.3 rule 8). Such completions
+   * may come after later ones.
+   */
+  CellCompletions: 1 << 9,
 } as const;
 
 /** Every feature bit this implementation knows. */

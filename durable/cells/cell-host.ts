@@ -162,14 +162,18 @@ export class CellHost {
         if (!answer.ok) {
           // Not a cell (yet), or another generation: nothing more until it calls (no retry from here).
           this.cell.refused(peer);
+          this.relay.switch.flush();
           return;
         }
         this.cell.completed(peer, answer.reply);
         this.saveSnapshot();
+        // Completions that waited for this call (CellCompletions) go out now.
+        this.relay.switch.flush();
         this.pump();
       },
       (error: unknown) => {
         this.cell.failed(peer, isOverloaded(error));
+        this.relay.switch.flush();
         this.scheduleRetry();
       },
     );

@@ -87,7 +87,7 @@ describe("§11.1 negotiation", () => {
     expect([again.refuse.code, again.close]).toEqual([4001, 4001]);
   });
 
-  it("§10 features: every known bit offered is granted (offered ∩ supported = all nine), unknown bits are ignored", async () => {
+  it("§10 features: every known bit offered is granted (offered ∩ supported = all ten), unknown bits are ignored", async () => {
     const { peer, welcome } = await Peer.join(SEGMENT, { features: 0xffff_ffff });
     expect(welcome.features).toBe(ALL_FEATURES);
     peer.close();

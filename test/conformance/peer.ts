@@ -20,16 +20,16 @@ export const ADMIN = { authorization: "Bearer test-admin-token" };
 export const Status = {
   Ok: 0, Runt: 1, Oversize: 2, MulticastSource: 3, SpoofedSource: 4, MonitorPort: 5, Local: 6, NoReceiver: 7,
   RateLimited: 8, LearnLimit: 9, RxBufferTooSmall: 10, RxQueueFull: 11, SegmentBudget: 12, Flushed: 13, Malformed: 14,
-  Reset: 15, StormControl: 16,
+  Reset: 15, StormControl: 16, CellUnreachable: 17,
 } as const;
 
 /** §10 feature bits. */
 export const F = {
   Coalesced: 0x01, RxQueue: 0x02, Stats: 0x04, LinkNotices: 0x08, Vlan: 0x10, LargeFrames: 0x20, Resume: 0x40, Gso: 0x80,
-  Lazy: 0x100,
+  Lazy: 0x100, CellCompletions: 0x200,
 } as const;
 /** Every feature bit §10 defines. */
-export const ALL_FEATURES = 0x1ff;
+export const ALL_FEATURES = 0x3ff;
 
 /** §7.2 RX flags. */
 export const RX = { Flooded: 0x01, Mirrored: 0x02, VnetHeader: 0x04 } as const;

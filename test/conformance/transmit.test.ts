@@ -1,7 +1,9 @@
 // docs/protocol.md §6 (transmit: descriptors, completions, the window, status codes, offloads),
 // against the real segment. Every test gets its own segment, so other ports cannot change what it sees.
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { BROADCAST, completedIds, freshSegment, describeSegment, F, frame, hexBytes, joinToken, mac, Peer, portView, Status } from "./peer.ts";
+import { BROADCAST, completedIds, eventually, freshSegment, describeSegment, F, frame, hexBytes, joinToken, mac, Peer, portView, Status } from "./peer.ts";
 
 
 /** Two open ports A (0x01) and B (0x02) on a fresh segment, B with 64 credits. */
@@ -303,6 +305,52 @@ describe("§6.5 offloads", () => {
     a.send([{ type: "tx", id: 0, flags: 0x01, frame: ufo }]);
     expect((await a.completions(1))[0]?.status).toBe(Status.Malformed);
     a.close();
+    b.close();
+  });
+});
+
+describe("§6.3 rule 8: completions that wait for another cell (CellCompletions)", () => {
+  /** A on cell 0 and B on cell 1 of a fresh 3-cell segment, once each cell knows the other's MAC. */
+  async function acrossCells(aFeatures: number): Promise<{ segment: string; a: Peer; b: Peer }> {
+    const segment = await freshSegment({ cells: 3 });
+    const { peer: a } = await Peer.join(segment, { macs: [mac(1)], features: aFeatures }, { query: "?cell=0" });
+    const { peer: b } = await Peer.join(segment, { macs: [mac(2)] }, { query: "?cell=1" });
+    await b.post(64);
+    // Cells 0 and 1 each hold the route of the other's MAC (cell 2 has no port yet, so it is not listed).
+    const routes = async (): Promise<number[]> =>
+      ((await describeSegment(segment)) as unknown as { cells?: Array<{ remoteRoutes: number }> }).cells?.map((cell) => cell.remoteRoutes) ?? [];
+    expect(await eventually(routes, (held) => held.join() === "1,1")).toEqual([1, 1]);
+    return { segment, a, b };
+  }
+
+  it("a TX to a port on another cell completes ok, and by then that cell has the frame", async () => {
+    const { a, b } = await acrossCells(F.Coalesced | F.CellCompletions);
+    a.send([{ type: "tx", id: 5, flags: 0, frame: frame(mac(2), mac(1)) }]);
+    expect(completedIds(await a.completions(1))).toEqual([[5, 0]]);
+    expect((await b.next("rx")).type).toBe("rx");
+    a.close();
+    b.close();
+  });
+
+  it("rule 3: an id that waits for another cell is still outstanding: reusing it closes 4003", async () => {
+    const { segment, a, b } = await acrossCells(F.Coalesced | F.CellCompletions);
+    const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+    // Cell 1 admits no event while blocked, so the trunk call carrying id 1 cannot return. Plain flags,
+    // polled: a promise of the test's context may not be settled from the cell's.
+    const stage = { blocked: false, done: false };
+    const blocking = runInDurableObject(env.SEGMENTS.getByName(`${segment}#1`), (_instance, state) =>
+      state.blockConcurrencyWhile(async () => {
+        stage.blocked = true;
+        for (let i = 0; i < 1000 && !stage.done; i++) await sleep(10);
+      }));
+    for (let i = 0; i < 200 && !stage.blocked; i++) await sleep(10);
+    a.send([{ type: "tx", id: 1, flags: 0, frame: frame(mac(2), mac(1)) }]);
+    await a.settle();
+    expect(a.take("tx-complete")).toEqual([]);
+    a.send([{ type: "tx", id: 1, flags: 0, frame: frame(mac(2), mac(1)) }]);
+    expect((await a.closedWith()).code).toBe(4003);
+    stage.done = true;
+    await blocking;
     b.close();
   });
 });

@@ -9,8 +9,9 @@ import { DropReason, newPortCounters } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
 import { RxFlag } from "../../datapath/tunnel/constants.ts";
 import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
-import type { PortSink, SwitchPort } from "../../datapath/switch-port.ts";
+import type { SwitchPort } from "../../datapath/switch-port.ts";
 import { frame, hex, mac } from "./datapath-frames.ts";
+import { RecordingSink } from "./recording-sink.ts";
 
 const CONFIG: SwitchConfig = {
   maxFrameSize: 1514, learnLimitPerPort: 64, learnLimitPerSegment: 4096, agingMs: 300_000,
@@ -21,20 +22,10 @@ const M = (n: number): string => `02 00 00 00 00 ${n.toString(16).padStart(2, "0
 const BCAST = "ff ff ff ff ff ff";
 const IPV4 = "08 00";
 
-class RawSink implements PortSink {
-  readonly frames: Uint8Array[] = [];
-  send(bytes: Uint8Array): boolean {
-    this.frames.push(bytes.slice());
-    return true;
-  }
-  changed(): void {}
-  evicted(): void {}
-}
-
 let now = 0;
 let cells: Cell[] = [];
 let switches: SegmentSwitch[] = [];
-const ports = new Map<number, { cell: number; port: SwitchPort; sink: RawSink }>();
+const ports = new Map<number, { cell: number; port: SwitchPort; sink: RecordingSink }>();
 let lost: number[] = [];
 
 function makeCell(index: number, epoch = 1): Cell {
@@ -54,7 +45,7 @@ function mesh(): void {
 
 /** Adds a raw port on a cell; a member's MACs are claimed (seq 1) and announced as static routes. */
 function attach(cellIndex: number, id: number, kind: PortKind, macs: number[] = []): void {
-  const sink = new RawSink();
+  const sink = new RecordingSink();
   const sw = switches[cellIndex] as SegmentSwitch;
   const port = sw.attach(id, "raw", {
     kind, macs: macs.map((n) => mac(M(n).replace(/ /g, ":"))), filter: { promiscuous: false, allMulticast: false, multicast: [] },
@@ -95,7 +86,7 @@ function send(id: number, ...frames: Uint8Array[]): void {
 }
 
 function received(id: number): number {
-  return (ports.get(id) as { sink: RawSink }).sink.frames.length;
+  return (ports.get(id) as { sink: RecordingSink }).sink.frames.length;
 }
 
 function trunk(cell: number, peer: number): SwitchPort {
@@ -192,7 +183,7 @@ describe("three cells", () => {
     const port = (switches[0] as SegmentSwitch).attach(77, "raw", {
       kind: "member", macs: [], filter: { promiscuous: false, allMulticast: false, multicast: [] },
       features: 0, txWindow: 0, credits: null, counters: newPortCounters(), heldCompletions: [],
-    }, new RawSink());
+    }, new RecordingSink());
     expect((switches[0] as SegmentSwitch).open(port).ok).toBe(true);
     (switches[0] as SegmentSwitch).rawFrame(port, frame(`${BCAST} ${M(9)} 08 06`));
     (switches[0] as SegmentSwitch).flush();

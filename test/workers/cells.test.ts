@@ -225,6 +225,61 @@ describe("a cell killed mid-traffic (docs/cells.md §7)", () => {
   });
 });
 
+describe("completions that wait for another cell (protocol.md §6.3 rule 8, CellCompletions)", () => {
+  const W = 0x0200_0000_0a04;
+  const CELL_COMPLETIONS = 0x200;
+  type Completion = Extract<Port["records"][number], { type: "tx-complete" }>;
+  const completionsOf = (port: Port): Completion[] => port.records.filter((r): r is Completion => r.type === "tx-complete");
+  const completedIds = (port: Port): number[] => completionsOf(port).flatMap((r) => Array.from({ length: r.count }, (_, i) => (r.firstId + i) & 0xffff));
+
+  async function waitingSender(segment: string): Promise<Port> {
+    const w = await Port.open(segment, true, "?cell=0");
+    w.send([hello_(W, { features: 0x7f | CELL_COMPLETIONS })]);
+    expect((await w.next("welcome")).features & CELL_COMPLETIONS).toBe(CELL_COMPLETIONS);
+    // Cells 1 and 2 now know two MACs on cell 0.
+    await routesSettled(segment, [2, 3, 3]);
+    return w;
+  }
+
+  it("a TX to another cell completes ok once that cell took it, and the frame is there by then", async () => {
+    const [, b] = (await threeCells("cells-wait-ok")) as [Port, Port, Port];
+    const w = await waitingSender("cells-wait-ok");
+    w.send([{ type: "tx", id: 1, flags: 0, frame: frame(M[1] as number, W, 0x41) }]);
+    const done = await w.until(() => (completedIds(w).includes(1) ? completionsOf(w) : undefined), "the completion of id 1");
+    expect(done).toEqual([{ type: "tx-complete", firstId: 1, count: 1, status: 0 }]);
+    expect(await markers(b, 1)).toEqual([0x41]);
+  });
+
+  it("frames in flight to a cell killed mid-call complete cell-unreachable (17), exactly those its trunk lost; every id once", async () => {
+    const segment = "cells-wait-kill";
+    await threeCells(segment);
+    const w = await waitingSender(segment);
+    const ids = [0x10, 0x11, 0x12, 0x13];
+    // Plain flags, polled on both sides: a promise of the test's context may not be settled from the cell's.
+    const stage = { blocked: false, sent: false };
+    const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+    // Cell 1 admits no event while blocked, so cell 0's trunk call carrying w's frames waits at its gate
+    // and is in flight when the cell is killed: the call fails.
+    const killing = runInDurableObject(env.SEGMENTS.getByName(`${segment}#1`), (_instance, state) =>
+      state.blockConcurrencyWhile(async () => {
+        stage.blocked = true;
+        for (let i = 0; i < 200 && !stage.sent; i++) await sleep(10);
+        await sleep(200);
+        state.abort("killed mid-call");
+      }));
+    for (let i = 0; i < 200 && !stage.blocked; i++) await sleep(10);
+    w.send(ids.map((id) => ({ type: "tx" as const, id, flags: 0, frame: frame(M[1] as number, W, id) })));
+    stage.sent = true;
+    await expect(killing).rejects.toThrow();
+    const done = await w.until(() => (completedIds(w).length >= ids.length ? completionsOf(w) : undefined), "4 completions");
+    expect(completedIds(w).sort()).toEqual(ids);
+    expect(done.every((r) => r.status === 17)).toBe(true);
+    const cells = (await describe_(segment)).cells ?? [];
+    expect(cells.find((cell) => cell.index === 0)?.trunks.find((t) => t.peer === 1)?.failedFrames).toBe(ids.length);
+    expect(w.closed).toBeUndefined();
+  });
+});
+
 describe("a cell's view of its peers survives its restart (docs/cells.md §0)", () => {
   it("a restarted cell knows the other cells' routes before any trunk call, and its first broadcast reaches them", async () => {
     const [a, , c] = (await threeCells("cells-snapshot")) as [Port, Port, Port];
