@@ -156,6 +156,11 @@ export interface CellDescription {
   ports: number;
   /** Routes held from other cells. */
   remoteRoutes: number;
+  /**
+   * ARP requests from this cell's ports answered by its ARP proxy from the bindings of the home's IPAM
+   * service, instead of being flooded (0 on the home: its service counts `arpSuppressed` in `GET …/leases`).
+   */
+  arpSuppressed: number;
   /** Per peer cell: the trunk's counters. */
   trunks: Array<{ peer: number; rxFrames: number; txFrames: number; calls: number; callFailures: number; backlogDrops: number; failedFrames: number }>;
 }

@@ -99,6 +99,14 @@ export interface TrunkIngressFrame {
   frame: Uint8Array;
 }
 
+/**
+ * Answers a broadcast from a local port on behalf of another host, or returns null to let it flood: a
+ * cell's ARP proxy on a segment of several cells (datapath/ipam/arp-proxy.ts ArpAnswerer).
+ */
+export interface FloodAnswerer {
+  answer(frame: Uint8Array, nowMs: number): Uint8Array | null;
+}
+
 /** A frame a service emitted, waiting to be switched after the current batch. */
 interface Emitted {
   readonly port: SwitchPort;
@@ -119,6 +127,9 @@ export class SegmentSwitch {
   private readonly guard = new TxBatchGuard();
   private readonly touched = new Set<SwitchPort>();
   private emitted: Emitted[] = [];
+  /** A cell's ARP proxy (cells > 1, cells without the IPAM service), and the replies it made for the current batch. */
+  private answerer: FloodAnswerer | null = null;
+  private answers: Emitted[] = [];
   private readonly services: SwitchPort[] = [];
   private readonly serviceCall: ServiceCall = {
     deliver: (port, frame) => this.callService(port, frame),
@@ -713,10 +724,17 @@ export class SegmentSwitch {
     return ticket;
   }
 
-  /** Hooks the services' intercept() into the bridge's flood path (or removes the hook when none has one). */
+  /** Sets a cell's ARP proxy (null: none): consulted for broadcasts from local ports, after the services. */
+  setFloodAnswerer(answerer: FloodAnswerer | null): void {
+    this.answerer = answerer;
+    this.installInterceptor();
+  }
+
+  /** Hooks the services' intercept() and the flood answerer into the bridge's flood path (or removes the hook when there is none). */
   private installInterceptor(): void {
     const intercepting = this.services.filter((port) => port.service?.intercept !== undefined);
-    if (intercepting.length === 0) {
+    const answerer = this.answerer;
+    if (intercepting.length === 0 && answerer === null) {
       this.bridge.setBroadcastInterceptor(null);
       return;
     }
@@ -726,8 +744,30 @@ export class SegmentSwitch {
         const service = port.service as ServicePort;
         if (service.intercept?.(frame, ingress, this.clock(), this.emitterFor(port)) === true) return true;
       }
-      return false;
+      return answerer !== null && this.answerLocally(answerer, frame, ingress);
     });
+  }
+
+  /** The answerer's reply goes straight back to the asking port after the batch; a broadcast from a trunk was asked elsewhere. */
+  private answerLocally(answerer: FloodAnswerer, frame: Uint8Array, ingress: number): boolean {
+    const port = this.ports.get(ingress);
+    if (port === undefined || port.mode === "trunk" || port.mode === "service") return false;
+    const reply = answerer.answer(frame, this.clock());
+    if (reply === null) return false;
+    this.answers.push({ port, frame: reply });
+    return true;
+  }
+
+  /** Delivers the answerer's replies of the batch just switched, each to the port that asked. */
+  private deliverAnswers(): void {
+    if (this.answers.length === 0) return;
+    const answers = this.answers;
+    this.answers = [];
+    for (const { port, frame } of answers) {
+      if (!port.open) continue;
+      deliverFrame(port, frame, 0, this.config.maxFrameSize, false, this.serviceCall);
+      this.touched.add(port);
+    }
   }
 
   /**
@@ -754,6 +794,7 @@ export class SegmentSwitch {
    * rest is dropped (counted `rate-limited` on the emitting port), so services can never loop.
    */
   private runServices(): void {
+    this.deliverAnswers();
     for (let round = 0; round < MAX_SERVICE_ROUNDS && this.emitted.length > 0; round++) {
       const pending = this.emitted;
       this.emitted = [];

@@ -10,6 +10,8 @@
  * caused them, never re-entrantly, and bounded by `MAX_SERVICE_FRAMES_PER_CALL`.
  */
 
+import type { ArpBindings } from "./ipam/arp-proxy.ts";
+
 /** Hands a frame the service wants to send to the switch; the switch copies it before returning. */
 export type EmitFrame = (frame: Uint8Array) => void;
 
@@ -33,4 +35,10 @@ export interface ServicePort {
    * as usual. Optional: a service without it never suppresses.
    */
   intercept?(frame: Uint8Array, ingressPortId: number, nowMs: number, emit: EmitFrame): boolean;
+  /**
+   * What the service's ARP proxy answers for, so that the other cells of a segment can answer too
+   * (docs/cells.md §0 item 12); `arpBindingsVersion` changes whenever the result may have. Optional.
+   */
+  readonly arpBindingsVersion?: number;
+  arpBindings?(): { version: number; bindings: ArpBindings | null };
 }

@@ -11,9 +11,11 @@
  * when they return.
  */
 import type { TrunkFilter } from "../bridge.ts";
+import { ArpAnswerer, type ArpBindings } from "../ipam/arp-proxy.ts";
 import type { MacKey } from "../mac.ts";
 import { fail, ok, type Result } from "../result.ts";
 import type { SegmentSwitch } from "../segment-switch.ts";
+import type { ServicePort } from "../service-port.ts";
 import type { SwitchPort } from "../switch-port.ts";
 import { MAX_FILTER_MACS } from "../tunnel/constants.ts";
 import { ANY_VLAN, MacRouteTable, RouteOutcome, type MacRoute, type MacRouteLimits } from "./mac-routes.ts";
@@ -77,6 +79,14 @@ export class Cell {
   /** Static MACs of local ports announced to peers (syncStatics). */
   private readonly statics = new Set<MacKey>();
   private filter: TrunkFilter = EMPTY_TRUNK_FILTER;
+  /** This cell's ARP proxy, answering from the bindings the IPAM service's cell announced (docs/cells.md §0 item 12). */
+  private readonly arp = new ArpAnswerer();
+  /** The peer whose bindings `arp` holds. */
+  private arpFrom: number | null = null;
+  /** The local IPAM service whose bindings were announced, its version then, and what was sent. */
+  private arpSource: ServicePort | null = null;
+  private arpVersion = -1;
+  private announcedArp: ArpBindings | null = null;
 
   constructor(
     readonly identity: CellIdentity,
@@ -86,6 +96,8 @@ export class Cell {
   ) {
     this.routes = new MacRouteTable(identity.index, options);
     switcher.setCellHooks((mac, vlan) => this.remotePort(mac, vlan), (mac, vlan) => this.learned(mac, vlan));
+    // Bindings come with the home's announcements to this cell (epoch), never from an earlier one.
+    switcher.setFloodAnswerer(null);
   }
 
   /** Adds the trunk to a peer cell; it gets nothing flooded until the peer announces its filter. */
@@ -167,6 +179,26 @@ export class Cell {
     if (key === this.sentFilter) return;
     this.sentFilter = key;
     this.broadcastControl({ type: "cell-filter", filter: this.filter });
+  }
+
+  /**
+   * Announces what the local IPAM service's ARP proxy answers for (the home only runs one) when it
+   * changed, so the other cells answer ARP requests from their own ports instead of flooding them.
+   */
+  syncArpBindings(service: ServicePort | null): void {
+    const version = service?.arpBindingsVersion ?? -1;
+    if (service === this.arpSource && version === this.arpVersion) return;
+    this.arpSource = service;
+    this.arpVersion = version;
+    const bindings = service?.arpBindings?.().bindings ?? null;
+    if (bindings === null && this.announcedArp === null) return;
+    this.announcedArp = bindings;
+    this.broadcastControl({ type: "arp-bindings", bindings });
+  }
+
+  /** ARP requests this cell's proxy answered instead of flooding them. */
+  get arpSuppressed(): number {
+    return this.arp.suppressed;
   }
 
   // ---- calls --------------------------------------------------------------------
@@ -302,12 +334,22 @@ export class Cell {
         peer.filter = record.filter;
         this.switcher.setTrunkFilter(peer.port, record.filter);
         return;
+      case "arp-bindings":
+        this.setArp(from, record.bindings);
+        return;
       case "routes-reset":
+        if (this.arpFrom === from) this.setArp(from, null);
         this.routes.dropOrigin(from);
         peer.filter = EMPTY_TRUNK_FILTER;
         this.switcher.setTrunkFilter(peer.port, EMPTY_TRUNK_FILTER);
         return;
     }
+  }
+
+  private setArp(from: number, bindings: ArpBindings | null): void {
+    this.arp.set(bindings);
+    this.arpFrom = bindings === null ? null : from;
+    this.switcher.setFloodAnswerer(this.arp.active ? this.arp : null);
   }
 
   /** A peer's route beat this cell's own: forget the learned entry, or have the owner close the port of a moved static MAC. */
@@ -337,6 +379,7 @@ export class Cell {
   private fullAnnounce(): TrunkControl[] {
     const records: TrunkControl[] = [{ type: "cell-filter", filter: this.filter }];
     for (const route of this.routes.localRoutes()) records.push({ type: "mac-route", route });
+    if (this.announcedArp !== null) records.push({ type: "arp-bindings", bindings: this.announcedArp });
     return records;
   }
 

@@ -10,6 +10,7 @@
  * control records too is not built.
  */
 import type { TrunkFilter } from "../bridge.ts";
+import type { ArpBindings } from "../ipam/arp-proxy.ts";
 import type { MacRoute } from "./mac-routes.ts";
 
 /** Frame record flags (docs/cells.md §4.2 record 0x40). */
@@ -34,7 +35,9 @@ export type TrunkControl =
   | { type: "mac-withdraw"; route: MacRoute }
   | { type: "cell-filter"; filter: TrunkFilter }
   /** Forget every route from the sender; the records that follow are its complete table. */
-  | { type: "routes-reset"; epoch: number };
+  | { type: "routes-reset"; epoch: number }
+  /** From the cell hosting the IPAM service: what its ARP proxy answers for (null: nothing), replacing any earlier set. */
+  | { type: "arp-bindings"; bindings: ArpBindings | null };
 
 export interface TrunkBatch {
   /** The segment's generation: a call from another generation (a deleted segment's cell) is refused whole. */

@@ -6,11 +6,12 @@ import {
 } from "../dhcp.ts";
 import { checkEthernetFrame, ETH_HEADER_LEN } from "../ethernet.ts";
 import {
-  ArpOperation, buildArpFrame, buildIcmpEchoFrame, buildUdpFrame, checkArpPacket, checkIcmpEcho, checkIpv4Packet, checkUdpDatagram,
-  ETHERTYPE_ARP, ETHERTYPE_IPV4, IcmpEchoType, IPV4_BROADCAST, IPV4_PROTOCOL_ICMP, IPV4_PROTOCOL_UDP, type ArpRepr, type Ipv4Address, type Ipv4Packet,
+  ArpOperation, buildArpFrame, buildIcmpEchoFrame, buildUdpFrame, checkIcmpEcho, checkIpv4Packet, checkUdpDatagram,
+  ETHERTYPE_ARP, ETHERTYPE_IPV4, IcmpEchoType, IPV4_BROADCAST, IPV4_PROTOCOL_ICMP, IPV4_PROTOCOL_UDP, type Ipv4Address, type Ipv4Packet,
 } from "../inet.ts";
 import { BROADCAST_MAC, macKeyAt, writeMac, type MacKey } from "../mac.ts";
 import type { EmitFrame, ServicePort } from "../service-port.ts";
+import { arpRequestIn, proxyArpReply, type ArpBindings } from "./arp-proxy.ts";
 import { isHostLabel, type IpamSettings } from "./config.ts";
 import { clientKeyOf, LeaseTable, type LeaseClient } from "./lease-table.ts";
 
@@ -164,32 +165,30 @@ export class IpamService implements ServicePort {
   intercept(frame: Uint8Array, _ingressPortId: number, nowMs: number, emit: EmitFrame): boolean {
     if (!this.settings.arpProxy) return false;
     if (nowMs - this.lastSweepMs >= SWEEP_INTERVAL_MS) this.sweep(nowMs);
-    const request = this.arpRequestIn(frame);
-    if (request === undefined) return false;
-    const { senderMac, senderIp, targetIp } = request;
-    if (senderIp === 0 || senderIp === targetIp) return false;
-    const owner = this.leases.ownerOf(targetIp);
-    if (owner === undefined || owner === senderMac) return false;
-    emit(buildArpFrame(
-      { destination: macKeyAt(frame, 6), source: this.mac },
-      { operation: ArpOperation.Reply, senderMac: owner, senderIp: targetIp, targetMac: senderMac, targetIp: senderIp },
-    ));
+    const reply = proxyArpReply(frame, (ip) => this.leases.ownerOf(ip), this.mac);
+    if (reply === null) return false;
+    emit(reply);
     this.counters.arpSuppressed++;
     this.countersChanged = true;
     return true;
   }
 
-  /** The ARP request in an untagged frame, or undefined. */
-  private arpRequestIn(frame: Uint8Array): ArpRepr | undefined {
-    const ethernet = checkEthernetFrame(frame);
-    if (!ethernet.ok || ethernet.value.isTagged() || ethernet.value.etherType() !== ETHERTYPE_ARP) return undefined;
-    const arp = checkArpPacket(frame.subarray(ETH_HEADER_LEN));
-    if (!arp.ok || arp.value.operation() !== ArpOperation.Request) return undefined;
-    return arp.value.repr();
+  /**
+   * What the ARP proxy answers for, for the other cells of a segment (docs/cells.md §0 item 12): null
+   * when the proxy is off. `version` changes whenever the bound leases or reservations may have.
+   */
+  arpBindings(): { version: number; bindings: ArpBindings | null } {
+    if (!this.settings.arpProxy) return { version: -1, bindings: null };
+    return { version: this.leases.version, bindings: { serviceMac: this.mac, addresses: this.leases.bindings() } };
+  }
+
+  /** The version `arpBindings()` would report now, without building the list. */
+  get arpBindingsVersion(): number {
+    return this.settings.arpProxy ? this.leases.version : -1;
   }
 
   private onArpForService(frame: Uint8Array, emit: EmitFrame): void {
-    const request = this.arpRequestIn(frame);
+    const request = arpRequestIn(frame);
     if (request === undefined || request.targetIp !== this.settings.server) {
       this.counters.framesIgnored++;
       return;

@@ -77,6 +77,8 @@ export class LeaseTable {
   private readonly reservedIps = new Set<Ipv4Address>();
   private readonly reservedNames = new Set<string>();
   private changed = false;
+  /** Counts changes to bound leases and quarantines (what `bindings()` reads), never reset. */
+  version = 0;
 
   constructor(private readonly pool: LeasePool) {
     for (const r of pool.reservations) {
@@ -104,7 +106,7 @@ export class LeaseTable {
 
   /** Makes the next `takeDirty()` true. */
   markDirty(): void {
-    this.changed = true;
+    this.touch();
   }
 
   /** The live entry holding `ip`, if any. */
@@ -150,6 +152,13 @@ export class LeaseTable {
     for (const r of this.pool.reservations) if (r.ip === ip) return r.mac;
     const lease = this.byIp.get(ip);
     return lease?.state === "bound" ? lease.mac : undefined;
+  }
+
+  /** Every address with an owner: reservations (expiry 0: never), then bound leases with their expiry. */
+  bindings(): Array<[Ipv4Address, MacKey, number]> {
+    const out: Array<[Ipv4Address, MacKey, number]> = this.pool.reservations.map((r) => [r.ip, r.mac, 0]);
+    for (const lease of this.byIp.values()) if (lease.state === "bound" && !this.reservedIps.has(lease.ip)) out.push([lease.ip, lease.mac, lease.expiresAtMs]);
+    return out;
   }
 
   /** Whether the pool range contains `ip`. */
@@ -216,7 +225,7 @@ export class LeaseTable {
       this.quarantine.delete(oldest);
     }
     this.quarantine.set(ip, nowMs + QUARANTINE_MS);
-    this.changed = true;
+    this.touch();
     return true;
   }
 
@@ -231,7 +240,7 @@ export class LeaseTable {
     for (const [ip, until] of this.quarantine) {
       if (until > nowMs) continue;
       this.quarantine.delete(ip);
-      this.changed = true;
+      this.touch();
     }
     return ended;
   }
@@ -291,6 +300,11 @@ export class LeaseTable {
   }
 
   /** Records `client` at `ip`, replacing its own older entry and any other entry of its MAC. */
+  private touch(): void {
+    this.changed = true;
+    this.version++;
+  }
+
   private place(client: LeaseClient, ip: Ipv4Address, state: Lease["state"], expiresAtMs: number): Lease {
     const own = this.byClient.get(client.key);
     if (own !== undefined) this.remove(own);
@@ -307,7 +321,7 @@ export class LeaseTable {
       if (this.offers.size > MAX_PENDING_OFFERS) this.remove(this.offers.values().next().value as Lease);
     } else {
       if (lease.hostname !== null) this.byName.set(lease.hostname, lease);
-      this.changed = true;
+      this.touch();
     }
     return lease;
   }
@@ -328,7 +342,7 @@ export class LeaseTable {
     if (this.byMac.get(lease.mac) === lease) this.byMac.delete(lease.mac);
     if (lease.hostname !== null && this.byName.get(lease.hostname) === lease) this.byName.delete(lease.hostname);
     this.offers.delete(lease);
-    if (lease.state === "bound") this.changed = true;
+    if (lease.state === "bound") this.touch();
   }
 }
 

@@ -18,6 +18,7 @@ import type { TrunkBatch } from "../../datapath/cells/trunk-records.ts";
 import { formatMac, type MacKey } from "../../datapath/mac.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
 import type { SegmentConfig } from "../config.ts";
+import { IPAM_PORT_ID } from "../ipam-host.ts";
 import type { SegmentRelay } from "../relay.ts";
 
 /** Finds a peer cell's stub (a new one per call: a stub that threw must not be reused). */
@@ -118,6 +119,7 @@ export class CellHost {
   pump(): void {
     if (this.stopped) return;
     this.cell.syncStatics(this.localStatics(), staticSeq(this.clock()));
+    this.cell.syncArpBindings(this.relay.switch.port(IPAM_PORT_ID)?.service ?? null);
     this.cell.refreshFilter();
     for (const { peer, batch } of this.cell.take()) this.call(peer, batch);
     this.scheduleRetry();
@@ -153,7 +155,10 @@ export class CellHost {
       const { calls, callFailures, backlogDrops, failedFrames } = outbox.counters;
       trunks.push({ peer: index, rxFrames, txFrames, calls, callFailures, backlogDrops, failedFrames });
     }
-    return { index: this.membership.index, epoch: this.epoch, ports: this.relay.portCount, remoteRoutes: this.cell.routes.remoteCount, trunks };
+    return {
+      index: this.membership.index, epoch: this.epoch, ports: this.relay.portCount, remoteRoutes: this.cell.routes.remoteCount,
+      arpSuppressed: this.cell.arpSuppressed, trunks,
+    };
   }
 
   private call(peer: number, batch: TrunkBatch): void {

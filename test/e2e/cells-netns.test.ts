@@ -2,6 +2,7 @@
 // dnsmasq in a namespace on cell 0, and two `edgelan join --dhcp` namespaces forced onto cells 1 and 2
 // with ?cell=. Every DHCP exchange crosses a trunk each way; ping and iperf3 between the two clients
 // cross the trunk 1 ↔ 2. Needs root and /dev/net/tun (CI runs as root).
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +12,7 @@ import { waitFor } from "./poll.ts";
 import { commandExists, guestSkipReason, Namespaces, ping, type Background, type IperfReport } from "./guests.ts";
 
 const skip = guestSkipReason();
-const missingTools = ["dnsmasq", "ping", "iperf3"].filter((tool) => !commandExists(tool));
+const missingTools = ["dnsmasq", "ping", "iperf3", "tshark"].filter((tool) => !commandExists(tool));
 const ADMIN = "e2e-admin-token";
 const SEGMENT = "cells-netns";
 const SERVER_MAC = "02:00:00:00:e5:00";
@@ -153,6 +154,37 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       for (const [i, mac] of macs.entries()) expect(report.leases).toContainEqual(expect.objectContaining({ ip: addresses[i], mac, state: "bound" }));
       expect(await namespaces.reachable(nsClients[0] as string, addresses[1] as string, 20_000)).toBe(true);
       expect(ping(namespaces, nsClients[1] as string, addresses[0] as string, 3).received).toBe(3);
+    });
+
+    it("ARP between them is answered by each host's own cell (ARP suppression per cell): no request reaches the other host", async () => {
+      const [one, two] = nsClients as [string, string];
+      const leases = new Map<string, string>();
+      for (const ns of [one, two]) leases.set(ns, await waitFor(`a lease in ${ns}`, () => leasedAddress(namespaces, ns, 241), 60_000));
+      const addressOf = (ns: string): string => leases.get(ns) as string;
+      const suppressed = async (): Promise<number[]> => {
+        const described = (await (await fetch(`${relay.baseUrl}/v1/segments/cells-ipam`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as {
+          cells?: Array<{ index: number; arpSuppressed: number }>;
+        };
+        return [1, 2].map((index) => described.cells?.find((cell) => cell.index === index)?.arpSuppressed ?? -1);
+      };
+      const before = await suppressed();
+      for (const ns of [one, two]) namespaces.exec(ns, "ip", ["neigh", "flush", "dev", "elt0"]);
+      const capture = join(mkdtempSync(join(tmpdir(), "edgelan-cells-arp-")), "two.pcap");
+      const tshark = namespaces.spawn(two, "tshark", ["-i", "elt0", "-f", "arp", "-w", capture]);
+      await waitFor("tshark to capture on elt0", () => (tshark.output().includes("Capturing on") ? true : undefined), 20_000);
+      expect(ping(namespaces, one, addressOf(two), 2).received).toBe(2);
+      await tshark.stop("SIGINT");
+      const after = await suppressed();
+      // Host 1 asked for host 2 (answered by cell 1), host 2 for host 1 to reply (answered by cell 2).
+      expect(after[0]).toBeGreaterThan(before[0] as number);
+      expect(after[1]).toBeGreaterThan(before[1] as number);
+      const requests = (filter: string): string =>
+        execFileSync("tshark", ["-r", capture, "-Y", `arp.opcode == 1 && ${filter}`, "-T", "fields", "-e", "frame.number"], { encoding: "utf8" }).trim();
+      // The capture works: it holds host 2's own request for host 1. But host 2 saw no request for its
+      // address: host 1's request never left cell 1.
+      expect(requests(`arp.src.proto_ipv4 == ${addressOf(two)}`)).not.toBe("");
+      expect(requests(`arp.dst.proto_ipv4 == ${addressOf(two)}`)).toBe("");
+      rmSync(join(capture, ".."), { recursive: true, force: true });
     });
   },
 );

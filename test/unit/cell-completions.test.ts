@@ -5,16 +5,13 @@ import { Cell } from "../../datapath/cells/cell.ts";
 import type { TrunkBatch } from "../../datapath/cells/trunk-records.ts";
 import { DropReason, newPortCounters } from "../../datapath/counters.ts";
 import type { PortKind } from "../../datapath/port-kind.ts";
-import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
+import type { SegmentSwitch } from "../../datapath/segment-switch.ts";
 import type { SwitchPort, SwitchPortMode } from "../../datapath/switch-port.ts";
 import { Feature } from "../../datapath/tunnel/constants.ts";
 import { frame, mac } from "./datapath-frames.ts";
+import { meshOfCells } from "./cells-fixture.ts";
 import { RecordingSink } from "./recording-sink.ts";
 
-const CONFIG: SwitchConfig = {
-  maxFrameSize: 1514, learnLimitPerPort: 64, learnLimitPerSegment: 4096, agingMs: 300_000,
-  rxQueueFrames: 256, rxQueueBytes: 1 << 20, segmentQueueBytes: 1 << 22,
-};
 const M = (n: number): string => `02 00 00 00 00 ${n.toString(16).padStart(2, "0")}`;
 const BCAST = "ff ff ff ff ff ff";
 const IPV4 = "08 00";
@@ -114,17 +111,9 @@ const to = (dest: number, from: number): Uint8Array => frame(`${M(dest)} ${M(fro
 
 beforeEach(() => {
   now = 0;
-  cells = [];
-  switches = [];
   calls = [];
   ports.clear();
-  for (let i = 0; i < 3; i++) {
-    switches[i] = new SegmentSwitch(CONFIG, () => now);
-    cells[i] = new Cell({ index: i, epoch: 1, generation: "g1" }, switches[i] as SegmentSwitch, {
-      maxLearned: 4096, agingMs: CONFIG.agingMs, segmentQueueBytes: CONFIG.segmentQueueBytes,
-    }, () => now);
-  }
-  for (const cell of cells) for (const peer of cells) if (peer !== cell) cell.addPeer(peer.identity.index);
+  ({ cells, switches } = meshOfCells(3, () => now));
   attach(0, 1, "descriptor", "member", [1], WAITS);
   attach(0, 2, "raw", "member", [2]);
   attach(1, 3, "raw", "member", [3]);

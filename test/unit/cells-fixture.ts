@@ -1,0 +1,23 @@
+// Cells of one segment in Node for unit tests: each a real SegmentSwitch, every pair joined by a trunk.
+import { Cell } from "../../datapath/cells/cell.ts";
+import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
+
+export const CELLS_CONFIG: SwitchConfig = {
+  maxFrameSize: 1514, learnLimitPerPort: 64, learnLimitPerSegment: 4096, agingMs: 300_000,
+  rxQueueFrames: 256, rxQueueBytes: 1 << 20, segmentQueueBytes: 1 << 22,
+};
+
+/** A cell over `sw` in `epoch` (a new epoch stands for a restart). */
+export function newCell(index: number, sw: SegmentSwitch, clock: () => number, epoch = 1): Cell {
+  return new Cell({ index, epoch, generation: "g1" }, sw, {
+    maxLearned: 4096, agingMs: CELLS_CONFIG.agingMs, segmentQueueBytes: CELLS_CONFIG.segmentQueueBytes,
+  }, clock);
+}
+
+/** `count` cells in a full mesh of trunks, on the segment clock `clock`. */
+export function meshOfCells(count: number, clock: () => number): { cells: Cell[]; switches: SegmentSwitch[] } {
+  const switches = Array.from({ length: count }, () => new SegmentSwitch(CELLS_CONFIG, clock));
+  const cells = switches.map((sw, index) => newCell(index, sw, clock));
+  for (const cell of cells) for (const peer of cells) if (peer !== cell) cell.addPeer(peer.identity.index);
+  return { cells, switches };
+}
