@@ -6,7 +6,8 @@
  */
 import type { Region } from "../datapath/cells/region.ts";
 import type { TrunkBatch, TrunkReply } from "../datapath/cells/trunk-records.ts";
-import type { CellDescription, PortInfo, SegmentConfig } from "./segment-api.ts";
+import type { FdbSummary } from "../datapath/fdb.ts";
+import type { CellDescription, PortInfo, SegmentConfig, SegmentCounters } from "./segment-api.ts";
 
 /** What makes a Durable Object a cell of a segment: stored by the home at creation, by a cell when adopted. */
 export interface CellMembership {
@@ -31,15 +32,34 @@ export interface CellMembership {
 /** A trunk call's answer: the reply, or why the whole batch was refused. */
 export type TrunkAnswer = { ok: true; reply: TrunkReply } | { ok: false; code: string; message: string };
 
+/** One cell's part of `GET /v1/segments/:name`: its ports, its cell view, and its segment-level figures (summed by the home). */
+export interface CellReport {
+  ports: PortInfo[];
+  cell: CellDescription;
+  counters: SegmentCounters;
+  forwardingTable: FdbSummary;
+  queuedBytes: number;
+}
+
+/** A cell's load, for the home's placement and segment-wide limits: its ports, and those opened with one token. */
+export interface CellLoad {
+  ports: number;
+  /** Ports opened with the join token asked about (its `jti`); 0 when none was asked about. */
+  tokenPorts: number;
+}
+
 export interface CellApi {
   /** Frames and control records from a peer cell (docs/cells.md §4.2). */
   trunk(batch: TrunkBatch): Promise<TrunkAnswer>;
   /** The home makes this object cell `membership.index` of the segment, with the segment's settings (idempotent). */
   adoptCell(membership: CellMembership, config: SegmentConfig): Promise<void>;
   /** This cell's ports and counters, for the home's describe; null if it is not a cell. */
-  describeCell(): Promise<{ ports: PortInfo[]; cell: CellDescription } | null>;
-  /** How many ports this cell holds now, for the home's region placement; null if it is not a segment. */
-  cellPorts(): Promise<number | null>;
+  describeCell(): Promise<CellReport | null>;
+  /**
+   * How many ports this cell holds now, and how many of them `tokenId` opened, for the home's placement
+   * and its segment-wide `maxPorts` checks; null if it is not a segment.
+   */
+  cellLoad(tokenId: string | null): Promise<CellLoad | null>;
   /**
    * The home resets cell `index` (dev mode's `POST …/cells/:index/reset`, for tests): its instance is
    * aborted as a crash would (sockets gone, memory lost, storage kept). Null when the segment does not exist.

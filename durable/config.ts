@@ -60,6 +60,7 @@ const NULL_MEANS: Readonly<Record<NullableField, string>> = {
 /** Allowed ranges, also quoted in error messages and docs/api.md. */
 export const CONFIG_RANGES: Readonly<Record<IntegerField | NullableField, IntegerRange>> = {
   maxFrameSize: { min: MIN_CONFIGURABLE_FRAME_SIZE, max: MAX_FRAME_BYTES },
+  // Per cell: a segment of n cells may set up to 1024 × n (maxPortsRange).
   maxPorts: { min: 1, max: 1024 },
   learnLimitPerPort: { min: 1, max: 65536 },
   learnLimitPerSegment: { min: 1, max: 65536 },
@@ -115,9 +116,15 @@ export function applyConfigPatch(
   }
 
   const next: SegmentConfig = current === undefined ? { ...DEFAULT_SEGMENT_CONFIG, createdAt: now.toISOString() } : { ...current };
+  // First: the cell count bounds maxPorts.
+  if ("cells" in fields) {
+    const checked = checkCells(fields.cells);
+    if (!checked.ok) return checked;
+    next.cells = checked.value;
+  }
   for (const field of INTEGER_FIELDS) {
     if (!(field in fields)) continue;
-    const checked = checkInteger(field, fields[field], CONFIG_RANGES[field]);
+    const checked = checkInteger(field, fields[field], field === "maxPorts" ? maxPortsRange(next) : CONFIG_RANGES[field]);
     if (!checked.ok) return checked;
     next[field] = checked.value;
   }
@@ -127,11 +134,6 @@ export function applyConfigPatch(
     const checked = value === null ? ok(null) : checkInteger(field, value, CONFIG_RANGES[field], ` or null (${NULL_MEANS[field]})`);
     if (!checked.ok) return checked;
     next[field] = checked.value;
-  }
-  if ("cells" in fields) {
-    const checked = checkCells(fields.cells);
-    if (!checked.ok) return checked;
-    next.cells = checked.value;
   }
   for (const field of ["openJoin", "rawMode"] as const) {
     if (!(field in fields)) continue;
@@ -175,6 +177,19 @@ function checkConsistency(config: SegmentConfig): Result<SegmentConfig, ConfigEr
     );
   }
   return ok(config);
+}
+
+/** Ports one cell (Durable Object) holds at most; a segment's `maxPorts` counts over all its cells. */
+export const MAX_PORTS_PER_CELL = 1024;
+
+/** maxPorts of a segment of n cells (n = the most a region policy makes): 1..1024 × n. */
+function maxPortsRange(config: SegmentConfig): IntegerRange {
+  return { min: CONFIG_RANGES.maxPorts.min, max: MAX_PORTS_PER_CELL * cellSlots(config.cells) };
+}
+
+/** The ports this object admits itself: the segment's `maxPorts`, at most MAX_PORTS_PER_CELL. */
+export function portsPerCell(config: SegmentConfig): number {
+  return Math.min(config.maxPorts, MAX_PORTS_PER_CELL);
 }
 
 /** `cells`: an integer count, or the region placement object (optional fields get their defaults). */

@@ -2,17 +2,17 @@ import { DurableObject } from "cloudflare:workers";
 import { errorResponse, httpError, type HttpError } from "../contract/http-error.ts";
 import { readPortRequestHeaders, type TokenLimits } from "../contract/port-request.ts";
 import type {
-  CellDescription, ConfigureOutcome, Env, LifecycleCounters, PortInfo, PortStats, RevokeOutcome, SegmentApi, SegmentConfig, SegmentCounters,
+  ConfigureOutcome, Env, LifecycleCounters, PortStats, RevokeOutcome, SegmentApi, SegmentConfig, SegmentCounters,
   SegmentDescription,
 } from "../contract/segment-api.ts";
-import type { CellMembership, CellResetOutcome, TrunkAnswer } from "../contract/cell-api.ts";
+import type { CellLoad, CellMembership, CellReport, CellResetOutcome, TrunkAnswer } from "../contract/cell-api.ts";
 import type { TrunkBatch } from "../datapath/cells/trunk-records.ts";
 import type { LeaseReport } from "../datapath/ipam/lease-list.ts";
 import { CellPlacement } from "./cells/placement.ts";
 import { parseMac, type MacKey } from "../datapath/mac.ts";
 import { CloseCode } from "../datapath/tunnel/close-codes.ts";
 import { KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE, SUBPROTOCOL_V1 } from "../datapath/tunnel/constants.ts";
-import { applyConfigPatch, cellsChange, loadSegment, saveSegment, type StoredSegment } from "./config.ts";
+import { applyConfigPatch, cellsChange, loadSegment, portsPerCell, saveSegment, type StoredSegment } from "./config.ts";
 import { SegmentRelay, type SegmentCounters as RelayAndSwitchCounters } from "./relay.ts";
 import { forgetSegment, recordSegment } from "./registry.ts";
 import { IpamHost } from "./ipam-host.ts";
@@ -108,8 +108,14 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   async describe(): Promise<SegmentDescription | null> {
     const stored = await this.load();
     if (stored === null) return null;
+    const description = this.describeHere(stored);
+    return this.cells.active ? await this.cells.describeAll(description) : description;
+  }
+
+  /** This object's own view (one cell's, on a segment of several). */
+  private describeHere(stored: StoredSegment): SegmentDescription {
     const relay = this.relayFor(stored);
-    const description: SegmentDescription = {
+    return {
       name: stored.name,
       config: stored.config,
       ports: relay.listPorts(),
@@ -119,7 +125,6 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       },
       queuedBytes: relay.queuedBytes,
     };
-    return this.cells.active ? await this.cells.describeAll(description) : description;
   }
 
   // ---- cells (docs/cells.md); none of this runs for a segment of one cell ----
@@ -166,16 +171,22 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     throw new Error("cell reset");
   }
 
-  /** How many ports this cell holds, for the home's region placement (cheaper than describeCell). */
-  async cellPorts(): Promise<number | null> {
+  /** This cell's ports, and those `tokenId` opened, for the home's placement and segment-wide limits (cheaper than describeCell). */
+  async cellLoad(tokenId: string | null): Promise<CellLoad | null> {
     const stored = await this.load();
-    return stored === null ? null : this.relayFor(stored).portCount;
+    if (stored === null) return null;
+    const relay = this.relayFor(stored);
+    return { ports: relay.portCount, tokenPorts: tokenId === null ? 0 : relay.runtimes().filter((runtime) => runtime.attachment.tokenId === tokenId).length };
   }
 
-  /** This cell's ports and counters for the home's describe. */
-  async describeCell(): Promise<{ ports: PortInfo[]; cell: CellDescription } | null> {
+  /** This cell's ports, counters and table for the home's describe. */
+  async describeCell(): Promise<CellReport | null> {
     const stored = await this.load();
-    return stored === null ? null : this.cells.describeLocal(this.relayFor(stored), stored.config);
+    if (stored === null) return null;
+    const cell = this.cells.describeLocal(this.relayFor(stored), stored.config);
+    if (cell === null) return null;
+    const { ports, counters, forwardingTable, queuedBytes } = this.describeHere(stored);
+    return { ports, cell, counters, forwardingTable, queuedBytes };
   }
 
   /** Per-port counters; null when the segment does not exist. */
@@ -314,13 +325,16 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       isRevoked: (jti) => this.revocations.has(jti, now),
     }, relay.runtimes());
     if (tokenRefusal !== null) return this.refuseJoin(tokenRefusal);
-    // A join placed on another cell is that cell's to admit: the home being full does not refuse it.
-    const elsewhere = this.cells.active ? await this.cells.placeElsewhere(request, stored.config, relay.portCount) : null;
+    // On a segment of several cells the home checks the segment-wide limits (maxPorts, the token's
+    // maxPorts) over every cell's live count, then places the port; the cell it lands on admits it.
+    const tokenId = port.token?.id ?? null;
+    const here = { ports: relay.portCount, tokenPorts: tokenId === null ? 0 : relay.runtimes().filter((runtime) => runtime.attachment.tokenId === tokenId).length };
+    const elsewhere = this.cells.active ? await this.cells.placeElsewhere(request, stored.config, here, port.token) : null;
     if (elsewhere !== null) return elsewhere;
-    if (relay.portCount >= stored.config.maxPorts) {
-      return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${stored.config.maxPorts} ports connected`));
+    if (relay.portCount >= portsPerCell(stored.config)) {
+      return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${portsPerCell(stored.config)} ports connected${this.cells.active ? " on this cell" : ""}`));
     }
-    const helloRefusal = checkHelloSlots(port, mode, stored.config.maxPorts, relay.runtimes());
+    const helloRefusal = checkHelloSlots(port, mode, portsPerCell(stored.config), relay.runtimes());
     if (helloRefusal !== null) return this.refuseJoin(helloRefusal);
 
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
@@ -508,7 +522,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   protected async load(): Promise<StoredSegment | null> {
     if (this.#stored === undefined) {
       this.#stored = (await loadSegment(this.ctx.storage)) ?? null;
-      if (this.#stored !== null) this.sessions.maxRows = SESSION_ROWS_PER_PORT * this.#stored.config.maxPorts;
+      if (this.#stored !== null) this.sessions.maxRows = SESSION_ROWS_PER_PORT * portsPerCell(this.#stored.config);
     }
     return this.#stored;
   }
@@ -516,7 +530,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   private async store(segment: StoredSegment): Promise<void> {
     await saveSegment(this.ctx.storage, segment);
     this.#stored = segment;
-    this.sessions.maxRows = SESSION_ROWS_PER_PORT * segment.config.maxPorts;
+    this.sessions.maxRows = SESSION_ROWS_PER_PORT * portsPerCell(segment.config);
     this.relay?.reconfigure(segment.config);
     if (this.relay !== null) this.ipam.configure(this.cells.runsServices ? segment.config.dhcp : null, Date.now());
     await recordSegment(this.env, { name: segment.name, openJoin: segment.config.openJoin, createdAt: segment.config.createdAt });

@@ -6,7 +6,9 @@
  * fan-out of describe and delete. A segment of one cell has no membership: every method here is
  * then a no-op or answers "not active", so `cells: 1` takes today's path.
  */
-import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, REGION_HEADER, type CellMembership, type CellResetOutcome } from "../../contract/cell-api.ts";
+import { cellObjectName, CELL_HINT_HEADER, PLACE_HEADER, REGION_HEADER, type CellLoad, type CellMembership, type CellResetOutcome } from "../../contract/cell-api.ts";
+import { errorResponse } from "../../contract/http-error.ts";
+import type { TokenPolicy } from "../../contract/port-request.ts";
 import type { CellDescription, Env, PortInfo, SegmentApi, SegmentConfig, SegmentDescription } from "../../contract/segment-api.ts";
 import { toHex } from "../handshake.ts";
 import type { SegmentRelay } from "../relay.ts";
@@ -16,7 +18,8 @@ import type { CellSnapshot } from "../../datapath/cells/cell.ts";
 import { TOKEN_EPOCH_KEY } from "../token-lifecycle.ts";
 import { cellSlots, regionPolicyOf } from "../config.ts";
 import { isRegion, type Region } from "../../datapath/cells/region.ts";
-import { placeByRegion, type RegionChoice, type RegionPolicy } from "../../datapath/cells/region-placement.ts";
+import { placeByRegion, type RegionPolicy } from "../../datapath/cells/region-placement.ts";
+import { segmentLimitRefusal, sumOverCells, type SegmentSummary } from "./segment-summary.ts";
 
 const MEMBERSHIP_KEY = "cell-membership";
 const EPOCH_KEY = "cell-epoch";
@@ -152,18 +155,26 @@ export class CellPlacement {
   }
 
   /**
-   * The home places a joining port: the hinted cell (`?cell=`) if it exists, else the next in turn (a
-   * fixed count) or by the client's region (region placement; `homePorts`: the home's own ports). For
-   * another cell it adopts that cell (creating it on first use, with its location hint) and answers the
-   * Worker with an internal 307 naming it; for itself it answers null and accepts the socket as today.
+   * The home admits and places a joining port (docs/api.md, "Segments of several cells"). It asks every
+   * other cell made so far for its live load (one call each, in parallel: joins are rare) and refuses
+   * the join when the segment's ports across all cells reach `maxPorts` (503) or the token's own ports
+   * reach its `maxPorts` (403). Then it picks the hinted cell (`?cell=`) if it exists, else the least
+   * loaded cell (a fixed count; ties in turn) or by the client's region. For another cell it adopts
+   * that cell (creating it on first use, with its location hint) and answers the Worker with an
+   * internal 307 naming it; for itself it answers null and accepts the socket as today. No
+   * reservations: joins racing through the home may pass a limit by the joins in flight.
    */
-  async placeElsewhere(request: Request, config: SegmentConfig, homePorts: number): Promise<Response | null> {
+  async placeElsewhere(request: Request, config: SegmentConfig, here: CellLoad, token: TokenPolicy | null): Promise<Response | null> {
     if ((this.membership as CellMembership).index !== 0) return null;
+    const loads = await this.loads(here, token?.id ?? null);
+    const refusal = segmentLimitRefusal(loads, config.maxPorts, token, (this.membership as CellMembership).segment);
+    if (refusal !== null) return errorResponse(refusal);
     const hint = request.headers.get(CELL_HINT_HEADER);
     const policy = regionPolicyOf(config.cells);
+    const ports = new Map([...loads].map(([index, load]) => [index, load?.ports ?? Infinity]));
     const target = policy === null
-      ? { cell: this.pick(hint, this.cellCount()), created: false }
-      : await this.pickByRegion(hint, request.headers.get(REGION_HEADER), policy, config.maxPorts, homePorts);
+      ? { cell: this.pickLeastLoaded(hint, ports), created: false }
+      : this.pickByRegion(hint, request.headers.get(REGION_HEADER), policy, config.maxPorts, ports);
     if (target.cell === 0) return null;
     await this.stub(target.cell).adoptCell(this.membershipFor(target.cell), config);
     if (target.created) await this.announceDirectory(target.cell, config);
@@ -172,31 +183,47 @@ export class CellPlacement {
   }
 
   /**
-   * Region placement (docs/cells.md §3.4): the hinted cell if it exists, else `placeByRegion` over the
-   * cells' live port counts (each other cell is asked; joins are rare). A new cell enters the directory
-   * before this returns, so a concurrent join sees it.
+   * Every made cell's load (the home's is `here`): a cell not adopted yet (a fixed count's cell that
+   * never had a port) is empty; null for a cell whose call failed.
    */
-  private async pickByRegion(hint: string | null, header: string | null, policy: RegionPolicy, capacity: number, homePorts: number): Promise<{ cell: number; created: boolean }> {
+  private async loads(here: CellLoad, tokenId: string | null): Promise<Map<number, CellLoad | null>> {
+    const others = Array.from({ length: this.cellCount() - 1 }, (_, i) => i + 1);
+    const answers = await Promise.all(others.map(async (index) => {
+      try {
+        return (await this.stub(index).cellLoad(tokenId)) ?? { ports: 0, tokenPorts: 0 };
+      } catch {
+        return null;
+      }
+    }));
+    return new Map<number, CellLoad | null>([[0, here], ...others.map((index, i): [number, CellLoad | null] => [index, answers[i] ?? null])]);
+  }
+
+  /** A fixed count: the hinted cell if valid, else the least loaded that answered, ties broken in turn. */
+  private pickLeastLoaded(hint: string | null, ports: ReadonlyMap<number, number>): number {
+    const cells = this.cellCount();
+    const asked = hint === null ? NaN : Number(hint);
+    if (Number.isInteger(asked) && asked >= 0 && asked < cells) return asked;
+    const next = this.ctx.storage.kv.get<number>(NEXT_PLACE_KEY) ?? 0;
+    this.ctx.storage.kv.put(NEXT_PLACE_KEY, next + 1);
+    let best = next % cells;
+    for (let step = 0; step < cells; step++) {
+      const index = (next + step) % cells;
+      if ((ports.get(index) ?? Infinity) < (ports.get(best) ?? Infinity)) best = index;
+    }
+    return best;
+  }
+
+  /**
+   * Region placement (docs/cells.md §3.4): the hinted cell if it exists, else `placeByRegion` over the
+   * cells' live port counts. A new cell enters the directory before this returns, so a concurrent join
+   * sees it.
+   */
+  private pickByRegion(hint: string | null, header: string | null, policy: RegionPolicy, capacity: number, ports: ReadonlyMap<number, number>): { cell: number; created: boolean } {
     const asked = hint === null ? NaN : Number(hint);
     if (Number.isInteger(asked) && asked >= 0 && asked < this.cellCount()) return { cell: asked, created: false };
     const region = isRegion(header) ? header : null;
     if (region === null) return { cell: 0, created: false };
-    // The region's own cells are asked first; the others only when the region cannot grow.
-    const ports = new Map<number, number>([[0, homePorts]]);
-    const ask = async (wanted: (cellRegion: Region | null) => boolean): Promise<void> => {
-      const indexes = this.directory().flatMap((cellRegion, index) => (wanted(cellRegion) && !ports.has(index) ? [index] : []));
-      const counted = await Promise.all(indexes.map((index) => this.portsOf(index)));
-      indexes.forEach((index, i) => ports.set(index, counted[i] ?? Infinity));
-    };
-    await ask((cellRegion) => cellRegion === region);
-    const decide = (): RegionChoice =>
-      // On the directory as it is after the awaits: another join may have made a cell meanwhile (0 ports).
-      placeByRegion(region, this.directory().map((cellRegion, index) => ({ index, region: cellRegion, ports: ports.get(index) ?? 0 })), policy, capacity);
-    let choice = decide();
-    if ("cell" in choice && this.directory()[choice.cell] !== region) {
-      await ask(() => true);
-      choice = decide();
-    }
+    const choice = placeByRegion(region, this.directory().map((cellRegion, index) => ({ index, region: cellRegion, ports: ports.get(index) ?? 0 })), policy, capacity);
     if ("cell" in choice) return { cell: choice.cell, created: false };
     this.adopt({ ...(this.membership as CellMembership), directory: [...this.directory(), choice.region] });
     return { cell: choice.create, created: true };
@@ -205,15 +232,6 @@ export class CellPlacement {
   /** Region placement's directory: each made cell's location hint (the home's is null). */
   private directory(): Array<Region | null> {
     return (this.membership as CellMembership).directory ?? [null];
-  }
-
-  /** A cell's ports now; a cell that cannot answer counts as full (it gets no port). */
-  private async portsOf(index: number): Promise<number> {
-    try {
-      return (await this.stub(index).cellPorts()) ?? 0;
-    } catch {
-      return Infinity;
-    }
   }
 
   /**
@@ -230,26 +248,30 @@ export class CellPlacement {
     return this.membership?.directory?.[index] ?? null;
   }
 
-  /** The home's describe with every cell's ports (each with its `cell`) and per-cell counters. */
+  /**
+   * The home's describe with every cell's ports (each with its `cell`), per-cell counters, and the
+   * segment's counters, forwarding table and queued bytes summed over its cells.
+   */
   async describeAll(local: SegmentDescription): Promise<SegmentDescription> {
     const membership = this.membership as CellMembership;
     const ports: PortInfo[] = local.ports.map((port) => ({ ...port, cell: membership.index }));
     const cells: CellDescription[] = this.host === null ? [] : [this.host.describe()];
+    const parts: SegmentSummary[] = [local];
     for (let index = 1; index < this.cellCount() && membership.index === 0; index++) {
       const remote = await this.stub(index).describeCell();
       if (remote === null) continue;
       ports.push(...remote.ports.map((port) => ({ ...port, cell: index })));
       cells.push(remote.cell);
+      parts.push(remote);
     }
     // Region placement: each cell's location hint, from the home's directory.
     const withRegions = membership.directory === undefined ? cells : cells.map((cell) => ({ ...cell, region: this.regionOfCell(cell.index) }));
-    return { ...local, ports, cells: withRegions };
+    return { ...local, ...sumOverCells(parts), ports, cells: withRegions };
   }
 
-  /** This cell's ports and counters (for the home). */
-  describeLocal(relay: SegmentRelay, config: SegmentConfig): { ports: PortInfo[]; cell: CellDescription } | null {
-    const host = this.hostFor(relay, config);
-    return host === null ? null : { ports: relay.listPorts(), cell: host.describe() };
+  /** This cell's view for the home's describe (null for a single-cell segment). */
+  describeLocal(relay: SegmentRelay, config: SegmentConfig): CellDescription | null {
+    return this.hostFor(relay, config)?.describe() ?? null;
   }
 
   /**
@@ -287,14 +309,6 @@ export class CellPlacement {
     this.host?.stop();
     this.membership = null;
     this.host = null;
-  }
-
-  private pick(hint: string | null, cells: number): number {
-    const asked = hint === null ? NaN : Number(hint);
-    if (Number.isInteger(asked) && asked >= 0 && asked < cells) return asked;
-    const next = this.ctx.storage.kv.get<number>(NEXT_PLACE_KEY) ?? 0;
-    this.ctx.storage.kv.put(NEXT_PLACE_KEY, next + 1);
-    return next % cells;
   }
 
   /** A cell's stub; under region placement it carries the cell's hint, so whichever `get()` is first places it. */

@@ -170,7 +170,7 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       const before = await suppressed();
       for (const ns of [one, two]) namespaces.exec(ns, "ip", ["neigh", "flush", "dev", "elt0"]);
       const capture = join(mkdtempSync(join(tmpdir(), "edgelan-cells-arp-")), "two.pcap");
-      const tshark = namespaces.spawn(two, "tshark", ["-i", "elt0", "-f", "arp", "-w", capture]);
+      const tshark = namespaces.spawn(two, "tshark", ["-i", "elt0", "-f", "arp or icmp", "-w", capture]);
       await waitFor("tshark to capture on elt0", () => (tshark.output().includes("Capturing on") ? true : undefined), 20_000);
       expect(ping(namespaces, one, addressOf(two), 2).received).toBe(2);
       await tshark.stop("SIGINT");
@@ -178,12 +178,12 @@ describe.skipIf(skip !== null || missingTools.length > 0)(
       // Host 1 asked for host 2 (answered by cell 1), host 2 for host 1 to reply (answered by cell 2).
       expect(after[0]).toBeGreaterThan(before[0] as number);
       expect(after[1]).toBeGreaterThan(before[1] as number);
-      const requests = (filter: string): string =>
-        execFileSync("tshark", ["-r", capture, "-Y", `arp.opcode == 1 && ${filter}`, "-T", "fields", "-e", "frame.number"], { encoding: "utf8" }).trim();
-      // The capture works: it holds host 2's own request for host 1. But host 2 saw no request for its
+      const packets = (filter: string): string =>
+        execFileSync("tshark", ["-r", capture, "-Y", filter, "-T", "fields", "-e", "frame.number"], { encoding: "utf8" }).trim();
+      // The capture works: it holds host 1's echo requests. But host 2 saw no ARP request for its
       // address: host 1's request never left cell 1.
-      expect(requests(`arp.src.proto_ipv4 == ${addressOf(two)}`)).not.toBe("");
-      expect(requests(`arp.dst.proto_ipv4 == ${addressOf(two)}`)).toBe("");
+      expect(packets(`icmp.type == 8 && ip.src == ${addressOf(one)}`)).not.toBe("");
+      expect(packets(`arp.opcode == 1 && arp.dst.proto_ipv4 == ${addressOf(two)}`)).toBe("");
       rmSync(join(capture, ".."), { recursive: true, force: true });
     });
   },

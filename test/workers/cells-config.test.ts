@@ -35,6 +35,19 @@ describe("cells", () => {
     expect(body.message).toMatch(/^not implemented yet: changing cells from 3 to 2/);
   });
 
+  it("maxPorts counts over the cells: up to 1024 per cell (1..1024 × n), else 400 naming the range", async () => {
+    const big = await put("cells-many-ports", { cells: 3, maxPorts: 3000 });
+    expect(big.status).toBe(201);
+    expect(await big.json()).toMatchObject({ cells: 3, maxPorts: 3000 });
+    const region = await put("cells-many-region", { cells: { placement: "region", max: 4 }, maxPorts: 4096 });
+    expect(region.status).toBe(201);
+    for (const [body, bound] of [[{ cells: 2, maxPorts: 2049 }, 2048], [{ maxPorts: 1025 }, 1024], [{ cells: 16, maxPorts: 16385 }, 16384]] as const) {
+      const refused = await put("cells-too-many-ports", body);
+      expect(refused.status).toBe(400);
+      expect(((await refused.json()) as { message: string }).message).toContain(`maxPorts must be an integer in 1..${bound}`);
+    }
+  });
+
   it("creates a segment of 3 cells with no extra setting (cells are no longer experimental)", async () => {
     const created = await put("cells-three", { cells: 3 });
     expect(created.status).toBe(201);

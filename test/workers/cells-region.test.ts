@@ -115,12 +115,12 @@ describe("region placement", () => {
     expect(await markers(eu, 1)).toEqual([0x42]);
   });
 
-  it("a full home does not refuse a join that placement sends to another cell; a full cell refuses its own", async () => {
-    await createSegment("reg-full", { maxPorts: 1, cells: { placement: "region", max: 2, perCell: 1 } });
+  it("maxPorts counts the ports of every cell: a full segment refuses a join from anywhere (503 segment-full)", async () => {
+    await createSegment("reg-full", { maxPorts: 2, cells: { placement: "region", max: 3, perCell: 1 } });
     await joinFrom("reg-full", undefined, 0x0200_0000_0a01);
     await joinFrom("reg-full", FRANKFURT, 0x0200_0000_0a02);
     expect(await cellsOf("reg-full", ["02:00:00:00:0a:01", "02:00:00:00:0a:02"])).toEqual([0, 1]);
-    // Both cells hold maxPorts: a port from anywhere is refused 503 segment-full.
+    // Two ports on two cells: the segment is full, though a third cell could still be made.
     for (const cf of [FRANKFURT, SINGAPORE, undefined]) {
       const refused = await connectFrom("reg-full", cf);
       expect(refused.status).toBe(503);
