@@ -5,7 +5,8 @@
 //
 // Cases, each on a fresh segment, in one run: "1 cell" (a default segment), "3 cells, same cell" (both
 // ports on cell 1: the cell machinery without a trunk hop) and "3 cells, across" (sender on cell 1,
-// receiver on cell 2: every frame crosses one trunk). One sender keeps its TX window full with BATCH-record
+// receiver on cell 2: every frame crosses one trunk; then again with the sender offering CellCompletions,
+// its completions waiting for the trunk calls). One sender keeps its TX window full with BATCH-record
 // messages; the receiver keeps credits posted and answers the segment's read-acknowledgement PINGs.
 // Reported per case over MEASURE_S after WARMUP_S: frames/s at the receiver, CPU µs of the worker's workerd
 // process per frame, WebSocket messages per frame each way, and for the crossing case the trunk calls and
@@ -21,6 +22,7 @@
 import { groupOf, procCpuMs } from "./lib/cpu-sampler.ts";
 import { benchFrame, frame } from "./lib/bench-frames.ts";
 import { DescriptorPort } from "./lib/wire-client.ts";
+import { Feature } from "../datapath/tunnel/constants.ts";
 import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
 import { capacity, MODEL_DEFAULTS } from "./cells-model.ts";
 
@@ -91,14 +93,16 @@ function countMessages(port: DescriptorPort): () => number {
   return () => messages;
 }
 
-async function runCase(relay: RunningRelay, workerPid: number, segment: string, cells: number, senderCell: number | null, receiverCell: number | null): Promise<CaseResult> {
+async function runCase(
+  relay: RunningRelay, workerPid: number, segment: string, cells: number, senderCell: number | null, receiverCell: number | null, senderFeatures = 0,
+): Promise<CaseResult> {
   const created = await admin(relay, "PUT", `/v1/segments/${segment}`, {
     openJoin: true, segmentQueueBytes: 64 * 1024 * 1024, ...(cells > 1 ? { cells } : {}),
   });
   if (created.status !== 201) throw new Error(`PUT ${segment}: ${created.status} ${await created.text()}`);
   const url = (cell: number | null): string => `${relay.wsUrl}/v1/segments/${segment}/connect${cell === null ? "" : `?cell=${cell}`}`;
   const receiver = await DescriptorPort.join(url(receiverCell), RECEIVER);
-  const sender = await DescriptorPort.join(url(senderCell), SENDER);
+  const sender = await DescriptorPort.join(url(senderCell), SENDER, undefined, senderFeatures);
   const rxMessages = countMessages(receiver);
   // The receiver's MAC route reaches the sender's cell with the receiver's first frames (its HELLO's announce).
   receiver.sendOne(frame(0xffff_ffff_ffff, RECEIVER, 60));
@@ -166,6 +170,9 @@ async function main(): Promise<void> {
     console.log(line("3 cells, same cell", same));
     const across = await runCase(relay, workerPid, "bench-three-across", 3, 1, 2);
     console.log(line("3 cells, 1 → 2    ", across));
+    // The same with the sender's completions waiting for the trunk calls (protocol.md §6.3 rule 8).
+    const waiting = await runCase(relay, workerPid, "bench-three-across-waiting", 3, 1, 2, Feature.CellCompletions);
+    console.log(line("  … CellCompletions", waiting));
     // The model (docs/cells.md §10.1) with the measured CPU: c from the one-cell case, c_A + c_B from the crossing case.
     const cA = across.workerUsPerFrame / 2;
     const model = { ...MODEL_DEFAULTS, cUs: one.workerUsPerFrame, cAUs: cA, cBUs: cA };
@@ -174,7 +181,7 @@ async function main(): Promise<void> {
       `1 cell ${Math.round(production.one.framesPerSecond)} frames/s (${production.one.binding}), 3 cells ${Math.round(production.three.framesPerSecond)} frames/s (${production.three.binding})`);
     console.log(JSON.stringify({
       size: SIZE, batch: BATCH, seconds: MEASURE_S,
-      oneCell: one, threeSameCell: same, threeAcross: across,
+      oneCell: one, threeSameCell: same, threeAcross: across, threeAcrossCellCompletions: waiting,
       ratioAcrossToOne: Number((across.framesPerSecond / one.framesPerSecond).toFixed(3)),
       cpuRatioAcrossToOne: Number((across.workerUsPerFrame / one.workerUsPerFrame).toFixed(3)),
       model: { ...model, oneCellFps: Math.round(production.one.framesPerSecond), threeCellsFps: Math.round(production.three.framesPerSecond), binding: production.three.binding },

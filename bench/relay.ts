@@ -174,9 +174,9 @@ interface PortStatsView {
 
 /**
  * After quiescence the segment's counters must agree with what the clients saw: each sender's rxFrames is
- * what it sent; the receiver's txFrames is what it received + what is queued + what was dropped at egress
- * (those are also exactly the frames missing from its sequences); its credits are what it posted and did
- * not use. Returns the disagreements.
+ * what it sent; the receiver's txFrames is what it received (protocol.md §8.4: queued and dropped frames
+ * are not counted as tx); what is queued plus what was dropped at egress is exactly what is missing from
+ * its sequences; its credits are what it posted and did not use. Returns the disagreements.
  */
 async function checkCounters(relay: RunningRelay, url: string, receiver: DescriptorPort, senders: readonly DescriptorPort[]): Promise<{ problems: string[]; egress: string }> {
   const name = /segments\/([^/]+)\/connect/.exec(url)?.[1] ?? "";
@@ -193,8 +193,9 @@ async function checkCounters(relay: RunningRelay, url: string, receiver: Descrip
   const stats = byId.get(receiver.portId);
   if (stats === undefined) return { problems: [...problems, "receiver port missing"], egress: "?" };
   const egressDrops = ["rx-buffer-too-small", "rx-queue-full", "segment-budget", "flushed"].reduce((sum, k) => sum + (stats.counters.drops[k] ?? 0), 0);
-  if (stats.counters.txFrames !== receiver.rxFrames + stats.queuedFrames + egressDrops) {
-    problems.push(`receiver: segment counted tx ${stats.counters.txFrames}, client got ${receiver.rxFrames} + queued ${stats.queuedFrames} + egress drops ${egressDrops}`);
+  // tx counts frames delivered into posted buffers only; queued and dropped ones are not in it (protocol.md §8.4).
+  if (stats.counters.txFrames !== receiver.rxFrames) {
+    problems.push(`receiver: segment counted tx ${stats.counters.txFrames}, client got ${receiver.rxFrames} (besides queued ${stats.queuedFrames}, egress drops ${egressDrops})`);
   }
   if (receiver.integrity.missing !== egressDrops + stats.queuedFrames) problems.push(`receiver: ${receiver.integrity.missing} frames missing from sequences, segment dropped ${egressDrops} and holds ${stats.queuedFrames}`);
   if (stats.credits !== receiver.credits) problems.push(`receiver: segment holds ${stats.credits} credits, client posted ${receiver.credits} unused`);

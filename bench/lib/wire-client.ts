@@ -48,8 +48,13 @@ export class DescriptorPort {
   completedOk = 0;
   completedDropped = 0;
   readonly dropsByStatus = new Map<number, number>();
-  /** Ids are sent in order and completed in order (the relay completes each message at once). */
+  /**
+   * Ids are sent in order and completed in order (the relay completes each message at once), except
+   * with CellCompletions (`inOrder` false): completions that waited for another cell may come after
+   * later ones, so only their count is kept (ids are sequential mod 2^16, far beyond the window).
+   */
   private nextId = 0;
+  private inOrder = true;
   private completedUpTo = 0;
   private creditsOutstanding = 0;
   private readonly encoder = new MessageEncoder(64 * 1024);
@@ -71,7 +76,7 @@ export class DescriptorPort {
         this.onRx?.(frame);
       },
       txComplete: (firstId, count, status) => {
-        if (firstId !== (this.completedUpTo & 0xffff)) this.fail(new Error(`completion for id ${firstId}, expected ${this.completedUpTo & 0xffff}`));
+        if (this.inOrder && firstId !== (this.completedUpTo & 0xffff)) this.fail(new Error(`completion for id ${firstId}, expected ${this.completedUpTo & 0xffff}`));
         this.completedUpTo += count;
         if (status === 0) this.completedOk += count;
         else {
@@ -106,17 +111,19 @@ export class DescriptorPort {
     });
   }
 
-  static async join(url: string, mac: number, window = TX_WINDOW): Promise<DescriptorPort> {
+  /** @param extraFeatures offered besides CoalescedCompletions and RxQueue (CellCompletions: completions may come out of order) */
+  static async join(url: string, mac: number, window = TX_WINDOW, extraFeatures = 0): Promise<DescriptorPort> {
     const ws = await openSocket(url, [SUBPROTOCOL_V1]);
     if (ws.protocol !== SUBPROTOCOL_V1) throw new Error("the relay did not select edgelan.v1");
     const port = new DescriptorPort(ws, window);
+    port.inOrder = (extraFeatures & Feature.CellCompletions) === 0;
     const welcome = new Promise<number>((resolve, reject) => {
       port.welcomed = resolve;
       port.failed = reject;
     });
     ws.send(encodeRecords([
       {
-        type: "hello", minVersion: 1, maxVersion: 1, features: Feature.CoalescedCompletions | Feature.RxQueue, portKind: "member",
+        type: "hello", minVersion: 1, maxVersion: 1, features: Feature.CoalescedCompletions | Feature.RxQueue | extraFeatures, portKind: "member",
         macs: [mac], txWindow: window, rxQueue: MAX_RX_CREDITS, clientName: "bench-relay", clientVersion: "0",
       },
       { type: "rx-post", count: MAX_RX_CREDITS, bufferSize: RX_BUFFER },
