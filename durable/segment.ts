@@ -229,10 +229,12 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (outcome === "full") {
       return { ok: false, error: { code: "revocation-list-full", message: "the segment's revocation list is full (10,000 unexpired entries): rotate the token key instead" } };
     }
-    const portsClosed = closeRevokedToken(relay, jti);
-    this.countLifecycle("tokenRevocationCloses", portsClosed);
+    const closedHere = closeRevokedToken(relay, jti);
+    this.countLifecycle("tokenRevocationCloses", closedHere);
+    // The home passes it on: every cell keeps the revocation and closes the token's ports it holds.
+    const portsClosed = closedHere + await this.cells.revokeOnOthers(jti);
     this.saveCounters();
-    if (portsClosed > 0 && relay.portCount === 0) await this.armIdleTimer();
+    if (closedHere > 0 && relay.portCount === 0) await this.armIdleTimer();
     else await this.scheduleAlarm();
     return { ok: true, alreadyRevoked: outcome === "already-revoked", portsClosed, until: new Date(until).toISOString() };
   }

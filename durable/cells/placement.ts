@@ -295,6 +295,20 @@ export class CellPlacement {
     return { ok: true };
   }
 
+  /**
+   * The home revokes token `jti` on every other cell: each keeps the revocation (its own joins are placed
+   * by the home, which refuses the token, but a cell checks again) and closes the token's ports it
+   * holds. Returns the ports they closed; a cell that cannot be reached is skipped (its ports with the
+   * token stay open until they close or the token expires).
+   */
+  async revokeOnOthers(jti: string): Promise<number> {
+    const membership = this.membership;
+    if (membership === null || membership.index !== 0 || !this.active) return 0;
+    const others = Array.from({ length: this.cellCount() - 1 }, (_, i) => i + 1);
+    const outcomes = await Promise.all(others.map((index) => this.stub(index).revokeToken(jti).catch(() => null)));
+    return outcomes.reduce((sum, outcome) => sum + (outcome?.ok === true ? outcome.portsClosed : 0), 0);
+  }
+
   /** The home deletes every other cell; returns the ports they closed. */
   async destroyOthers(): Promise<number> {
     const membership = this.membership;

@@ -39,6 +39,26 @@ describe("limits over every cell", () => {
     expect(await refusal(await connect("lim-token", `?cell=1&token=${token}`))).toEqual([403, "token-port-limit"]);
   });
 
+  it("revoking a token closes its ports on every cell, and the home counts them", async () => {
+    await createSegment("lim-revoke", { cells: 3 });
+    const minted = await exports.default.fetch("http://edgelan.test/v1/segments/lim-revoke/tokens", {
+      method: "POST", headers: ADMIN, body: JSON.stringify({ role: "member" }),
+    });
+    const { token, jti } = (await minted.json()) as { token: string; jti: string };
+    const ports = [];
+    for (const cell of [1, 2]) {
+      const port = await Port.open("lim-revoke", true, `?cell=${cell}&token=${token}`);
+      port.send([hello_(0x0200_0000_0b40 + cell)]);
+      await port.next("welcome");
+      ports.push(port);
+    }
+    const revoked = await exports.default.fetch(`http://edgelan.test/v1/segments/lim-revoke/tokens/${jti}/revoke`, { method: "POST", headers: ADMIN });
+    expect(revoked.status).toBe(200);
+    expect(await revoked.json()).toMatchObject({ portsClosed: 2 });
+    for (const port of ports) expect((await port.closedWith()).code).toBe(4008);
+    expect(await refusal(await connect("lim-revoke", `?cell=2&token=${token}`))).toEqual([403, "token-revoked"]);
+  });
+
   it("a fixed count places a join without a hint on the least loaded cell", async () => {
     await createSegment("lim-balance", { cells: 3 });
     await joinCell("lim-balance", 0, 0x0200_0000_0b21);
