@@ -378,6 +378,11 @@ export class Bridge {
     this.learnListener = listener;
   }
 
+  /** Learned MACs other cells hold, counted against learnLimitPerSegment (ForwardingTable.countLearnedElsewhere). */
+  countLearnedElsewhere(count: () => number): void {
+    this.fdb.countLearnedElsewhere(count);
+  }
+
   /** Forgets a learned entry (another cell now owns the MAC by a higher sequence number). */
   forgetLearned(mac: MacKey, vlan: number): void {
     this.fdb.forget(mac, vlan);

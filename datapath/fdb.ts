@@ -98,6 +98,8 @@ export class ForwardingTable {
   private readonly tagged = new Map<number, Map<MacKey, LearnedEntry>>();
   private readonly ports = new Map<number, PortLearnState>();
   private learnedTotal = 0;
+  /** Learned MACs held elsewhere that count against learnLimitPerSegment too (other cells' learned routes). */
+  private learnedElsewhere: () => number = () => 0;
   /**
    * A lower bound on the oldest `lastSeen` among learned entries (Infinity when
    * none). Refreshes only raise the true minimum, so the bound stays valid
@@ -117,6 +119,14 @@ export class ForwardingTable {
   /** Replaces aging time and limits. Lower limits do not evict entries already learned; they stop new learning. */
   reconfigure(config: ForwardingTableConfig): void {
     this.config = { ...config };
+  }
+
+  /**
+   * Makes learnLimitPerSegment count learned MACs held elsewhere as well: on a segment of several cells,
+   * the learned routes other cells announced, so the limit holds for the segment, not per cell.
+   */
+  countLearnedElsewhere(count: () => number): void {
+    this.learnedElsewhere = count;
   }
 
   /** Overrides the learned-entry limit for one port (`undefined` restores the table default). */
@@ -248,7 +258,7 @@ export class ForwardingTable {
 
   /** Creates a learned entry if both limits allow. */
   private insert(table: Map<MacKey, LearnedEntry>, mac: MacKey, port: number, now: number): LearnOutcome {
-    if (this.learnedTotal >= this.config.learnLimitPerSegment) {
+    if (this.learnedTotal + this.learnedElsewhere() >= this.config.learnLimitPerSegment) {
       this.segmentLimitHits++;
       return LearnOutcome.SegmentLimit;
     }

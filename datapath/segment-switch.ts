@@ -292,10 +292,14 @@ export class SegmentSwitch {
     this.runServices();
   }
 
-  /** Where unicast without a local entry goes (the cell's MAC routes), and who hears of learned MACs. */
-  setCellHooks(lookup: RemoteLookup | null, learned: LearnListener | null): void {
+  /**
+   * Where unicast without a local entry goes (the cell's MAC routes), who hears of learned MACs, and how
+   * many learned MACs other cells hold (they count against learnLimitPerSegment here too).
+   */
+  setCellHooks(lookup: RemoteLookup | null, learned: LearnListener | null, learnedElsewhere: () => number = () => 0): void {
     this.bridge.setRemoteLookup(lookup);
     this.bridge.setLearnListener(learned);
+    this.bridge.countLearnedElsewhere(learnedElsewhere);
   }
 
   /** Forgets a learned entry another cell won. */

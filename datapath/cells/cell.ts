@@ -95,7 +95,7 @@ export class Cell {
     private readonly clock: () => number,
   ) {
     this.routes = new MacRouteTable(identity.index, options);
-    switcher.setCellHooks((mac, vlan) => this.remotePort(mac, vlan), (mac, vlan) => this.learned(mac, vlan));
+    switcher.setCellHooks((mac, vlan) => this.remotePort(mac, vlan), (mac, vlan) => this.learned(mac, vlan), () => this.routes.remoteLearnedCount);
     // Bindings come with the home's announcements to this cell (epoch), never from an earlier one.
     switcher.setFloodAnswerer(null);
   }

@@ -268,6 +268,11 @@ export class MacRouteTable {
     }
   }
 
+  /** Learned routes held from other cells (bridge ports' MACs there). */
+  get remoteLearnedCount(): number {
+    return this.remoteLearned;
+  }
+
   /** Routes held from other cells. */
   get remoteCount(): number {
     let count = 0;

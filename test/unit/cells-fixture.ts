@@ -7,17 +7,17 @@ export const CELLS_CONFIG: SwitchConfig = {
   rxQueueFrames: 256, rxQueueBytes: 1 << 20, segmentQueueBytes: 1 << 22,
 };
 
-/** A cell over `sw` in `epoch` (a new epoch stands for a restart). */
-export function newCell(index: number, sw: SegmentSwitch, clock: () => number, epoch = 1): Cell {
+/** A cell over `sw` in `epoch` (a new epoch stands for a restart), with the limits of `config` (as cell-host.ts). */
+export function newCell(index: number, sw: SegmentSwitch, clock: () => number, epoch = 1, config: SwitchConfig = CELLS_CONFIG): Cell {
   return new Cell({ index, epoch, generation: "g1" }, sw, {
-    maxLearned: 4096, agingMs: CELLS_CONFIG.agingMs, segmentQueueBytes: CELLS_CONFIG.segmentQueueBytes,
+    maxLearned: config.learnLimitPerSegment, agingMs: config.agingMs, segmentQueueBytes: config.segmentQueueBytes,
   }, clock);
 }
 
 /** `count` cells in a full mesh of trunks, on the segment clock `clock`. */
-export function meshOfCells(count: number, clock: () => number): { cells: Cell[]; switches: SegmentSwitch[] } {
-  const switches = Array.from({ length: count }, () => new SegmentSwitch(CELLS_CONFIG, clock));
-  const cells = switches.map((sw, index) => newCell(index, sw, clock));
+export function meshOfCells(count: number, clock: () => number, config: SwitchConfig = CELLS_CONFIG): { cells: Cell[]; switches: SegmentSwitch[] } {
+  const switches = Array.from({ length: count }, () => new SegmentSwitch(config, clock));
+  const cells = switches.map((sw, index) => newCell(index, sw, clock, 1, config));
   for (const cell of cells) for (const peer of cells) if (peer !== cell) cell.addPeer(peer.identity.index);
   return { cells, switches };
 }
