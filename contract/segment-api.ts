@@ -161,8 +161,14 @@ export interface CellDescription {
    * service, instead of being flooded (0 on the home: its service counts `arpSuppressed` in `GET …/leases`).
    */
   arpSuppressed: number;
-  /** Per peer cell: the trunk's counters. */
-  trunks: Array<{ peer: number; rxFrames: number; txFrames: number; calls: number; callFailures: number; backlogDrops: number; failedFrames: number }>;
+  /**
+   * Per peer cell: the trunk's counters. `failedFrames`: lost in failed calls (counted in `txFrames`
+   * before); `unreachableFrames`: refused at once for CellCompletions senders while the peer was failing
+   * or absent (never in `txFrames`).
+   */
+  trunks: Array<{
+    peer: number; rxFrames: number; txFrames: number; calls: number; callFailures: number; backlogDrops: number; failedFrames: number; unreachableFrames: number;
+  }>;
 }
 
 export type ConfigureOutcome =

@@ -104,7 +104,7 @@ export interface TrunkIngressFrame {
  * cell's ARP proxy on a segment of several cells (datapath/ipam/arp-proxy.ts ArpAnswerer).
  */
 export interface FloodAnswerer {
-  answer(frame: Uint8Array, nowMs: number): Uint8Array | null;
+  answer(frame: Uint8Array): Uint8Array | null;
 }
 
 /** A frame a service emitted, waiting to be switched after the current batch. */
@@ -756,7 +756,7 @@ export class SegmentSwitch {
   private answerLocally(answerer: FloodAnswerer, frame: Uint8Array, ingress: number): boolean {
     const port = this.ports.get(ingress);
     if (port === undefined || port.mode === "trunk" || port.mode === "service") return false;
-    const reply = answerer.answer(frame, this.clock());
+    const reply = answerer.answer(frame);
     if (reply === null) return false;
     this.answers.push({ port, frame: reply });
     return true;

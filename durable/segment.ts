@@ -534,7 +534,11 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     this.#stored = segment;
     this.sessions.maxRows = SESSION_ROWS_PER_PORT * portsPerCell(segment.config);
     this.relay?.reconfigure(segment.config);
-    if (this.relay !== null) this.ipam.configure(this.cells.runsServices ? segment.config.dhcp : null, Date.now());
+    if (this.relay !== null) {
+      this.ipam.configure(this.cells.runsServices ? segment.config.dhcp : null, Date.now());
+      // The other cells hear of the service's new ARP bindings (or that it is gone) now, not at the next event.
+      this.cells.pump(this.relay, segment.config);
+    }
     await recordSegment(this.env, { name: segment.name, openJoin: segment.config.openJoin, createdAt: segment.config.createdAt });
   }
 

@@ -11,7 +11,7 @@
  * when they return.
  */
 import type { TrunkFilter } from "../bridge.ts";
-import { ArpAnswerer, type ArpBindings } from "../ipam/arp-proxy.ts";
+import { ArpAnswerer, sameArpBindings, type ArpBindings } from "../ipam/arp-proxy.ts";
 import type { MacKey } from "../mac.ts";
 import { fail, ok, type Result } from "../result.ts";
 import type { SegmentSwitch } from "../segment-switch.ts";
@@ -191,7 +191,8 @@ export class Cell {
     this.arpSource = service;
     this.arpVersion = version;
     const bindings = service?.arpBindings?.().bindings ?? null;
-    if (bindings === null && this.announcedArp === null) return;
+    // A renewal or a quarantine changes the version but not the list: nothing to send.
+    if (sameArpBindings(bindings, this.announcedArp)) return;
     this.announcedArp = bindings;
     this.broadcastControl({ type: "arp-bindings", bindings });
   }
@@ -336,6 +337,8 @@ export class Cell {
         return;
       case "arp-bindings":
         this.setArp(from, record.bindings);
+        return;
+      case "superseded":
         return;
       case "routes-reset":
         if (this.arpFrom === from) this.setArp(from, null);

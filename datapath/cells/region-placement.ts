@@ -26,15 +26,15 @@ export type RegionChoice = { cell: number } | { create: number; region: Region }
 
 /**
  * Where a port from `region` goes, given `cells` (indexes 0..n−1, the home first) and `capacity`, the
- * ports a cell admits (`maxPorts`):
- * 1. region unknown: the home;
+ * ports one cell admits (`maxPorts`, at most 1024; the segment-wide `maxPorts` was checked before):
+ * 1. region unknown: the home if it has room, else the least loaded cell with room;
  * 2. the least loaded cell of the region with fewer than `perCell` ports;
  * 3. else a new cell for the region, while there are fewer than `max` cells;
  * 4. else the least loaded cell with room of the region, then of the nearest regions in turn;
- * 5. else the least loaded cell with room, the home included (the home has room: it checked before placing).
+ * 5. else the least loaded cell with room, the home included; the home when none has room (it refuses the join).
  */
 export function placeByRegion(region: Region | null, cells: readonly PlacedCell[], policy: RegionPolicy, capacity: number): RegionChoice {
-  if (region === null) return { cell: 0 };
+  if (region === null) return { cell: (cells[0]?.ports ?? 0) < capacity ? 0 : leastLoaded(cells.filter((cell) => cell.ports < capacity)) ?? 0 };
   const underPerCell = leastLoaded(cells.filter((cell) => cell.region === region && cell.ports < Math.min(policy.perCell, capacity)));
   if (underPerCell !== null) return { cell: underPerCell };
   if (cells.length < policy.max) return { create: cells.length, region };

@@ -35,8 +35,10 @@ export interface TrunkCounters {
   callFailures: number;
   /** Frames dropped because the pending batch was full (grant, bound, records or per-source share). */
   backlogDrops: number;
-  /** Frames lost in calls that failed. */
+  /** Frames lost in calls that failed (and pending frames whose senders waited, dropped when the call failed). */
   failedFrames: number;
+  /** Frames whose senders wait for the call (CellCompletions), refused at once because the peer was failing or absent. */
+  unreachableFrames: number;
   /** Empty calls sent only to refresh a zero grant. */
   probes: number;
   /** Times the peer's epoch changed (it reset). */
@@ -62,10 +64,13 @@ export interface SettledCall {
 const NO_TICKETS: readonly number[] = [];
 
 export class TrunkOutbox {
-  readonly counters: TrunkCounters = { calls: 0, callFailures: 0, backlogDrops: 0, failedFrames: 0, probes: 0, peerResets: 0, fullAnnounces: 0, refusals: 0 };
+  readonly counters: TrunkCounters = {
+    calls: 0, callFailures: 0, backlogDrops: 0, failedFrames: 0, unreachableFrames: 0, probes: 0, peerResets: 0, fullAnnounces: 0, refusals: 0,
+  };
   private frames: TrunkFrame[] = [];
-  /** Tickets of pending frames whose senders wait (0 entries are not kept). */
+  /** Per pending frame (aligned with `frames`): the ticket of a sender that waits, else 0. */
   private tickets: number[] = [];
+  private ticketed = 0;
   private inFlightTickets: readonly number[] = NO_TICKETS;
   private pendingBytes = 0;
   private readonly bySource = new Map<number, number>();
@@ -136,7 +141,7 @@ export class TrunkOutbox {
    */
   carry(ingress: number, flags: number, frame: Uint8Array, ticket = 0): TrunkRefusal {
     if (ticket !== 0 && (this.absent || this.retryAt !== 0)) {
-      this.counters.failedFrames++;
+      this.counters.unreachableFrames++;
       return "unreachable";
     }
     const share = Math.max(MIN_SOURCE_SHARE_BYTES, this.queueBytes / 4);
@@ -148,14 +153,23 @@ export class TrunkOutbox {
       return "backlog";
     }
     this.frames.push({ ingress, flags, frame });
-    if (ticket !== 0) this.tickets.push(ticket);
+    this.tickets.push(ticket);
+    if (ticket !== 0) this.ticketed++;
     this.pendingBytes += frame.length;
     this.bySource.set(ingress, fromSource + frame.length);
     return null;
   }
 
-  /** Queues a control record (reliable: resent until acknowledged); past the bound, asks for a full announce. */
+  /**
+   * Queues a control record (reliable: resent until acknowledged); past the bound, asks for a full
+   * announce. An arp-bindings record replaces the unacknowledged ones before it (each holds the whole
+   * list, up to 1,280 entries): they become `superseded` and keep their numbers, so a queue holds one
+   * list however often the lease table changes while the peer does not answer.
+   */
   queueControl(record: TrunkControl): void {
+    if (record.type === "arp-bindings") {
+      this.control = this.control.map((queued) => (queued.type === "arp-bindings" ? { type: "superseded" } : queued));
+    }
     if (this.control.length >= MAX_UNACKED_CONTROL) {
       this.counters.fullAnnounces++;
       this.resetControl();
@@ -185,8 +199,7 @@ export class TrunkOutbox {
       controlFrom: this.controlBase, control: [...this.control], frames: packTrunkFrames(probe ? [] : this.frames), frameCount: probe ? 0 : this.frames.length,
     };
     if (!probe) {
-      this.inFlightTickets = this.tickets.length === 0 ? NO_TICKETS : this.tickets;
-      this.tickets = [];
+      this.inFlightTickets = this.ticketed === 0 ? NO_TICKETS : this.tickets.filter((ticket) => ticket !== 0);
       this.clearFrames();
     }
     this.inFlight = batch;
@@ -228,6 +241,19 @@ export class TrunkOutbox {
     return settled;
   }
 
+  /**
+   * After a failed or refused call: pending frames whose senders wait are dropped (counted failed) and
+   * their tickets settle with the call's, since the next call may be a backoff away (or never come, for
+   * an absent peer). Frames of other senders stay for the retry, as before.
+   */
+  private dropWaitingFrames(): readonly number[] {
+    if (this.ticketed === 0) return NO_TICKETS;
+    const tickets = this.tickets.filter((ticket) => ticket !== 0);
+    this.counters.failedFrames += tickets.length;
+    this.keepFrames((_, i) => this.tickets[i] === 0);
+    return tickets;
+  }
+
   /** The peer refused the call whole: frames lost as in `failed`, and no call until the peer calls (`peerCalled`). */
   refused(): SettledCall {
     const settled = this.lose();
@@ -236,10 +262,11 @@ export class TrunkOutbox {
     return settled;
   }
 
-  /** The peer left the segment: the tickets of every frame it holds settle as failed. */
+  /** The peer left the segment: every frame it holds is lost (counted) and their tickets settle as failed. */
   abandon(): SettledCall {
-    const tickets = [...this.takeInFlightTickets(), ...this.tickets];
-    this.tickets = [];
+    const tickets = [...this.takeInFlightTickets(), ...this.tickets.filter((ticket) => ticket !== 0)];
+    this.counters.failedFrames += this.frames.length + (this.inFlight?.frameCount ?? 0);
+    this.inFlight = null;
     this.clearFrames();
     return { tickets, ok: false };
   }
@@ -254,13 +281,15 @@ export class TrunkOutbox {
     this.absent = true;
   }
 
+  /** The call in flight is lost (counted), and with it the pending frames whose senders wait (dropWaitingFrames). */
   private lose(): SettledCall {
     const tickets = this.takeInFlightTickets();
     const batch = this.inFlight;
     this.inFlight = null;
     this.counters.callFailures++;
     if (batch !== null) this.counters.failedFrames += batch.frameCount;
-    return { tickets, ok: false };
+    const waiting = this.dropWaitingFrames();
+    return { tickets: waiting.length === 0 ? tickets : [...tickets, ...waiting], ok: false };
   }
 
   private takeInFlightTickets(): readonly number[] {
@@ -277,22 +306,38 @@ export class TrunkOutbox {
 
   private clearFrames(): void {
     this.frames = [];
+    this.tickets = [];
+    this.ticketed = 0;
     this.pendingBytes = 0;
     this.bySource.clear();
   }
 
-  /** Removes mirror-only copies from the pending batch (they are the first to go when it is full). */
+  /** Removes mirror-only copies from the pending batch (they are the first to go when it is full; never ticketed). */
   private dropMirrorCopies(): void {
-    const kept = this.frames.filter((record) => (record.flags & TrunkFrameFlag.MirrorOnly) === 0);
-    const dropped = this.frames.length - kept.length;
-    if (dropped === 0) return;
+    const dropped = this.keepFrames((record) => (record.flags & TrunkFrameFlag.MirrorOnly) === 0);
     this.counters.backlogDrops += dropped;
-    this.frames = kept;
+  }
+
+  /** Keeps the pending frames `keep` accepts (their tickets with them) and recounts the bounds; returns how many went. */
+  private keepFrames(keep: (record: TrunkFrame, index: number) => boolean): number {
+    const frames: TrunkFrame[] = [];
+    const tickets: number[] = [];
+    this.frames.forEach((record, i) => {
+      if (!keep(record, i)) return;
+      frames.push(record);
+      tickets.push(this.tickets[i] as number);
+    });
+    const dropped = this.frames.length - frames.length;
+    if (dropped === 0) return 0;
+    this.frames = frames;
+    this.tickets = tickets;
+    this.ticketed = tickets.filter((ticket) => ticket !== 0).length;
     this.pendingBytes = 0;
     this.bySource.clear();
-    for (const record of kept) {
+    for (const record of frames) {
       this.pendingBytes += record.frame.length;
       this.bySource.set(record.ingress, (this.bySource.get(record.ingress) ?? 0) + record.frame.length);
     }
+    return dropped;
   }
 }

@@ -37,7 +37,9 @@ export type TrunkControl =
   /** Forget every route from the sender; the records that follow are its complete table. */
   | { type: "routes-reset"; epoch: number }
   /** From the cell hosting the IPAM service: what its ARP proxy answers for (null: nothing), replacing any earlier set. */
-  | { type: "arp-bindings"; bindings: ArpBindings | null };
+  | { type: "arp-bindings"; bindings: ArpBindings | null }
+  /** An arp-bindings record a later one replaced before the peer acknowledged it: keeps its number, carries nothing. */
+  | { type: "superseded" };
 
 export interface TrunkBatch {
   /** The segment's generation: a call from another generation (a deleted segment's cell) is refused whole. */

@@ -39,19 +39,27 @@ export function proxyArpReply(frame: Uint8Array, ownerOf: (ip: Ipv4Address) => M
 
 /**
  * The addresses the service answers for, as it hands them to the other cells of a segment:
- * `[ip, owner MAC, expiry (ms, segment clock; 0: a reservation, never)]`. At most the pool (1024)
- * plus the reservations (256).
+ * `[ip, owner MAC]` for every reservation and bound lease, at most the pool (1024) plus the
+ * reservations (256). No expiry: the home withdraws a lease when it ends (its sweep), as its own
+ * proxy stops answering then, so a renewal changes nothing here.
  */
 export interface ArpBindings {
   readonly serviceMac: MacKey;
-  readonly addresses: ReadonlyArray<readonly [Ipv4Address, MacKey, number]>;
+  readonly addresses: ReadonlyArray<readonly [Ipv4Address, MacKey]>;
+}
+
+/** Whether two binding lists say the same (in the same order: both come from one lease table). */
+export function sameArpBindings(a: ArpBindings | null, b: ArpBindings | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.serviceMac !== b.serviceMac || a.addresses.length !== b.addresses.length) return false;
+  return a.addresses.every(([ip, mac], i) => b.addresses[i]?.[0] === ip && b.addresses[i]?.[1] === mac);
 }
 
 /** The proxy of a cell without the IPAM service, answering from the bindings the home announced. */
 export class ArpAnswerer {
   /** ARP requests answered here instead of being flooded (per cell: `GET …` cells[].arpSuppressed). */
   suppressed = 0;
-  private owners = new Map<Ipv4Address, { mac: MacKey; expiresAtMs: number }>();
+  private owners = new Map<Ipv4Address, MacKey>();
   private serviceMac: MacKey = 0;
 
   /** Whether there is anything to answer from. */
@@ -64,15 +72,12 @@ export class ArpAnswerer {
     this.owners = new Map();
     if (bindings === null) return;
     this.serviceMac = bindings.serviceMac;
-    for (const [ip, mac, expiresAtMs] of bindings.addresses) this.owners.set(ip, { mac, expiresAtMs });
+    for (const [ip, mac] of bindings.addresses) this.owners.set(ip, mac);
   }
 
-  /** The reply to a broadcast from a local port, or null (flood it). A lease past its expiry is not answered for. */
-  answer(frame: Uint8Array, nowMs: number): Uint8Array | null {
-    const reply = proxyArpReply(frame, (ip) => {
-      const owner = this.owners.get(ip);
-      return owner === undefined || (owner.expiresAtMs !== 0 && owner.expiresAtMs <= nowMs) ? undefined : owner.mac;
-    }, this.serviceMac);
+  /** The reply to a broadcast from a local port, or null (flood it). */
+  answer(frame: Uint8Array): Uint8Array | null {
+    const reply = proxyArpReply(frame, (ip) => this.owners.get(ip), this.serviceMac);
     if (reply !== null) this.suppressed++;
     return reply;
   }

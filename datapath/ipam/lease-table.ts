@@ -154,10 +154,10 @@ export class LeaseTable {
     return lease?.state === "bound" ? lease.mac : undefined;
   }
 
-  /** Every address with an owner: reservations (expiry 0: never), then bound leases with their expiry. */
-  bindings(): Array<[Ipv4Address, MacKey, number]> {
-    const out: Array<[Ipv4Address, MacKey, number]> = this.pool.reservations.map((r) => [r.ip, r.mac, 0]);
-    for (const lease of this.byIp.values()) if (lease.state === "bound" && !this.reservedIps.has(lease.ip)) out.push([lease.ip, lease.mac, lease.expiresAtMs]);
+  /** Every address with an owner, as `ownerOf` answers: reservations, then bound leases. */
+  bindings(): Array<[Ipv4Address, MacKey]> {
+    const out: Array<[Ipv4Address, MacKey]> = this.pool.reservations.map((r) => [r.ip, r.mac]);
+    for (const lease of this.byIp.values()) if (lease.state === "bound" && !this.reservedIps.has(lease.ip)) out.push([lease.ip, lease.mac]);
     return out;
   }
 
@@ -299,11 +299,13 @@ export class LeaseTable {
     return this.inRange(ip) && !this.byIp.has(ip) && !this.reservedIps.has(ip) && !this.quarantine.has(ip);
   }
 
-  /** Records `client` at `ip`, replacing its own older entry and any other entry of its MAC. */
+  /** Bound leases or quarantines changed: to be stored (`takeDirty`), and `version` moves on. */
   private touch(): void {
     this.changed = true;
     this.version++;
   }
+
+  /** Records `client` at `ip`, replacing its own older entry and any other entry of its MAC. */
 
   private place(client: LeaseClient, ip: Ipv4Address, state: Lease["state"], expiresAtMs: number): Lease {
     const own = this.byClient.get(client.key);

@@ -152,8 +152,8 @@ export class CellHost {
       const outbox = this.cell.outbox(index);
       if (port === undefined || outbox === undefined) continue;
       const { rxFrames, txFrames } = port.state.counters;
-      const { calls, callFailures, backlogDrops, failedFrames } = outbox.counters;
-      trunks.push({ peer: index, rxFrames, txFrames, calls, callFailures, backlogDrops, failedFrames });
+      const { calls, callFailures, backlogDrops, failedFrames, unreachableFrames } = outbox.counters;
+      trunks.push({ peer: index, rxFrames, txFrames, calls, callFailures, backlogDrops, failedFrames, unreachableFrames });
     }
     return {
       index: this.membership.index, epoch: this.epoch, ports: this.relay.portCount, remoteRoutes: this.cell.routes.remoteCount,

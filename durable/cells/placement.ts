@@ -16,12 +16,23 @@ import { CellHost } from "./cell-host.ts";
 import { PORT_IDS_PER_CELL } from "../../datapath/cells/port-ids.ts";
 import type { CellSnapshot } from "../../datapath/cells/cell.ts";
 import { TOKEN_EPOCH_KEY } from "../token-lifecycle.ts";
-import { cellSlots, regionPolicyOf } from "../config.ts";
+import { cellSlots, portsPerCell, regionPolicyOf } from "../config.ts";
 import { isRegion, type Region } from "../../datapath/cells/region.ts";
 import { placeByRegion, type RegionPolicy } from "../../datapath/cells/region-placement.ts";
 import { segmentLimitRefusal, sumOverCells, type SegmentSummary } from "./segment-summary.ts";
 
 const MEMBERSHIP_KEY = "cell-membership";
+/** How long the home waits for one cell to take a revocation before it answers without that cell's count. */
+const REVOKE_CALL_TIMEOUT_MS = 5_000;
+
+/** `promise`, or a rejection after `ms` (the call itself goes on). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
 const EPOCH_KEY = "cell-epoch";
 const NEXT_PLACE_KEY = "cell-next-place";
 /** The peers' routes and filters as this cell last knew them (restored at a restart). */
@@ -174,7 +185,7 @@ export class CellPlacement {
     const ports = new Map([...loads].map(([index, load]) => [index, load?.ports ?? Infinity]));
     const target = policy === null
       ? { cell: this.pickLeastLoaded(hint, ports), created: false }
-      : this.pickByRegion(hint, request.headers.get(REGION_HEADER), policy, config.maxPorts, ports);
+      : this.pickByRegion(hint, request.headers.get(REGION_HEADER), policy, portsPerCell(config), ports);
     if (target.cell === 0) return null;
     await this.stub(target.cell).adoptCell(this.membershipFor(target.cell), config);
     if (target.created) await this.announceDirectory(target.cell, config);
@@ -298,15 +309,19 @@ export class CellPlacement {
   /**
    * The home revokes token `jti` on every other cell: each keeps the revocation (its own joins are placed
    * by the home, which refuses the token, but a cell checks again) and closes the token's ports it
-   * holds. Returns the ports they closed; a cell that cannot be reached is skipped (its ports with the
-   * token stay open until they close or the token expires).
+   * holds. Returns the ports they closed; a cell that cannot be reached within 5 s, or that could not
+   * take the revocation (its list full), is skipped: its ports with the token stay open until they close
+   * or the token expires, and joins with it are refused by the home anyway.
    */
   async revokeOnOthers(jti: string): Promise<number> {
     const membership = this.membership;
     if (membership === null || membership.index !== 0 || !this.active) return 0;
     const others = Array.from({ length: this.cellCount() - 1 }, (_, i) => i + 1);
-    const outcomes = await Promise.all(others.map((index) => this.stub(index).revokeToken(jti).catch(() => null)));
-    return outcomes.reduce((sum, outcome) => sum + (outcome?.ok === true ? outcome.portsClosed : 0), 0);
+    const closed = await Promise.all(others.map(async (index): Promise<number> => {
+      const outcome = await withTimeout(this.stub(index).revokeToken(jti).then((answer) => (answer?.ok === true ? answer.portsClosed : 0)), REVOKE_CALL_TIMEOUT_MS).catch(() => 0);
+      return outcome;
+    }));
+    return closed.reduce((sum, count) => sum + count, 0);
   }
 
   /** The home deletes every other cell; returns the ports they closed. */

@@ -151,13 +151,47 @@ describe("ARP suppression per cell", () => {
     expect(take(2)).toHaveLength(1);
   });
 
-  it("an answerer does not answer for a lease past its expiry, nor probes or an owner asking about itself", () => {
+  it("an answerer answers for its bindings only, never probes, gratuitous ARP or an owner asking about itself", () => {
     const answerer = new ArpAnswerer();
-    answerer.set({ serviceMac: 0x02ed1a2c00fe, addresses: [[ip(40), OWNER, 1000], [ip(33), OWNER, 0]] });
-    expect(answerer.answer(arpRequest(ASKER, ip(2), ip(40)), 999)).not.toBeNull();
-    expect(answerer.answer(arpRequest(ASKER, ip(2), ip(40)), 1000)).toBeNull();
-    expect(answerer.answer(arpRequest(ASKER, 0, ip(33)), 0)).toBeNull();
-    expect(answerer.answer(arpRequest(OWNER, ip(7), ip(33)), 0)).toBeNull();
+    answerer.set({ serviceMac: 0x02ed1a2c00fe, addresses: [[ip(40), OWNER], [ip(33), OWNER]] });
+    expect(answerer.answer(arpRequest(ASKER, ip(2), ip(40)))).not.toBeNull();
+    expect(answerer.answer(arpRequest(ASKER, ip(2), ip(41)))).toBeNull();
+    expect(answerer.answer(arpRequest(ASKER, 0, ip(33)))).toBeNull();
+    expect(answerer.answer(arpRequest(ASKER, ip(33), ip(33)))).toBeNull();
+    expect(answerer.answer(arpRequest(OWNER, ip(7), ip(33)))).toBeNull();
     expect(answerer.suppressed).toBe(1);
+  });
+
+  it("a lease the home releases is withdrawn from the other cells; a renewal sends nothing", () => {
+    const client = { key: "client-9", mac: ASKER, hostname: null };
+    const offered = service.leases.offer(client, undefined, now);
+    const address = offered.ok ? offered.value : 0;
+    expect(service.leases.bind(client, address, 600, now).ok).toBe(true);
+    pumpAll();
+    const calls = (cells[0] as Cell).outbox(1)?.counters.calls;
+    expect(service.leases.bind(client, address, 600, now + 1000).ok).toBe(true);
+    pumpAll();
+    expect((cells[0] as Cell).outbox(1)?.counters.calls).toBe(calls);
+    expect(service.leases.release(client.key, address)).toBe(true);
+    pumpAll();
+    const sw = switches[2] as SegmentSwitch;
+    sw.rawFrame(sw.port(3) as SwitchPort, arpRequest(OWNER, ip(33), address));
+    sw.flush();
+    expect(take(3)).toEqual([]);
+  });
+
+  it("lease changes while a peer does not answer leave one list in its queue (earlier ones superseded)", () => {
+    const home = cells[0] as Cell;
+    for (let n = 0; n < 40; n++) {
+      const client = { key: `churn-${n}`, mac: 0x0200_0000_1000 + n, hostname: null };
+      const offered = service.leases.offer(client, undefined, now);
+      if (offered.ok) service.leases.bind(client, offered.value, 600, now);
+      home.syncArpBindings(service);
+    }
+    const batch = home.take().find((call) => call.peer === 1)?.batch;
+    const types = (batch?.control ?? []).map((record) => record.type);
+    expect(types.filter((type) => type === "arp-bindings")).toHaveLength(1);
+    expect(types.filter((type) => type === "superseded").length).toBeGreaterThan(0);
+    expect(types[types.length - 1]).toBe("arp-bindings");
   });
 });

@@ -153,11 +153,37 @@ describe("CellCompletions (protocol.md §6.3 rule 8)", () => {
     send(1, [to(3, 1)], 1);
     expect(completionMessages(1)).toEqual([[[1, 1, DropReason.CellUnreachable]]]);
     expect(take()).toBe(0);
-    expect((cells[0] as Cell).outbox(1)?.counters.failedFrames).toBe(2);
+    expect((cells[0] as Cell).outbox(1)?.counters).toMatchObject({ failedFrames: 1, unreachableFrames: 1 });
     // A sender without the feature still queues for the retry, as before.
     send(5, [to(3, 5)]);
     expect(completionMessages(5)).toEqual([[[0, 1, 0]]]);
     expect((cells[0] as Cell).outbox(1)?.pending).toBe(1);
+  });
+
+  it("a frame waiting behind a call that fails (or is refused) completes cell-unreachable with it: nothing waits for a retry", () => {
+    send(1, [to(3, 1)]);
+    take();
+    send(1, [to(3, 1), to(3, 1)], 1);
+    send(5, [to(3, 5)]);
+    expect((cells[0] as Cell).outbox(1)?.pending).toBe(3);
+    completionMessages(1);
+    fail(0, 1);
+    expect(completionMessages(1)).toEqual([[[0, 3, DropReason.CellUnreachable]]]);
+    // The other sender's frame stays for the retry; the waiting ones were dropped, counted as lost.
+    expect((cells[0] as Cell).outbox(1)?.pending).toBe(1);
+    expect((cells[0] as Cell).outbox(1)?.counters.failedFrames).toBe(3);
+    expect((switches[0] as SegmentSwitch).deferred.size).toBe(0);
+    // Refused whole (the peer is not a cell yet): the same.
+    send(1, [to(4, 1)], 3);
+    take();
+    send(1, [to(4, 1)], 4);
+    completionMessages(1);
+    const at = calls.findIndex((call) => call.from === 0 && call.peer === 2);
+    calls.splice(at, 1);
+    (cells[0] as Cell).refused(2);
+    (switches[0] as SegmentSwitch).flush();
+    expect(completionMessages(1)).toEqual([[[3, 2, DropReason.CellUnreachable]]]);
+    expect((switches[0] as SegmentSwitch).deferred.size).toBe(0);
   });
 
   it("a broadcast completes when the calls to every cell returned; one failure makes it cell-unreachable", () => {

@@ -52,8 +52,16 @@ describe("placeByRegion", () => {
   const policy: RegionPolicy = { placement: "region", max: 4, perCell: 2 };
   const home: PlacedCell = { index: 0, region: null, ports: 0 };
 
-  it("sends a port of unknown region to the home, whatever else exists", () => {
+  it("sends a port of unknown region to the home while it has room, else to the least loaded cell with room", () => {
     expect(placeByRegion(null, [home, { index: 1, region: "weur", ports: 0 }], policy, 64)).toEqual({ cell: 0 });
+    const fullHome: PlacedCell = { index: 0, region: null, ports: 64 };
+    expect(placeByRegion(null, [fullHome, { index: 1, region: "weur", ports: 9 }, { index: 2, region: "apac", ports: 3 }], policy, 64)).toEqual({ cell: 2 });
+    expect(placeByRegion(null, [fullHome, { index: 1, region: "weur", ports: 64 }], policy, 64)).toEqual({ cell: 0 });
+  });
+
+  it("places by each cell's own capacity (the home empty, the region's cell full: the home takes it)", () => {
+    const cells: PlacedCell[] = [home, { index: 1, region: "weur", ports: 1024 }];
+    expect(placeByRegion("weur", cells, { placement: "region", max: 2, perCell: 512 }, 1024)).toEqual({ cell: 0 });
   });
 
   it("creates the first cell of a region at the next index, then fills it up to perCell", () => {
