@@ -139,7 +139,7 @@ export class SegmentSwitch {
   /** Trunk ports (cells > 1 only) and where their frames go; the id of the port whose batch is being switched. */
   private readonly carriers = new Map<SwitchPort, TrunkCarrier>();
   private ingressId = 0;
-  /** Completions that wait for trunk calls (CellCompletions); `deferring`: the batch being switched opens tickets. */
+  /** Completions that wait for trunk calls (CellCompletions); `deferringFor`: the sender whose batch is being switched opens tickets. */
   readonly deferred = new DeferredCompletions();
   private deferringFor: SwitchPort | null = null;
   /** Per frame index of the batch being switched: its ticket, once a trunk was offered it. */
