@@ -13,6 +13,8 @@
 //   seg-direct    the edgelan relay, one segment, two client Sessions (lazy completions: 4 messages
 //                 per round trip), a 64-byte frame each way, on workerd's own port
 //   seg-proxy     the same through wrangler dev's proxy
+//   seg-front     the same through a byte-for-byte Node TCP front (bench/lib/tcp-front.ts, a process of its
+//                 own) to workerd's own port: what a front of `npm start`'s own instead of the proxy would cost
 // Each case runs with back-to-back round trips (gap 0) and with EDGELAN_FLOOR_GAP_MS (10) ms of idle
 // between them, as `ping -i 0.01` leaves every process idle between pings. Cases are interleaved in
 // rounds so load from other jobs hits them alike. seg − do is what the segment adds per round trip;
@@ -27,6 +29,7 @@ import WebSocket, { WebSocketServer } from "ws";
 import { nodeSocketFactory } from "../client/node-socket.ts";
 import { Session } from "../client/session.ts";
 import { findWorkerdPort } from "../scripts/workerd-port.mjs";
+import { startTcpFront } from "./lib/tcp-front.ts";
 import { startWranglerDev, type RunningRelay } from "./lib/wrangler-dev.ts";
 
 const ROUNDS = Number(process.env.EDGELAN_FLOOR_ROUNDS ?? 3);
@@ -84,6 +87,13 @@ async function echo(kind: string, url: string): Promise<void> {
     });
   }
   console.log("ready");
+}
+
+/** `floor.ts front PORT`: a byte-for-byte TCP front to 127.0.0.1:PORT, in a process of its own; prints its port. */
+async function front(to: number): Promise<void> {
+  const server = await startTcpFront("127.0.0.1", 0, to);
+  const address = server.address();
+  console.log(`ready ${typeof address === "object" && address !== null ? address.port : 0}`);
 }
 
 /** Starts `floor.ts ARGS` and resolves with the child and the rest of its "ready" line. */
@@ -183,6 +193,7 @@ async function setUp(edgelan: RunningRelay, floor: RunningRelay): Promise<Case[]
     ["do-proxy", `${floor.wsUrl}/relay?name=proxy`, "ws"],
     ["seg-direct", `ws://127.0.0.1:${edgelanDirect}/v1/segments/floor-direct/connect`, "segment"],
     ["seg-proxy", `${edgelan.wsUrl}/v1/segments/floor-proxy/connect`, "segment"],
+    ["seg-front", `ws://127.0.0.1:${(await child(["front", String(edgelanDirect)])).ready}/v1/segments/floor-front/connect`, "segment"],
   ];
   const cases: Case[] = [];
   for (const [name, url, kind] of bases) {
@@ -246,11 +257,12 @@ async function main(): Promise<void> {
 }
 
 const [mode, ...rest] = process.argv.slice(2);
-if (mode === "node-relay" || mode === "echo") {
+if (mode === "node-relay" || mode === "echo" || mode === "front") {
   // A child ends with its parent: its stdin is the parent's pipe.
   process.stdin.on("end", () => process.exit(0));
   process.stdin.resume();
   if (mode === "node-relay") await nodeRelay();
+  else if (mode === "front") await front(Number(rest[0]));
   else await echo(rest[0] ?? "ws", rest[1] ?? "");
 } else {
   const overall = setTimeout(() => {
