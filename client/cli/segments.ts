@@ -18,7 +18,7 @@ const options = {
   "max-ports": { type: "string", value: "N", defaultText: "64 for a new segment", description: "create: ports connected at once (1-1024)" },
   ttl: { type: "string", value: "S", defaultText: "never", description: "create: delete the segment after S seconds with no port connected" },
   dhcp: { type: "string", value: "SUBNET", defaultText: "off", description: "create: the segment's DHCP/DNS service hands out addresses in SUBNET (e.g. 10.44.0.0/24; docs/ipam.md)" },
-  cells: { type: "string", value: "N|region", defaultText: "1 for a new segment", description: "create: run the segment on N Durable Objects (1-16, ports placed in turn), or region: a cell per client region (docs/cells.md)" },
+  cells: { type: "string", value: "N|region", defaultText: "1 for a new segment", description: "create: run the segment on N Durable Objects (1-16, each port on the least loaded), or region: a cell per client region (docs/cells.md)" },
 } as const;
 
 export const segmentsCommand = defineCommand({

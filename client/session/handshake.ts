@@ -17,7 +17,7 @@ const OFFERED_FEATURES = Feature.CoalescedCompletions | Feature.RxQueue | Featur
 export function upgradeTarget(options: SessionOptions, resuming: WelcomeRecord | null = null): { url: string; headers: Record<string, string> } {
   const url = new URL(options.url);
   if (options.kind !== undefined && options.kind !== "member") url.searchParams.set("kind", options.kind);
-  // Cell 0 too: under a fixed count the home would otherwise place the resume on the next cell in turn.
+  // Cell 0 too: under a fixed count the home would otherwise place the resume on the least loaded cell.
   // A segment of one cell ignores the hint.
   if (resuming !== null && !url.searchParams.has("cell")) url.searchParams.set("cell", String(cellOfPortId(resuming.portId)));
   const headers: Record<string, string> = {};
