@@ -264,7 +264,9 @@ describe("completions that wait for another cell (protocol.md §6.3 rule 8, Cell
       state.blockConcurrencyWhile(async () => {
         stage.blocked = true;
         for (let i = 0; i < 200 && !stage.sent; i++) await sleep(10);
-        await sleep(200);
+        // Time for cell 0 to take w's message and call: its call then waits at this cell's gate. (Under
+        // vitest-pool-workers a block of 1 s or more never ended the abort's promise; 200–800 ms work.)
+        await sleep(500);
         state.abort("killed mid-call");
       }));
     for (let i = 0; i < 200 && !stage.blocked; i++) await sleep(10);
