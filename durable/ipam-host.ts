@@ -66,6 +66,21 @@ export class IpamHost {
     this.kv.put(IPAM_COUNTERS_KEY, { ...this.service.counters });
   }
 
+  /**
+   * Ends the leases whose time is over now (the service does it by itself only when a frame reaches it)
+   * and stores the table if that changed. The segment's alarm calls it on a segment of several cells,
+   * where the other cells answer ARP from the service's bindings and so never wake it for a lease.
+   */
+  sweep(nowMs: number): void {
+    this.service?.sweep(nowMs);
+    this.persist();
+  }
+
+  /** When the next bound lease ends (ms), or undefined. */
+  nextLeaseExpiry(): number | undefined {
+    return this.service?.leases.nextBoundExpiry();
+  }
+
   /** The leases, for `GET /v1/segments/:name/leases`; null when the service is off. */
   leases(nowMs: number): LeaseReport | null {
     return this.service === null ? null : leaseReport(this.service, nowMs);

@@ -275,6 +275,11 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     this.countLifecycle("tokenExpiryCloses", closeExpiredTokens(relay, now));
     relay.age();
     this.cells.age(relay, stored.config);
+    if (this.cells.active) {
+      // The other cells answer ARP from the IPAM service's bindings: a lease that ended leaves them now.
+      this.ipam.sweep(now);
+      this.cells.pump(relay, stored.config);
+    }
     this.saveCounters();
     this.renewResumeLeases(relay, now);
     // A page each; rows left expired keep the next alarm due at once (their expiry is in the past).
@@ -511,6 +516,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
       runtimes.length > 0 ? Math.max(now, leasesRenewed + RESUME_LEASE_RENEW_MS) : undefined,
       this.sessions.nextExpiry(),
       this.revocations.nextExpiry(),
+      this.cells.active ? this.ipam.nextLeaseExpiry() : undefined,
     ].filter((deadline): deadline is number => deadline !== undefined);
     if (deadlines.length === 0) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(Math.min(...deadlines));
@@ -534,6 +540,9 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     this.#stored = segment;
     this.sessions.maxRows = SESSION_ROWS_PER_PORT * portsPerCell(segment.config);
     this.relay?.reconfigure(segment.config);
+    // A home of several cells builds its relay (and IPAM service) now if it had none, so that the other
+    // cells hear of the service's new bindings at once.
+    if (this.relay === null && this.cells.active) this.relayFor(segment);
     if (this.relay !== null) {
       this.ipam.configure(this.cells.runsServices ? segment.config.dhcp : null, Date.now());
       // The other cells hear of the service's new ARP bindings (or that it is gone) now, not at the next event.

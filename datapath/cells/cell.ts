@@ -108,7 +108,7 @@ export class Cell {
     if (this.peers.has(index)) return ok(undefined);
     const outbox = new TrunkOutbox(index, this.identity, this.options.trunkQueueBytes ?? DEFAULT_TRUNK_QUEUE_BYTES);
     const added = this.switcher.addTrunk(TRUNK_PORT_BASE + index, EMPTY_TRUNK_FILTER, {
-      carry: (ingress, flags, frame, ticket) => outbox.carry(ingress, flags, frame, ticket),
+      carry: (ingress, flags, frame, ticket) => outbox.carry(ingress, flags, frame, ticket, ticket === 0 ? 0 : this.clock()),
     });
     if (!added.ok) return added;
     this.peers.set(index, { port: added.value, outbox, filter: EMPTY_TRUNK_FILTER, expect: undefined });

@@ -136,18 +136,20 @@ export class TrunkOutbox {
 
   /**
    * Adds a frame to the pending batch, or refuses it (counted) when a bound is reached; mirror copies give
-   * way first. `ticket` (non-zero): the sender waits for the call; while the peer is failing (a backoff
-   * runs) or absent, such a frame is refused `unreachable` instead of waiting that long.
+   * way first. `ticket` (non-zero): the sender waits for the call; while the peer is absent or a backoff
+   * after a failure runs (`now` before its end), such a frame is refused `unreachable` instead of waiting
+   * that long. Once the backoff is over it is taken, and the next call is the retry.
    */
-  carry(ingress: number, flags: number, frame: Uint8Array, ticket = 0): TrunkRefusal {
-    if (ticket !== 0 && (this.absent || this.retryAt !== 0)) {
+  carry(ingress: number, flags: number, frame: Uint8Array, ticket = 0, now = 0): TrunkRefusal {
+    if (ticket !== 0 && (this.absent || now < this.retryAt)) {
       this.counters.unreachableFrames++;
       return "unreachable";
     }
     const share = Math.max(MIN_SOURCE_SHARE_BYTES, this.queueBytes / 4);
-    const fromSource = this.bySource.get(ingress) ?? 0;
     const fits = (): boolean => this.frames.length < MAX_TRUNK_RECORDS && this.pendingBytes + frame.length <= this.limitBytes;
     if (!fits() && (flags & TrunkFrameFlag.MirrorOnly) === 0) this.dropMirrorCopies();
+    // Read after dropping mirror copies, which recounts every source.
+    const fromSource = this.bySource.get(ingress) ?? 0;
     if (!fits() || fromSource + frame.length > share) {
       this.counters.backlogDrops++;
       return "backlog";

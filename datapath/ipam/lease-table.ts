@@ -154,11 +154,21 @@ export class LeaseTable {
     return lease?.state === "bound" ? lease.mac : undefined;
   }
 
-  /** Every address with an owner, as `ownerOf` answers: reservations, then bound leases. */
+  /**
+   * Every address with an owner, as `ownerOf` answers (reservations, then bound leases), sorted by
+   * address: a renewal re-inserts its lease, which must not make the list look changed.
+   */
   bindings(): Array<[Ipv4Address, MacKey]> {
     const out: Array<[Ipv4Address, MacKey]> = this.pool.reservations.map((r) => [r.ip, r.mac]);
     for (const lease of this.byIp.values()) if (lease.state === "bound" && !this.reservedIps.has(lease.ip)) out.push([lease.ip, lease.mac]);
-    return out;
+    return out.sort((a, b) => a[0] - b[0]);
+  }
+
+  /** The earliest end of a bound lease (ms), or undefined: when a sweep next changes what `bindings` lists. */
+  nextBoundExpiry(): number | undefined {
+    let next: number | undefined;
+    for (const lease of this.byIp.values()) if (lease.state === "bound" && (next === undefined || lease.expiresAtMs < next)) next = lease.expiresAtMs;
+    return next;
   }
 
   /** Whether the pool range contains `ip`. */
@@ -306,7 +316,6 @@ export class LeaseTable {
   }
 
   /** Records `client` at `ip`, replacing its own older entry and any other entry of its MAC. */
-
   private place(client: LeaseClient, ip: Ipv4Address, state: Lease["state"], expiresAtMs: number): Lease {
     const own = this.byClient.get(client.key);
     if (own !== undefined) this.remove(own);

@@ -233,7 +233,6 @@ export class CellPlacement {
     const asked = hint === null ? NaN : Number(hint);
     if (Number.isInteger(asked) && asked >= 0 && asked < this.cellCount()) return { cell: asked, created: false };
     const region = isRegion(header) ? header : null;
-    if (region === null) return { cell: 0, created: false };
     const choice = placeByRegion(region, this.directory().map((cellRegion, index) => ({ index, region: cellRegion, ports: ports.get(index) ?? 0 })), policy, capacity);
     if ("cell" in choice) return { cell: choice.cell, created: false };
     this.adopt({ ...(this.membership as CellMembership), directory: [...this.directory(), choice.region] });

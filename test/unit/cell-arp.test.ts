@@ -167,6 +167,11 @@ describe("ARP suppression per cell", () => {
     const offered = service.leases.offer(client, undefined, now);
     const address = offered.ok ? offered.value : 0;
     expect(service.leases.bind(client, address, 600, now).ok).toBe(true);
+    // A second lease after it: a renewal re-inserts the first, which must not reorder the list.
+    const other = { key: "client-10", mac: 0x0200_0000_0077, hostname: null };
+    const second = service.leases.offer(other, undefined, now);
+    expect(second.ok && service.leases.bind(other, second.value, 600, now).ok).toBe(true);
+    expect(service.leases.nextBoundExpiry()).toBe(now + 600_000);
     pumpAll();
     const calls = (cells[0] as Cell).outbox(1)?.counters.calls;
     expect(service.leases.bind(client, address, 600, now + 1000).ok).toBe(true);

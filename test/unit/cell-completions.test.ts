@@ -160,6 +160,24 @@ describe("CellCompletions (protocol.md §6.3 rule 8)", () => {
     expect((cells[0] as Cell).outbox(1)?.pending).toBe(1);
   });
 
+  it("once the backoff is over a waiting frame is taken again, and the retry call completes it ok", () => {
+    send(1, [to(3, 1)]);
+    take();
+    fail(0, 1);
+    completionMessages(1);
+    expect(take()).toBe(0);
+    now += 100;
+    send(1, [to(3, 1)], 1);
+    expect(completionMessages(1)).toEqual([]);
+    expect(take()).toBe(1);
+    answer(0, 1);
+    expect(completionMessages(1)).toEqual([[[1, 1, 0]]]);
+    send(1, [to(3, 1)], 2);
+    take();
+    answer(0, 1);
+    expect(completionMessages(1)).toEqual([[[2, 1, 0]]]);
+  });
+
   it("a frame waiting behind a call that fails (or is refused) completes cell-unreachable with it: nothing waits for a retry", () => {
     send(1, [to(3, 1)]);
     take();
