@@ -19,7 +19,7 @@ import { IpamHost } from "./ipam-host.ts";
 import { RESUME_GRACE_MS, RESUME_LEASE_RENEW_MS, SESSION_ROWS_PER_PORT, SessionStore } from "./sessions.ts";
 import { RevocationList } from "./revocations.ts";
 import {
-  checkHelloSlots, checkTokenAdmission, closeExpiredTokens, closeRevokedToken, connectedTokenExpiry, newLifecycleCounters, nextTokenExpiry,
+  checkHelloSlots, checkTokenAdmission, closeExpiredTokens, closeRevokedToken, connectedTokenExpiry, newLifecycleCounters, nextTokenExpiry, portsOfToken,
   REFUSAL_COUNTERS, TOKEN_EPOCH_KEY,
 } from "./token-lifecycle.ts";
 
@@ -175,8 +175,7 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
   async cellLoad(tokenId: string | null): Promise<CellLoad | null> {
     const stored = await this.load();
     if (stored === null) return null;
-    const relay = this.relayFor(stored);
-    return { ports: relay.portCount, tokenPorts: tokenId === null ? 0 : relay.runtimes().filter((runtime) => runtime.attachment.tokenId === tokenId).length };
+    return loadOf(this.relayFor(stored), tokenId);
   }
 
   /** This cell's ports, counters and table for the home's describe. */
@@ -334,9 +333,9 @@ export class Segment extends DurableObject<Env> implements SegmentApi {
     if (tokenRefusal !== null) return this.refuseJoin(tokenRefusal);
     // On a segment of several cells the home checks the segment-wide limits (maxPorts, the token's
     // maxPorts) over every cell's live count, then places the port; the cell it lands on admits it.
-    const tokenId = port.token?.id ?? null;
-    const here = { ports: relay.portCount, tokenPorts: tokenId === null ? 0 : relay.runtimes().filter((runtime) => runtime.attachment.tokenId === tokenId).length };
-    const elsewhere = this.cells.active ? await this.cells.placeElsewhere(request, stored.config, here, port.token) : null;
+    const elsewhere = this.cells.active
+      ? await this.cells.placeElsewhere(request, stored.config, loadOf(relay, port.token?.id ?? null), port.token)
+      : null;
     if (elsewhere !== null) return elsewhere;
     if (relay.portCount >= portsPerCell(stored.config)) {
       return errorResponse(httpError(503, "segment-full", `segment ${JSON.stringify(stored.name)} has its maximum of ${portsPerCell(stored.config)} ports connected${this.cells.active ? " on this cell" : ""}`));
@@ -608,4 +607,9 @@ function sumCounters(stats: PortStats[]): Omit<SegmentCounters, keyof RelayAndSw
     for (const count of Object.values(counters.drops)) sum.dropped += count;
   }
   return sum;
+}
+
+/** A relay's load for the home's placement and segment-wide limits: its ports, and those `tokenId` opened. */
+function loadOf(relay: SegmentRelay, tokenId: string | null): CellLoad {
+  return { ports: relay.portCount, tokenPorts: portsOfToken(relay.runtimes(), tokenId) };
 }

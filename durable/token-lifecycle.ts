@@ -59,12 +59,17 @@ export function checkTokenAdmission(request: PortRequest, mode: PortMode, segmen
     return httpError(403, "token-forbids-raw", "the join token forbids raw mode: connect with the edgelan.v1 subprotocol");
   }
   if (token.maxPorts !== null && token.id !== null) {
-    const open = runtimes.filter((runtime) => runtime.attachment.tokenId === token.id).length;
+    const open = portsOfToken(runtimes, token.id);
     if (open >= token.maxPorts) {
       return httpError(403, "token-port-limit", `the join token allows ${token.maxPorts} port(s) at once and has ${open} open: close one first`);
     }
   }
   return null;
+}
+
+/** How many of `runtimes` joined with the token `tokenId` (its `jti`); 0 for null. */
+export function portsOfToken(runtimes: readonly PortRuntime[], tokenId: string | null): number {
+  return tokenId === null ? 0 : runtimes.filter((runtime) => runtime.attachment.tokenId === tokenId).length;
 }
 
 /** The segment's limit of HELLO-phase sockets: min(8, maxPorts/4), at least 1. */
