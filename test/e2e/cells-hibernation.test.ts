@@ -5,20 +5,11 @@
 // the same sockets.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
+import { markedFrame } from "./marked-frame.ts";
 import { WireClient } from "./wire-client.ts";
 
 let relay: RunningRelay;
 const SEGMENT = "cells-sleepy";
-
-function frame(dst: number, src: number, marker: number): Uint8Array {
-  const bytes = new Uint8Array(64);
-  for (let i = 0; i < 6; i++) {
-    bytes[i] = Math.floor(dst / 2 ** (8 * (5 - i))) % 256;
-    bytes[6 + i] = Math.floor(src / 2 ** (8 * (5 - i))) % 256;
-  }
-  bytes.set([0x88, 0xb5, marker], 12);
-  return bytes;
-}
 
 async function epochs(): Promise<number[]> {
   const described = (await (await fetch(`${relay.baseUrl}/v1/segments/${SEGMENT}`)).json()) as { cells: Array<{ index: number; epoch: number }> };
@@ -33,7 +24,7 @@ async function joinOn(cell: number, mac: number): Promise<WireClient> {
 
 /** Sends one frame from `from` to `to`, waits for it to arrive with its marker, and gives `to` its credit back. */
 async function deliver(from: WireClient, to: WireClient, dst: number, src: number, marker: number): Promise<void> {
-  from.send([{ type: "tx", id: marker, flags: 0, frame: frame(dst, src, marker) }]);
+  from.send([{ type: "tx", id: marker, flags: 0, frame: markedFrame(dst, src, marker) }]);
   const rx = await to.until(() => to.records.find((r) => r.type === "rx" && r.frame[14] === marker), `frame ${marker}`, 10_000);
   to.records.splice(to.records.indexOf(rx), 1);
   to.send([{ type: "rx-post", count: 1, bufferSize: 2048 }]);

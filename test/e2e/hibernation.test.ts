@@ -5,19 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KEEPALIVE_REQUEST } from "../../datapath/tunnel/constants.ts";
 import { startRelay, type RunningRelay } from "./relay-harness.ts";
+import { markedFrame } from "./marked-frame.ts";
 import { WireClient } from "./wire-client.ts";
 
 let relay: RunningRelay;
-
-function frame(dst: number, src: number, marker: number): Uint8Array {
-  const bytes = new Uint8Array(64);
-  for (let i = 0; i < 6; i++) {
-    bytes[i] = Math.floor(dst / 2 ** (8 * (5 - i))) % 256;
-    bytes[6 + i] = Math.floor(src / 2 ** (8 * (5 - i))) % 256;
-  }
-  bytes.set([0x88, 0xb5, marker], 12);
-  return bytes;
-}
 
 async function segment(): Promise<{ counters: { instanceStarts: number; portsAccepted: number } }> {
   return (await (await fetch(`${relay.baseUrl}/v1/segments/sleepy`)).json()) as never;
@@ -37,7 +28,7 @@ describe("a hibernated segment", () => {
     const { client: a, welcome: welcomeA } = await WireClient.join(url, { macs: [0x020000000701] });
     const { client: b } = await WireClient.join(url, { macs: [0x020000000702] });
     b.send([{ type: "rx-post", count: 10, bufferSize: 2048 }]);
-    a.send([0, 1, 2].map((id) => ({ type: "tx" as const, id, flags: 0, frame: frame(0x020000000702, 0x020000000701, id) })));
+    a.send([0, 1, 2].map((id) => ({ type: "tx" as const, id, flags: 0, frame: markedFrame(0x020000000702, 0x020000000701, id) })));
     await b.until(() => (b.records.filter((r) => r.type === "rx").length === 3 ? true : undefined), "3 frames");
     b.take("rx");
     await a.next("tx-complete");
@@ -51,7 +42,7 @@ describe("a hibernated segment", () => {
     await new Promise((resolve) => setTimeout(resolve, 500));
 
     // Same sockets, no reconnect: 7 credits remain at b, so 7 of 9 frames are delivered now and 2 wait.
-    a.send([3, 4, 5, 6, 7, 8, 9, 10, 11].map((id) => ({ type: "tx" as const, id, flags: 0, frame: frame(0x020000000702, 0x020000000701, id) })));
+    a.send([3, 4, 5, 6, 7, 8, 9, 10, 11].map((id) => ({ type: "tx" as const, id, flags: 0, frame: markedFrame(0x020000000702, 0x020000000701, id) })));
     expect(await a.next("tx-complete")).toMatchObject({ firstId: 3, count: 9, status: 0 });
     await b.until(() => (b.records.filter((r) => r.type === "rx").length === 7 ? true : undefined), "7 frames");
     expect(b.take("rx").map((r) => r.frame[14])).toEqual([3, 4, 5, 6, 7, 8, 9]);
