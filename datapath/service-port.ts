@@ -40,5 +40,5 @@ export interface ServicePort {
    * (docs/cells.md §0 item 12); `arpBindingsVersion` changes whenever the result may have. Optional.
    */
   readonly arpBindingsVersion?: number;
-  arpBindings?(): { version: number; bindings: ArpBindings | null };
+  arpBindings?(): ArpBindings | null;
 }

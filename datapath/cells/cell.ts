@@ -190,7 +190,7 @@ export class Cell {
     if (service === this.arpSource && version === this.arpVersion) return;
     this.arpSource = service;
     this.arpVersion = version;
-    const bindings = service?.arpBindings?.().bindings ?? null;
+    const bindings = service?.arpBindings?.() ?? null;
     // A renewal or a quarantine changes the version but not the list: nothing to send.
     if (sameArpBindings(bindings, this.announcedArp)) return;
     this.announcedArp = bindings;

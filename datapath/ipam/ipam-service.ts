@@ -173,16 +173,12 @@ export class IpamService implements ServicePort {
     return true;
   }
 
-  /**
-   * What the ARP proxy answers for, for the other cells of a segment (docs/cells.md §0 item 12): null
-   * when the proxy is off. `version` changes whenever the bound leases or reservations may have.
-   */
-  arpBindings(): { version: number; bindings: ArpBindings | null } {
-    if (!this.settings.arpProxy) return { version: -1, bindings: null };
-    return { version: this.leases.version, bindings: { serviceMac: this.mac, addresses: this.leases.bindings() } };
+  /** What the ARP proxy answers for, for the other cells of a segment (docs/cells.md §0 item 12): null when the proxy is off. */
+  arpBindings(): ArpBindings | null {
+    return this.settings.arpProxy ? { serviceMac: this.mac, addresses: this.leases.bindings() } : null;
   }
 
-  /** The version `arpBindings()` would report now, without building the list. */
+  /** Changes whenever `arpBindings()` may have (the bound leases or reservations changed), so it need not be built to tell. */
   get arpBindingsVersion(): number {
     return this.settings.arpProxy ? this.leases.version : -1;
   }

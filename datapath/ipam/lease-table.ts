@@ -76,9 +76,10 @@ export class LeaseTable {
   private readonly reservedByMac = new Map<MacKey, { ip: Ipv4Address; hostname: string | null }>();
   private readonly reservedIps = new Set<Ipv4Address>();
   private readonly reservedNames = new Set<string>();
-  private changed = false;
-  /** Counts changes to bound leases and quarantines (what `bindings()` reads), never reset. */
+  /** Counts changes to bound leases and quarantines (what `bindings()` reads and what is stored), never reset. */
   version = 0;
+  /** `version` at the last `takeDirty()` (or restore). */
+  private storedVersion = 0;
 
   constructor(private readonly pool: LeasePool) {
     for (const r of pool.reservations) {
@@ -99,9 +100,9 @@ export class LeaseTable {
 
   /** Whether bound leases or quarantines changed since the last `takeDirty()` (offers never persist). */
   takeDirty(): boolean {
-    const was = this.changed;
-    this.changed = false;
-    return was;
+    const dirty = this.version !== this.storedVersion;
+    this.storedVersion = this.version;
+    return dirty;
   }
 
   /** Makes the next `takeDirty()` true. */
@@ -286,7 +287,7 @@ export class LeaseTable {
       if (ip?.ok !== true || typeof stored.untilMs !== "number" || stored.untilMs <= nowMs || !this.inRange(ip.value) || this.byIp.has(ip.value)) continue;
       if (this.quarantine.size < this.quarantineLimit) this.quarantine.set(ip.value, stored.untilMs);
     }
-    this.changed = false;
+    this.storedVersion = this.version;
     return skipped;
   }
 
@@ -309,9 +310,8 @@ export class LeaseTable {
     return this.inRange(ip) && !this.byIp.has(ip) && !this.reservedIps.has(ip) && !this.quarantine.has(ip);
   }
 
-  /** Bound leases or quarantines changed: to be stored (`takeDirty`), and `version` moves on. */
+  /** Bound leases or quarantines changed: `version` moves on (so `takeDirty` reports it). */
   private touch(): void {
-    this.changed = true;
     this.version++;
   }
 
