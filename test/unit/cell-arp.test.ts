@@ -10,7 +10,7 @@ import { IpamService } from "../../datapath/ipam/ipam-service.ts";
 import { ArpOperation, buildArpFrame, checkArpPacket } from "../../datapath/inet.ts";
 import type { SegmentSwitch } from "../../datapath/segment-switch.ts";
 import type { SwitchPort } from "../../datapath/switch-port.ts";
-import { meshOfCells, newCell } from "./cells-fixture.ts";
+import { meshOfCells, newCell, settleCalls } from "./cells-fixture.ts";
 import { RecordingSink } from "./recording-sink.ts";
 
 const BROADCAST = 0xffff_ffff_ffff;
@@ -39,24 +39,12 @@ function attach(cellIndex: number, id: number, mac: number): void {
 
 /** What the durable layer does at the end of each event: announce, then run every call (bounded). */
 function pumpAll(): void {
-  for (let round = 0; round < 20; round++) {
-    let any = false;
-    cells.forEach((cell, index) => {
-      const sw = switches[index] as SegmentSwitch;
-      cell.syncStatics(new Set([...sw.allPorts()].filter((p) => p.mode !== "trunk").flatMap((p) => p.state.macs)), 1);
-      cell.syncArpBindings(sw.port(SERVICE_PORT)?.service ?? null);
-      cell.refreshFilter();
-      for (const { peer, batch } of cell.take()) {
-        any = true;
-        const reply = (cells[peer] as Cell).receive(batch);
-        if (!reply.ok) throw new Error(reply.error.message);
-        cell.completed(peer, reply.value);
-        (switches[peer] as SegmentSwitch).flush();
-      }
-    });
-    if (!any) return;
-  }
-  throw new Error("calls did not settle");
+  settleCalls(cells, (cell, index) => {
+    const sw = switches[index] as SegmentSwitch;
+    cell.syncStatics(new Set([...sw.allPorts()].filter((p) => p.mode !== "trunk").flatMap((p) => p.state.macs)), 1);
+    cell.syncArpBindings(sw.port(SERVICE_PORT)?.service ?? null);
+    cell.refreshFilter();
+  }, (peer) => (switches[peer] as SegmentSwitch).flush());
 }
 
 function arpRequest(senderMac: number, senderIp: number, targetIp: number): Uint8Array {

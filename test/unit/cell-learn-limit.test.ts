@@ -4,28 +4,11 @@ import { describe, expect, it } from "vitest";
 import { newPortCounters } from "../../datapath/counters.ts";
 import type { SegmentSwitch } from "../../datapath/segment-switch.ts";
 import type { Cell } from "../../datapath/cells/cell.ts";
-import { CELLS_CONFIG, meshOfCells } from "./cells-fixture.ts";
+import { CELLS_CONFIG, meshOfCells, settleCalls } from "./cells-fixture.ts";
 import { frame } from "./datapath-frames.ts";
 import { RecordingSink } from "./recording-sink.ts";
 
 const M = (n: number): string => `02 00 00 00 0c ${n.toString(16).padStart(2, "0")}`;
-
-/** Runs every due trunk call until none is left (bounded). */
-function settle(cells: Cell[]): void {
-  for (let round = 0; round < 20; round++) {
-    let any = false;
-    cells.forEach((cell) => {
-      for (const { peer, batch } of cell.take()) {
-        any = true;
-        const reply = (cells[peer] as Cell).receive(batch);
-        if (!reply.ok) throw new Error(reply.error.message);
-        cell.completed(peer, reply.value);
-      }
-    });
-    if (!any) return;
-  }
-  throw new Error("calls did not settle");
-}
 
 describe("learnLimitPerSegment across cells", () => {
   it("counts the learned MACs of every cell: a bridge port on another cell learns only what is left", () => {
@@ -42,13 +25,13 @@ describe("learnLimitPerSegment across cells", () => {
     };
     const one = bridgeOn(1, 1);
     const two = bridgeOn(2, 2);
-    settle(cells);
+    settleCalls(cells);
     one(1);
     one(2);
-    settle(cells);
+    settleCalls(cells);
     two(3);
     two(4);
-    settle(cells);
+    settleCalls(cells);
     const table = (cell: number) => (switches[cell] as SegmentSwitch).fdbSummary();
     expect([table(1).learned, table(2).learned]).toEqual([2, 1]);
     expect(table(2).segmentLimitHits).toBe(1);

@@ -21,3 +21,28 @@ export function meshOfCells(count: number, clock: () => number, config: SwitchCo
   for (const cell of cells) for (const peer of cells) if (peer !== cell) cell.addPeer(peer.identity.index);
   return { cells, switches };
 }
+
+/**
+ * Runs every due trunk call between `cells`, each answered at once by its peer, until none is left
+ * (bounded); returns how many were made. `prepare` runs for each cell before it is asked for its calls
+ * (its announcements), `answered` after each call with the peer that took it.
+ */
+export function settleCalls(cells: readonly Cell[], prepare?: (cell: Cell, index: number) => void, answered?: (peer: number) => void): number {
+  let calls = 0;
+  for (let round = 0; round < 20; round++) {
+    let any = false;
+    cells.forEach((cell, index) => {
+      prepare?.(cell, index);
+      for (const { peer, batch } of cell.take()) {
+        any = true;
+        calls++;
+        const reply = (cells[peer] as Cell).receive(batch);
+        if (!reply.ok) throw new Error(reply.error.message);
+        cell.completed(peer, reply.value);
+        answered?.(peer);
+      }
+    });
+    if (!any) return calls;
+  }
+  throw new Error("trunk calls did not settle");
+}

@@ -11,6 +11,7 @@ import { RxFlag } from "../../datapath/tunnel/constants.ts";
 import { SegmentSwitch, type SwitchConfig } from "../../datapath/segment-switch.ts";
 import type { SwitchPort } from "../../datapath/switch-port.ts";
 import { frame, hex, mac } from "./datapath-frames.ts";
+import { settleCalls } from "./cells-fixture.ts";
 import { RecordingSink } from "./recording-sink.ts";
 
 const CONFIG: SwitchConfig = {
@@ -61,21 +62,7 @@ function attach(cellIndex: number, id: number, kind: PortKind, macs: number[] = 
 
 /** Runs every pending trunk call until none is left (bounded); returns how many calls were made. */
 function settle(): number {
-  let calls = 0;
-  for (let round = 0; round < 20; round++) {
-    let any = false;
-    for (const cell of cells) {
-      for (const { peer, batch } of cell.take()) {
-        any = true;
-        calls++;
-        const reply = (cells[peer] as Cell).receive(batch);
-        if (!reply.ok) throw new Error(reply.error.message);
-        cell.completed(peer, reply.value);
-      }
-    }
-    if (!any) return calls;
-  }
-  throw new Error("trunk calls did not settle");
+  return settleCalls(cells);
 }
 
 function send(id: number, ...frames: Uint8Array[]): void {
