@@ -173,6 +173,26 @@ describe("ARP suppression per cell", () => {
     expect(take(3)).toEqual([]);
   });
 
+  it("a lease that ends at the home (its sweep, which the segment's alarm runs) leaves the other cells' answers", () => {
+    const client = { key: "client-11", mac: ASKER, hostname: null };
+    const offered = service.leases.offer(client, undefined, now);
+    const address = offered.ok ? offered.value : 0;
+    expect(service.leases.bind(client, address, 600, now).ok).toBe(true);
+    pumpAll();
+    const sw = switches[2] as SegmentSwitch;
+    const askTwo = (): void => {
+      sw.rawFrame(sw.port(3) as SwitchPort, arpRequest(OWNER, ip(33), address));
+      sw.flush();
+    };
+    askTwo();
+    expect(take(3)).toHaveLength(1);
+    now = service.leases.nextBoundExpiry() as number;
+    service.sweep(now);
+    pumpAll();
+    askTwo();
+    expect(take(3)).toEqual([]);
+  });
+
   it("lease changes while a peer does not answer leave one list in its queue (earlier ones superseded)", () => {
     const home = cells[0] as Cell;
     for (let n = 0; n < 40; n++) {
