@@ -1,7 +1,7 @@
 // The stdio backend (VDE stream cable: 2-byte big-endian length + frame) over real pipes and child
 // processes, and — when vde2 is installed — through a real vde_switch and vde_plug.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -141,10 +141,18 @@ describe.skipIf(!hasVde)(`through a real VDE switch${hasVde ? "" : " (skipped: v
     const sock = join(dir, "switch");
     // A hub (-x) floods everything; its stdin stays an open pipe so it keeps running until we kill it.
     const sw = start("vde_switch", ["-x", "-s", sock]);
-    let swErr = "";
-    sw.stderr?.on("data", (chunk: Buffer) => { swErr += chunk.toString(); });
+    let stderr = "";
+    const collectStderr = (name: string, child: ChildProcess): void => {
+      child.stderr?.on("data", (chunk: Buffer) => { stderr += `${name}: ${chunk.toString()}`; });
+    };
+    collectStderr("vde_switch", sw);
+    // A vde_plug started before the switch has made its control socket exits at once ("vde_open …: No such
+    // file or directory"): on a loaded machine that raced, and the test waited out its deadline for nothing.
+    await waitFor(() => existsSync(join(sock, "ctl")), "vde_switch's control socket", 20_000);
     const plugA = start("vde_plug", [`vde://${sock}`]);
     const plugB = start("vde_plug", [`vde://${sock}`]);
+    collectStderr("vde_plug A", plugA);
+    collectStderr("vde_plug B", plugB);
     const deadline = Date.now() + 20_000; // generous: vde_plug connects slowly on a loaded machine
     const a = cable(plugA);
     const b = cable(plugB);
@@ -156,7 +164,10 @@ describe.skipIf(!hasVde)(`through a real VDE switch${hasVde ? "" : " (skipped: v
     const reply = Uint8Array.from([0x02, 0, 0, 0, 0, 0xa1, 0x02, 0, 0, 0, 0, 0xb2, 0x88, 0xb5, ...frame(46, 10)]);
     // The plugs connect to the switch asynchronously: resend (bounded) until the frame gets through.
     while (atB.length === 0) {
-      if (Date.now() > deadline) throw new Error(`no frame through vde_switch in 20 s (switch stderr: ${swErr})`);
+      if (Date.now() > deadline) throw new Error(`no frame through vde_switch in 20 s (stderr: ${stderr || "none"})`);
+      for (const plug of [plugA, plugB]) {
+        if (plug.exitCode !== null) throw new Error(`a vde_plug exited with ${plug.exitCode} (stderr: ${stderr || "none"})`);
+      }
       a.send([broadcast]);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -164,5 +175,5 @@ describe.skipIf(!hasVde)(`through a real VDE switch${hasVde ? "" : " (skipped: v
     b.send([reply]);
     await waitFor(() => atA.some((f) => f[11] === 0xb2), "the reply at A");
     expect(atA.find((f) => f[11] === 0xb2)).toEqual(reply);
-  }, 30_000);
+  }, 60_000);
 });
