@@ -1,8 +1,9 @@
 // workerd's own listening port behind `wrangler dev`'s proxy: the direct path that skips the proxy
 // workerd (two more loopback crossings and process wake-ups each way; bench:floor measures them).
-// wrangler starts a new workerd on a new port whenever it reloads the worker (a source changed), so
-// clients that must ride out a reload use the proxy's port; `npm start` prints this one as well, and
-// the benchmarks measure through both. Linux only (`ss`, /proc); null wherever it cannot be found.
+// wrangler starts a new workerd on a new port whenever it reloads the worker (a source changed): the
+// CLI's fast local path (client/local-fast-path.ts) connects here, falls back to the proxy's port when
+// this one refuses, and looks again; `npm start` prints it, and the benchmarks measure through both.
+// Linux only (`ss`, /proc); null wherever it cannot be found.
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 

@@ -70,7 +70,7 @@ export const joinCommand = defineCommand({
     const openSession = async (vnetHeader: boolean): Promise<{ session: Session; welcome: WelcomeRecord }> => {
       const session = new Session({
         filter: { promiscuous: false, allMulticast: true, multicast: [] },
-        ...(await sessionOptions(url, token, { kind, macs: kind === "member" ? [mac.key] : [], vnetHeader })),
+        ...(await sessionOptions(url, token, { kind, macs: kind === "member" ? [mac.key] : [], vnetHeader }, log)),
       });
       const welcome = await session.start().catch((error: unknown) => {
         session.close();

@@ -22,7 +22,7 @@ export const qemuCommand = defineCommand({
     if (values.listen === undefined) throw usageError("qemu needs --listen HOST:PORT or --listen /path/to.sock");
     const token = tokenFrom(values.token);
     const log = logger(values.quiet);
-    const options = await sessionOptions(url, token, {});
+    const options = await sessionOptions(url, token, {}, log);
     const server = await serveBackend(`qemu:${values.listen}`);
     const { qemuNetdevArgument } = await import("../backends/qemu.ts");
     console.log(`edgelan: serving QEMU guests on ${server.address()} for ${url}`);

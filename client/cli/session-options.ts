@@ -4,6 +4,8 @@ import type { SessionOptions } from "../session.ts";
 import type { OptionSpec } from "./command.ts";
 import { EDGELAN_VERSION } from "../../datapath/version.ts";
 import { frameTrace } from "../frame-trace.ts";
+import { FAST_PATH_ENV, LocalFastPath } from "../local-fast-path.ts";
+import { findWorkerdPort } from "../../scripts/workerd-port.mjs";
 
 export const TOKEN_OPTION = {
   type: "string", value: "TOKEN", env: "EDGELAN_TOKEN", description: "join token (mint one with `edgelan token SEGMENT`)",
@@ -22,13 +24,18 @@ export function tokenFrom(option: string | undefined): string | undefined {
 
 /**
  * Session settings shared by every command that joins a segment, the one place the
- * CLI's sessions get the latency trace. The WebSocket library is loaded here, not at
- * start-up, so `edgelan --help` does not pay for it.
+ * CLI's sessions get the latency trace and the fast local path (client/local-fast-path.ts:
+ * a relay under `wrangler dev` on this machine is reached on workerd's own port; `log`
+ * hears which). The WebSocket library is loaded here, not at start-up, so `edgelan --help`
+ * does not pay for it.
  */
-export async function sessionOptions(url: string, token: string | undefined, extra: Partial<SessionOptions>): Promise<SessionOptions> {
-  const { nodeSocketFactory } = await import("../node-socket.ts");
+export async function sessionOptions(url: string, token: string | undefined, extra: Partial<SessionOptions>, log?: (line: string) => void): Promise<SessionOptions> {
+  const { fastPathSocketFactory, nodeSocketFactory } = await import("../node-socket.ts");
+  const fastPath = await LocalFastPath.forUrl(url, findWorkerdPort);
+  const direct = fastPath?.directPort ?? null;
+  if (direct !== null) log?.(`fast local path: workerd's own port ${direct}, skipping wrangler dev's proxy (${FAST_PATH_ENV}=off keeps the URL's port)`);
   return {
-    url, token, socketFactory: nodeSocketFactory,
+    url, token, socketFactory: fastPath === null ? nodeSocketFactory : fastPathSocketFactory(fastPath),
     clientName: "edgelan-cli", clientVersion: CLI_VERSION,
     // A relay that cannot be reached at all is a mistake to report (exit 4); once joined, outages are retried forever.
     reconnect: { beforeOpen: false },

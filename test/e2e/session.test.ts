@@ -9,7 +9,9 @@ import { DropReason } from "../../datapath/counters.ts";
 import { writeMac, type MacKey } from "../../datapath/mac.ts";
 import { AckStatus } from "../../datapath/tunnel/constants.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
-import { nodeSocketFactory } from "../../client/node-socket.ts";
+import { LocalFastPath } from "../../client/local-fast-path.ts";
+import { fastPathSocketFactory, nodeSocketFactory } from "../../client/node-socket.ts";
+import { findWorkerdPort } from "../../scripts/workerd-port.mjs";
 import { Session, SessionError, type SessionOptions, type SocketFactory, type SocketLike } from "../../client/session.ts";
 import { freePort, startRelay, type RunningRelay } from "./relay-harness.ts";
 
@@ -155,6 +157,50 @@ describe("Session against the real relay", () => {
     await sleep(200);
     expect(rxA).toHaveLength(30);
     expect(rxB).toHaveLength(50);
+  });
+
+  it("the fast local path finds workerd's own port behind wrangler dev's proxy, and frames flow through it", async () => {
+    const url = connectUrl("sx-fast");
+    const path = await LocalFastPath.forUrl(url, findWorkerdPort, {});
+    const direct = path?.directPort ?? null;
+    expect(direct).not.toBeNull();
+    expect(direct).not.toBe(relay.port);
+    const opened: string[] = [];
+    const fast = fastPathSocketFactory(path as LocalFastPath);
+    const recording: SocketFactory = (target, protocols, headers) => {
+      const socket = fast(target, protocols, headers);
+      opened.push(new URL((socket as unknown as { url: string }).url).port);
+      return socket;
+    };
+    const a = session("sx-fast", MAC(9), { socketFactory: recording });
+    const b = session("sx-fast", MAC(10), { socketFactory: recording });
+    const rxB = collect(b);
+    await a.start();
+    await b.start();
+    expect(opened).toEqual([String(direct), String(direct)]);
+    a.send(range(20).map((i) => frame(MAC(10), MAC(9), i)));
+    await waitFor(() => rxB.length === 20, "20 deliveries on the direct port");
+    expect(rxB.map(seqOf)).toEqual(range(20));
+  });
+
+  it("a direct port that refuses (workerd moved) sends the next attempt through the proxy", async () => {
+    const dead = await freePort();
+    // The first look-up names a port nothing listens on (workerd moved since); the one after the failure finds none.
+    let lookups = 0;
+    const path = (await LocalFastPath.forUrl(connectUrl("sx-fast-moved"), async () => (++lookups === 1 ? dead : null), {})) as LocalFastPath;
+    expect(path.directPort).toBe(dead);
+    const opened: string[] = [];
+    const fast = fastPathSocketFactory(path);
+    const recording: SocketFactory = (target, protocols, headers) => {
+      const socket = fast(target, protocols, headers);
+      opened.push(new URL((socket as unknown as { url: string }).url).port);
+      return socket;
+    };
+    const a = session("sx-fast-moved", MAC(11), { socketFactory: recording });
+    await a.start();
+    expect(opened).toEqual([String(dead), String(relay.port)]);
+    expect(lookups).toBe(2);
+    expect(a.isOpen).toBe(true);
   });
 
   it("defers frames beyond the TX window instead of dropping them; all complete ok and arrive in order", async () => {
