@@ -5,6 +5,10 @@
 // worker, and that closes every socket; a connection attempt that fails on the direct
 // port goes through the proxy instead, and the port is looked up again for later ones.
 //
+// The CLI's first connection fails for good when it cannot reach the relay (exit 4), so a reload in
+// the milliseconds between the look-up (which checked /healthz on the port) and that first connection
+// ends the command; running it again takes the new port.
+//
 // Only workerd's own process tree can name the port: the finder takes the workerd
 // listening on the URL's port and another workerd of the same process group answering
 // /healthz (scripts/workerd-port.mjs), so no other local user can redirect a client.
