@@ -2,29 +2,7 @@
 // and it turns a refused upgrade (401, 403, 404, …) into a close that carries
 // the HTTP status and the server's message, so the user sees why.
 import WebSocket from "ws";
-import type { LocalFastPath } from "./local-fast-path.ts";
 import type { SocketFactory, SocketLike } from "./session.ts";
-
-/**
- * Opens edgelan tunnels from Node on the fast local path where there is one: each connection goes to
- * workerd's own port, and one that closes before it opened (wrangler reloaded the worker, so workerd
- * moved) tells the path, so the session's next attempt goes through the proxy.
- */
-export function fastPathSocketFactory(path: LocalFastPath): SocketFactory {
-  return (url, protocols, headers) => {
-    const target = path.rewrite(url);
-    const socket = nodeSocketFactory(target, protocols, headers);
-    if (target !== url) {
-      const ws = socket as unknown as WebSocket;
-      let opened = false;
-      ws.once("open", () => (opened = true));
-      ws.once("close", () => {
-        if (!opened) path.failed();
-      });
-    }
-    return socket;
-  };
-}
 
 /** Opens edgelan tunnels from Node. */
 export const nodeSocketFactory: SocketFactory = (url, protocols, headers) => {

@@ -9,7 +9,8 @@ import { readFileSync } from "node:fs";
 
 /**
  * The other workerd in the proxy's process group whose 127.0.0.1 listener answers /healthz with
- * `"ok"`, or null.
+ * `"ok"`, or null (also when the workerd on `proxyPort` is not a proxy: its entry port was not given
+ * as `proxyPort`). `ss` may take up to 5 s, and each candidate up to 1 s.
  */
 export async function findWorkerdPort(proxyPort) {
   let listing;
@@ -29,7 +30,9 @@ export async function findWorkerdPort(proxyPort) {
   // speaks Cap'n Proto and logs an error for an HTTP request; the search stops at the entry.
   listeners.sort((x, y) => x.fd - y.fd);
   const proxy = listeners.find((l) => l.port === proxyPort);
-  if (proxy === undefined) return null;
+  // The proxy's workerd is told its port (--socket-addr=entry=HOST:PORT); the worker's own is given port 0
+  // and picks one. A URL that names the worker's own port already is the direct path: nothing to find.
+  if (proxy === undefined || !entryPortIs(proxy.pid, proxyPort)) return null;
   const group = processGroupOf(proxy.pid);
   for (const candidate of listeners) {
     if (candidate.pid === proxy.pid || group === null || processGroupOf(candidate.pid) !== group) continue;
@@ -44,6 +47,16 @@ export async function answersHealth(port) {
     const response = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
     const text = await response.text();
     return response.ok && text.includes("\"ok\"");
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the command line of workerd process PID gives its entry socket port PORT. */
+function entryPortIs(pid, port) {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return args.some((arg) => arg.startsWith("--socket-addr=entry=") && arg.endsWith(`:${port}`));
   } catch {
     return false;
   }

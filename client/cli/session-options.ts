@@ -30,7 +30,8 @@ export function tokenFrom(option: string | undefined): string | undefined {
  * does not pay for it.
  */
 export async function sessionOptions(url: string, token: string | undefined, extra: Partial<SessionOptions>, log?: (line: string) => void): Promise<SessionOptions> {
-  const { fastPathSocketFactory, nodeSocketFactory } = await import("../node-socket.ts");
+  const { nodeSocketFactory } = await import("../node-socket.ts");
+  const { fastPathSocketFactory } = await import("../fast-path-socket.ts");
   const fastPath = await LocalFastPath.forUrl(url, findWorkerdPort);
   const direct = fastPath?.directPort ?? null;
   if (direct !== null) log?.(`fast local path: workerd's own port ${direct}, skipping wrangler dev's proxy (${FAST_PATH_ENV}=off keeps the URL's port)`);

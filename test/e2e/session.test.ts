@@ -4,13 +4,15 @@
 // requests, reset of outstanding TX when the relay dies, reconnect and resume
 // after a restart, backoff with jitter, refusals and an unreachable relay.
 import { rmSync } from "node:fs";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DropReason } from "../../datapath/counters.ts";
 import { writeMac, type MacKey } from "../../datapath/mac.ts";
 import { AckStatus } from "../../datapath/tunnel/constants.ts";
 import { CloseCode } from "../../datapath/tunnel/close-codes.ts";
 import { LocalFastPath } from "../../client/local-fast-path.ts";
-import { fastPathSocketFactory, nodeSocketFactory } from "../../client/node-socket.ts";
+import { nodeSocketFactory } from "../../client/node-socket.ts";
+import { fastPathSocketFactory } from "../../client/fast-path-socket.ts";
 import { findWorkerdPort } from "../../scripts/workerd-port.mjs";
 import { Session, SessionError, type SessionOptions, type SocketFactory, type SocketLike } from "../../client/session.ts";
 import { freePort, startRelay, type RunningRelay } from "./relay-harness.ts";
@@ -57,6 +59,40 @@ function session(segment: string, mac: MacKey | null, extra: Partial<SessionOpti
   });
   sessions.push(created);
   return created;
+}
+
+/**
+ * A TCP forwarder on 127.0.0.1 to `targetPort`. retire() resets its connections and turns it into an
+ * impostor on the same port: later connections are counted and dropped, never forwarded.
+ */
+async function tcpForwarder(targetPort: number): Promise<{ port: number; retire: () => void; impostorConnections: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let retired = false;
+  let impostorConnections = 0;
+  const server = createServer((inbound) => {
+    if (retired) {
+      impostorConnections++;
+      inbound.destroy();
+      return;
+    }
+    const outbound = connect(targetPort, "127.0.0.1");
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.on("error", () => undefined);
+      socket.on("close", () => sockets.delete(socket));
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    retire: () => {
+      retired = true;
+      for (const socket of sockets) socket.resetAndDestroy();
+    },
+    impostorConnections: () => impostorConnections,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 /** Collects every frame a session receives. */
@@ -159,48 +195,91 @@ describe("Session against the real relay", () => {
     expect(rxB).toHaveLength(50);
   });
 
+  /** A socket factory on the fast path that keeps every socket it made (their `url` is the one in use). */
+  function recordingFastPath(path: LocalFastPath): { factory: SocketFactory; ports: () => string[] } {
+    const made: SocketLike[] = [];
+    const fast = fastPathSocketFactory(path);
+    return {
+      factory: (target, protocols, headers) => {
+        const socket = fast(target, protocols, headers);
+        made.push(socket);
+        return socket;
+      },
+      ports: () => made.map((socket) => new URL((socket as unknown as { url: string }).url).port),
+    };
+  }
+
   it("the fast local path finds workerd's own port behind wrangler dev's proxy, and frames flow through it", async () => {
     const url = connectUrl("sx-fast");
     const path = await LocalFastPath.forUrl(url, findWorkerdPort, {});
     const direct = path?.directPort ?? null;
     expect(direct).not.toBeNull();
     expect(direct).not.toBe(relay.port);
-    const opened: string[] = [];
-    const fast = fastPathSocketFactory(path as LocalFastPath);
-    const recording: SocketFactory = (target, protocols, headers) => {
-      const socket = fast(target, protocols, headers);
-      opened.push(new URL((socket as unknown as { url: string }).url).port);
-      return socket;
-    };
-    const a = session("sx-fast", MAC(9), { socketFactory: recording });
-    const b = session("sx-fast", MAC(10), { socketFactory: recording });
+    const recording = recordingFastPath(path as LocalFastPath);
+    const a = session("sx-fast", MAC(9), { socketFactory: recording.factory });
+    const b = session("sx-fast", MAC(10), { socketFactory: recording.factory });
     const rxB = collect(b);
     await a.start();
     await b.start();
-    expect(opened).toEqual([String(direct), String(direct)]);
+    expect(recording.ports()).toEqual([String(direct), String(direct)]);
     a.send(range(20).map((i) => frame(MAC(10), MAC(9), i)));
     await waitFor(() => rxB.length === 20, "20 deliveries on the direct port");
     expect(rxB.map(seqOf)).toEqual(range(20));
   });
 
-  it("a direct port that refuses (workerd moved) sends the next attempt through the proxy", async () => {
+  it("a URL that names workerd's own port already has no fast path to find (the other workerd is the proxy)", async () => {
+    const direct = await findWorkerdPort(relay.port);
+    expect(direct).not.toBeNull();
+    expect(await findWorkerdPort(direct as number)).toBeNull();
+    const path = await LocalFastPath.forUrl(`ws://127.0.0.1:${direct}/v1/segments/sx-fast-own/connect`, findWorkerdPort, {});
+    expect(path?.directPort).toBeNull();
+  });
+
+  it.each([
+    ["retried before the first welcome", {}],
+    ["never retried before the first welcome (the CLI)", { reconnect: { beforeOpen: false } }],
+  ])("a direct port that refuses (workerd moved) gets the same attempt through the proxy: %s", async (_name, extra: Partial<SessionOptions>) => {
     const dead = await freePort();
     // The first look-up names a port nothing listens on (workerd moved since); the one after the failure finds none.
     let lookups = 0;
     const path = (await LocalFastPath.forUrl(connectUrl("sx-fast-moved"), async () => (++lookups === 1 ? dead : null), {})) as LocalFastPath;
     expect(path.directPort).toBe(dead);
-    const opened: string[] = [];
-    const fast = fastPathSocketFactory(path);
-    const recording: SocketFactory = (target, protocols, headers) => {
-      const socket = fast(target, protocols, headers);
-      opened.push(new URL((socket as unknown as { url: string }).url).port);
-      return socket;
-    };
-    const a = session("sx-fast-moved", MAC(11), { socketFactory: recording });
+    const recording = recordingFastPath(path);
+    const a = session("sx-fast-moved", MAC(11), { socketFactory: recording.factory, ...extra });
     await a.start();
-    expect(opened).toEqual([String(dead), String(relay.port)]);
+    // One socket: it tried the dead port and opened on the proxy's.
+    expect(recording.ports()).toEqual([String(relay.port)]);
     expect(lookups).toBe(2);
     expect(a.isOpen).toBe(true);
+    expect(a.counters.reconnects).toBe(0);
+  });
+
+  it("a welcomed session whose direct connection the far end drops (a reload) does not trust that port again until a look-up", async () => {
+    const direct = await findWorkerdPort(relay.port);
+    expect(direct).not.toBeNull();
+    // Stands in for the workerd that a reload retires: it forwards to workerd's own port until then, and
+    // afterwards another process listens on its port (the risk: a join token sent to a stranger).
+    const retiring = await tcpForwarder(direct as number);
+    const answers = [retiring.port, direct as number];
+    let lookups = 0;
+    const path = (await LocalFastPath.forUrl(connectUrl("sx-fast-reload"), async () => answers[Math.min(lookups++, 1)] ?? null, {})) as LocalFastPath;
+    const recording = recordingFastPath(path);
+    const a = session("sx-fast-reload", MAC(12), { socketFactory: recording.factory });
+    const b = session("sx-fast-reload", MAC(13));
+    const rxB = collect(b);
+    await a.start();
+    await b.start();
+    expect(recording.ports()).toEqual([String(retiring.port)]);
+    retiring.retire();
+    await waitFor(() => a.counters.reconnects === 1 && a.isOpen, "a reconnected");
+    expect(retiring.impostorConnections()).toBe(0);
+    await retiring.close();
+    // The second connection went to the port found by the look-up after the loss (or to the proxy while it ran), never to the old one.
+    expect(lookups).toBe(2);
+    expect(recording.ports()).toHaveLength(2);
+    expect([String(direct), String(relay.port)]).toContain(recording.ports()[1]);
+    a.send(range(5).map((i) => frame(MAC(13), MAC(12), i)));
+    await waitFor(() => rxB.length === 5, "5 deliveries after the reconnect");
   });
 
   it("defers frames beyond the TX window instead of dropping them; all complete ok and arrive in order", async () => {

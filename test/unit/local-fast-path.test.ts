@@ -1,8 +1,9 @@
 // The fast local path's rules (client/local-fast-path.ts): which URLs can have one, how a
-// connect URL is rewritten, and that a failed direct connection sends the next ones through
-// the proxy until a new look-up finds workerd again. The real relay: test/e2e/session.test.ts.
+// connect URL is rewritten, that trouble on the direct port sends the next connections through
+// the proxy until a new look-up finds workerd again, and how often look-ups run. The sockets:
+// test/unit/fast-path-socket.test.ts. The real relay: test/e2e/session.test.ts.
 import { describe, expect, it } from "vitest";
-import { FAST_PATH_ENV, LocalFastPath, localProxyPort, type DirectPortFinder } from "../../client/local-fast-path.ts";
+import { FAST_PATH_ENV, LOOKUP_INTERVAL_MS, LocalFastPath, localProxyPort, type DirectPortFinder } from "../../client/local-fast-path.ts";
 
 /** A finder that answers from a list, one answer per look-up (the last one repeats), and counts look-ups. */
 function scripted(...answers: Array<number | null | Error>): DirectPortFinder & { calls: number[] } {
@@ -60,10 +61,10 @@ describe("LocalFastPath", () => {
     }
   });
 
-  it("after a failed direct connection goes through the proxy, looks again, and takes workerd's new port", async () => {
+  it("after something goes wrong on the direct port goes through the proxy, looks again, and takes workerd's new port", async () => {
     const find = scripted(40_001, 40_002);
     const path = (await LocalFastPath.forUrl(URL_8787, find, {})) as LocalFastPath;
-    path.failed();
+    path.forget();
     // At once, before the new look-up answers: the proxy.
     expect(path.rewrite(URL_8787)).toBe(URL_8787);
     await path.refresh();
@@ -71,20 +72,54 @@ describe("LocalFastPath", () => {
     expect(path.rewrite(URL_8787)).toBe("ws://127.0.0.1:40002/v1/segments/lab/connect");
   });
 
-  it("runs one look-up at a time however many connections fail together", async () => {
-    let release: (port: number) => void = () => undefined;
-    const calls: number[] = [];
-    const find: DirectPortFinder = (proxyPort) => {
-      calls.push(proxyPort);
-      return calls.length === 1 ? Promise.resolve(40_001) : new Promise((resolve) => (release = resolve));
-    };
-    const path = (await LocalFastPath.forUrl(URL_8787, find, {})) as LocalFastPath;
-    path.failed();
-    path.failed();
-    path.failed();
-    expect(calls).toHaveLength(2);
-    release(40_003);
+  it("a look-up that began before the port was forgotten cannot bring it back; one more look-up follows it", async () => {
+    const releases: Array<(port: number) => void> = [];
+    const find: DirectPortFinder = () => new Promise((resolve) => releases.push(resolve));
+    const first = LocalFastPath.forUrl(URL_8787, find, {});
+    releases[0]?.(40_001);
+    const path = (await first) as LocalFastPath;
+    path.forget(); // look-up 2 starts
+    path.forget(); // look-up 2 is stale now: look-up 3 will follow it
+    path.forget();
+    expect(releases).toHaveLength(2);
+    releases[1]?.(40_001); // the port as it was before the last failure
+    await Promise.resolve();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(path.directPort).toBeNull();
+    expect(releases).toHaveLength(3);
+    releases[2]?.(40_003);
     await path.refresh();
     expect(path.directPort).toBe(40_003);
+    expect(releases).toHaveLength(3);
+  });
+
+  it("without a port, a new connection starts a look-up, at most one every LOOKUP_INTERVAL_MS", async () => {
+    let clock = 0;
+    const find = scripted(null, null, 40_005);
+    const path = (await LocalFastPath.forUrl(URL_8787, find, {}, () => clock)) as LocalFastPath;
+    expect(path.rewrite(URL_8787)).toBe(URL_8787);
+    clock = LOOKUP_INTERVAL_MS - 1;
+    expect(path.rewrite(URL_8787)).toBe(URL_8787);
+    expect(find.calls).toHaveLength(1);
+    clock = LOOKUP_INTERVAL_MS;
+    expect(path.rewrite(URL_8787)).toBe(URL_8787); // this connection: the proxy; the look-up serves the next ones
+    expect(find.calls).toHaveLength(2);
+    await path.refresh();
+    clock = 2 * LOOKUP_INTERVAL_MS;
+    path.rewrite(URL_8787);
+    await path.refresh();
+    expect(find.calls).toHaveLength(3);
+    expect(path.rewrite(URL_8787)).toBe("ws://127.0.0.1:40005/v1/segments/lab/connect");
+    // With a port known, connections start no look-ups.
+    clock = 10 * LOOKUP_INTERVAL_MS;
+    path.rewrite(URL_8787);
+    expect(find.calls).toHaveLength(3);
+  });
+
+  it("rewrites only URLs of the proxy itself: a loopback host and the proxy's port", async () => {
+    const path = (await LocalFastPath.forUrl(URL_8787, scripted(40_001), {})) as LocalFastPath;
+    for (const other of ["ws://10.0.0.1:8787/v1/segments/lab/connect", "wss://127.0.0.1:8787/v1/segments/lab/connect", "ws://relay.example:8787/x"]) {
+      expect(path.rewrite(other)).toBe(other);
+    }
   });
 });
