@@ -23,8 +23,10 @@ export default defineConfig({
       {
         // Fixed test secrets: the admin API and join tokens are exercised as deployed (auth on, dev mode off);
         // dev mode and "not configured" are tested by calling the Worker with an overridden env.
+        // A test's time limit is above the 5 s each expectation waits (test/workers/ports.ts), so a message that never
+        // comes fails with what was awaited rather than a bare timeout.
         plugins: [workerdWithTestSecrets()],
-        test: { name: "workers", include: ["test/workers/**/*.test.ts"] },
+        test: { name: "workers", include: ["test/workers/**/*.test.ts"], testTimeout: 20_000 },
       },
       {
         // Waits are bounded (10 s per expectation, 40 s for the HELLO deadline); nothing asserts a tight time.
