@@ -88,7 +88,7 @@ class FastPathSocket implements SocketLike {
     };
     ws.onerror = (event) => {
       if (!inUse()) return;
-      if (direct && !this.opened && !this.closedByUs && MOVED_ERRORS.has(errorCode(event.error))) this.fallBack(ws);
+      if (direct && !this.opened && !this.closedByUs && MOVED_ERRORS.has(errorCode(event.error))) this.fallBack();
       else this.onerror?.(event);
     };
     // nodeSocketFactory calls this with an httpStatus when the upgrade is refused (then the worker did answer).
@@ -101,9 +101,9 @@ class FastPathSocket implements SocketLike {
   }
 
   /** Nothing listens on the direct port: the path forgets it, and the proxy gets the same attempt. */
-  private fallBack(direct: WebSocket): void {
+  private fallBack(): void {
     this.path.forget();
-    const binaryType = direct.binaryType;
+    const binaryType = this.inner.binaryType;
     this.inner = this.open(this.proxyUrl, false);
     this.inner.binaryType = binaryType;
   }

@@ -4,7 +4,7 @@
 // requests, reset of outstanding TX when the relay dies, reconnect and resume
 // after a restart, backoff with jitter, refusals and an unreachable relay.
 import { rmSync } from "node:fs";
-import { connect, createServer, type AddressInfo, type Socket } from "node:net";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DropReason } from "../../datapath/counters.ts";
 import { writeMac, type MacKey } from "../../datapath/mac.ts";
@@ -16,6 +16,7 @@ import { fastPathSocketFactory } from "../../client/fast-path-socket.ts";
 import { findWorkerdPort } from "../../scripts/workerd-port.mjs";
 import { Session, SessionError, type SessionOptions, type SocketFactory, type SocketLike } from "../../client/session.ts";
 import { freePort, startRelay, type RunningRelay } from "./relay-harness.ts";
+import { startTcpFront } from "../../bench/lib/tcp-front.ts";
 
 let relay: RunningRelay;
 const sessions: Session[] = [];
@@ -62,36 +63,31 @@ function session(segment: string, mac: MacKey | null, extra: Partial<SessionOpti
 }
 
 /**
- * A TCP forwarder on 127.0.0.1 to `targetPort`. retire() resets its connections and turns it into an
- * impostor on the same port: later connections are counted and dropped, never forwarded.
+ * bench:floor's TCP front on 127.0.0.1, forwarding to `targetPort`. retire() resets its connections,
+ * closes it and puts an impostor on the same port: later connections are counted and dropped.
  */
-async function tcpForwarder(targetPort: number): Promise<{ port: number; retire: () => void; impostorConnections: () => number; close: () => Promise<void> }> {
-  const sockets = new Set<Socket>();
-  let retired = false;
-  let impostorConnections = 0;
-  const server = createServer((inbound) => {
-    if (retired) {
-      impostorConnections++;
-      inbound.destroy();
-      return;
-    }
-    const outbound = connect(targetPort, "127.0.0.1");
-    for (const socket of [inbound, outbound]) {
-      sockets.add(socket);
-      socket.on("error", () => undefined);
-      socket.on("close", () => sockets.delete(socket));
-    }
-    inbound.pipe(outbound).pipe(inbound);
+async function retiringFront(targetPort: number): Promise<{ port: number; retire: () => Promise<void>; impostorConnections: () => number; close: () => Promise<void> }> {
+  const front = await startTcpFront("127.0.0.1", 0, targetPort);
+  const port = (front.address() as AddressInfo).port;
+  const clients = new Set<Socket>();
+  front.on("connection", (client: Socket) => {
+    clients.add(client);
+    client.on("close", () => clients.delete(client));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  let impostorConnections = 0;
+  const impostor = createServer((inbound) => {
+    impostorConnections++;
+    inbound.destroy();
+  });
   return {
-    port: (server.address() as AddressInfo).port,
-    retire: () => {
-      retired = true;
-      for (const socket of sockets) socket.resetAndDestroy();
+    port,
+    retire: async () => {
+      for (const client of clients) client.resetAndDestroy();
+      await new Promise((resolve) => front.close(resolve));
+      await new Promise<void>((resolve) => impostor.listen(port, "127.0.0.1", resolve));
     },
     impostorConnections: () => impostorConnections,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () => new Promise((resolve) => impostor.close(() => resolve())),
   };
 }
 
@@ -259,7 +255,7 @@ describe("Session against the real relay", () => {
     expect(direct).not.toBeNull();
     // Stands in for the workerd that a reload retires: it forwards to workerd's own port until then, and
     // afterwards another process listens on its port (the risk: a join token sent to a stranger).
-    const retiring = await tcpForwarder(direct as number);
+    const retiring = await retiringFront(direct as number);
     const answers = [retiring.port, direct as number];
     let lookups = 0;
     const path = (await LocalFastPath.forUrl(connectUrl("sx-fast-reload"), async () => answers[Math.min(lookups++, 1)] ?? null, {})) as LocalFastPath;
@@ -270,7 +266,7 @@ describe("Session against the real relay", () => {
     await a.start();
     await b.start();
     expect(recording.ports()).toEqual([String(retiring.port)]);
-    retiring.retire();
+    await retiring.retire();
     await waitFor(() => a.counters.reconnects === 1 && a.isOpen, "a reconnected");
     expect(retiring.impostorConnections()).toBe(0);
     await retiring.close();

@@ -3,12 +3,13 @@
 // anything; a direct socket the far end closes, or one that never opens, makes the path forget the
 // port; an upgrade the worker refuses, or a close of our own, does not. The real relay:
 // test/e2e/session.test.ts.
-import { createServer, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { fastPathSocketFactory } from "../../client/fast-path-socket.ts";
 import { LocalFastPath, type DirectPortFinder } from "../../client/local-fast-path.ts";
 import type { SocketLike } from "../../client/session.ts";
+import { freePort } from "../../bench/lib/wrangler-dev.ts";
 
 const servers: WebSocketServer[] = [];
 
@@ -30,19 +31,20 @@ async function server(options: { refuse?: boolean } = {}): Promise<{ port: numbe
   return { port: (wss.address() as AddressInfo).port, wss };
 }
 
-/** A port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
 /** A finder that names `direct` first, then nothing, and counts look-ups. */
 function finder(direct: number): DirectPortFinder & { calls: number } {
   const find = Object.assign(async () => (++find.calls === 1 ? direct : null), { calls: 0 });
   return find;
+}
+
+/** The proxy's URL in the tests where only the direct port answers (nothing listens on port 1). */
+const NO_PROXY = "ws://127.0.0.1:1/c";
+
+/** A fast path whose look-up names `directPort` once, and a socket it opens for NO_PROXY. */
+async function directSocket(directPort: number): Promise<{ find: ReturnType<typeof finder>; path: LocalFastPath; socket: SocketLike }> {
+  const find = finder(directPort);
+  const path = (await LocalFastPath.forUrl(NO_PROXY, find, {})) as LocalFastPath;
+  return { find, path, socket: fastPathSocketFactory(path)(NO_PROXY, ["edgelan.v1"], {}) };
 }
 
 /** What a session sees of one socket. */
@@ -75,7 +77,7 @@ const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve,
 describe("fastPathSocketFactory", () => {
   it("a direct port nothing listens on: the same socket opens through the proxy, and the session hears one open", async () => {
     const proxy = await server();
-    const find = finder(await deadPort());
+    const find = finder(await freePort());
     const path = (await LocalFastPath.forUrl(`ws://127.0.0.1:${proxy.port}/c`, find, {})) as LocalFastPath;
     const socket = fastPathSocketFactory(path)(`ws://127.0.0.1:${proxy.port}/c?x=1`, ["edgelan.v1"], {});
     const { events } = observe(socket);
@@ -93,9 +95,7 @@ describe("fastPathSocketFactory", () => {
 
   it("a direct socket the far end closes after it opened (wrangler reloaded the worker): the close is heard and the port forgotten", async () => {
     const direct = await server();
-    const find = finder(direct.port);
-    const path = (await LocalFastPath.forUrl("ws://127.0.0.1:1/c", find, {})) as LocalFastPath;
-    const socket = fastPathSocketFactory(path)("ws://127.0.0.1:1/c", ["edgelan.v1"], {});
+    const { find, path, socket } = await directSocket(direct.port);
     const { events, done } = observe(socket);
     await opened(socket);
     expect(portOf(socket)).toBe(String(direct.port));
@@ -108,8 +108,7 @@ describe("fastPathSocketFactory", () => {
 
   it("a close of our own, or an upgrade the worker refuses, keeps the port", async () => {
     const direct = await server();
-    const path = (await LocalFastPath.forUrl("ws://127.0.0.1:1/c", finder(direct.port), {})) as LocalFastPath;
-    const ours = fastPathSocketFactory(path)("ws://127.0.0.1:1/c", ["edgelan.v1"], {});
+    const { path, socket: ours } = await directSocket(direct.port);
     const mine = observe(ours);
     await opened(ours);
     ours.close(1000, "bye");
@@ -117,8 +116,7 @@ describe("fastPathSocketFactory", () => {
     expect(path.directPort).toBe(direct.port);
 
     const refusing = await server({ refuse: true });
-    const refusedPath = (await LocalFastPath.forUrl("ws://127.0.0.1:1/c", finder(refusing.port), {})) as LocalFastPath;
-    const refused = fastPathSocketFactory(refusedPath)("ws://127.0.0.1:1/c", ["edgelan.v1"], {});
+    const { path: refusedPath, socket: refused } = await directSocket(refusing.port);
     const { events, done } = observe(refused);
     expect((await done).httpStatus).toBe(401);
     expect(events[0]).toBe("close 1006"); // (`ws` reports the aborted handshake as an error after it, as without the fast path)
@@ -129,9 +127,7 @@ describe("fastPathSocketFactory", () => {
 
   it("a direct attempt we close before it opens neither falls back nor forgets", async () => {
     const direct = await server();
-    const find = finder(direct.port);
-    const path = (await LocalFastPath.forUrl("ws://127.0.0.1:1/c", find, {})) as LocalFastPath;
-    const socket = fastPathSocketFactory(path)("ws://127.0.0.1:1/c", ["edgelan.v1"], {});
+    const { find, path, socket } = await directSocket(direct.port);
     const { events, done } = observe(socket);
     socket.close(1000);
     await done;
@@ -143,7 +139,7 @@ describe("fastPathSocketFactory", () => {
 
   it("a URL the path does not rewrite gets a plain socket", async () => {
     const proxy = await server();
-    const path = (await LocalFastPath.forUrl(`ws://127.0.0.1:${proxy.port}/c`, finder(await deadPort()), {})) as LocalFastPath;
+    const path = (await LocalFastPath.forUrl(`ws://127.0.0.1:${proxy.port}/c`, finder(await freePort()), {})) as LocalFastPath;
     const other = await server();
     const socket = fastPathSocketFactory(path)(`ws://127.0.0.1:${other.port}/c`, ["edgelan.v1"], {});
     observe(socket);
