@@ -11,6 +11,7 @@ import { freePort, startRelay, type RunningRelay } from "./relay-harness.ts";
 import { guestSkipReason, Namespaces } from "./guests.ts";
 import { WireClient } from "./wire-client.ts";
 import { parseMac } from "../../datapath/mac.ts";
+import { findWorkerdPort } from "../../scripts/workerd-port.mjs";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const CLI = join(ROOT, "bin", "edgelan.mjs");
@@ -480,8 +481,10 @@ describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === nu
     expect(() => execFileSync("ip", ["-n", ns, "link", "show", "elcli1"], { stdio: "ignore" })).toThrow();
   });
 
-  it("keeps its MAC across rejoins, says which in the join line, sizes the MTU from the segment, and logs its exit", async () => {
+  it("keeps its MAC across rejoins, says which in the join line, sizes the MTU from the segment, logs the fast local path and its exit", async () => {
     expect((await admin("PUT", "/v1/segments/stable", { openJoin: true, maxFrameSize: 9014 })).status).toBe(201);
+    const direct = await findWorkerdPort(relay.port);
+    expect(direct).not.toBeNull();
     const ns = namespaces.create("cli");
     const macs: string[] = [];
     for (let round = 0; round < 2; round++) {
@@ -490,6 +493,8 @@ describe.skipIf(skip !== null)(`edgelan join with a real TAP device${skip === nu
         await waitFor(() => /MAC .* MTU/.test(agent.output()), "the join lines");
         const line = /MAC (\S+) \(stable: derived from machine id, segment and TAP name\), MTU (\d+) \(segment's largest frame 9014\), offload on/.exec(agent.output());
         expect(line, agent.output()).not.toBeNull();
+        // The proxy's URL was given: join took workerd's own port and said so (README, the fast local path).
+        expect(agent.output()).toContain(`fast local path: workerd's own port ${String(direct)}, skipping wrangler dev's proxy`);
         macs.push(line?.[1] ?? "");
         expect(line?.[2]).toBe("9000");
         const link = execFileSync("ip", ["-n", ns, "-o", "link", "show", "elcli4"], { encoding: "utf8" });
